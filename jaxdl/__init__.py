@@ -1,0 +1,1 @@
+"""jaxdl: a JAX research framework with functional training loops."""

@@ -1,0 +1,37 @@
+"""The Task interface: what the trainer knows about any kind of training.
+
+A Task is pure. The trainer calls, under `jax.jit`:
+
+    init(rng, example_batch) -> state
+    train_step(state, batch) -> (state, metrics)   # metrics: dict of scalars
+    eval_step(state, batch) -> metrics             # metrics: dict of losses.Mean
+
+`state` is any pytree with an integer `step` field (the trainer reads nothing else);
+`TrainState` below serves single-model tasks. A task that needs more (an LM's carried
+RNN state, a GAN's two parameter sets and optimizers) defines its own state dataclass.
+An eval that carries something across windows (an LM's hidden state) scans over its
+windows inside one eval_step, so the trainer never threads a carry.
+Batches are dicts of arrays; eval batches have a boolean `mask` for padding rows.
+"""
+
+from typing import Any, Protocol
+
+import jax
+from flax import struct
+
+
+@struct.dataclass
+class TrainState:
+    step: jax.Array  # int32 scalar: optimizer steps taken
+    params: Any
+    opt_state: Any
+    rng: jax.Array  # raw uint32 key; step keys are fold_in(rng, step)
+    model_state: Any  # non-trained variables, e.g. {"batch_stats": ...}; {} if none
+
+
+class Task(Protocol):
+    def init(self, rng: jax.Array, example_batch: dict) -> Any: ...
+
+    def train_step(self, state: Any, batch: dict) -> tuple[Any, dict]: ...
+
+    def eval_step(self, state: Any, batch: dict) -> dict: ...

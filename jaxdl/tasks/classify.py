@@ -1,0 +1,107 @@
+"""Image classification: softmax cross-entropy, on-device augmentation."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxdl import losses
+from jaxdl.tasks.base import TrainState
+
+
+def to_float(images: jax.Array) -> jax.Array:
+    """uint8 [0, 255] -> float32 [-1, 1]."""
+    return images.astype(jnp.float32) / 127.5 - 1.0
+
+
+def augment(rng: jax.Array, images: jax.Array, flip: bool, shift: int) -> jax.Array:
+    """Random horizontal flips and random translations by up to `shift` pixels
+    (zero-padded crops), independently per image, on device."""
+    flip_rng, shift_rng = jax.random.split(rng)
+    n, h, w, _ = images.shape
+    if flip:
+        flipped = jax.random.bernoulli(flip_rng, 0.5, (n, 1, 1, 1))
+        images = jnp.where(flipped, images[:, :, ::-1, :], images)
+    if shift:
+        padded = jnp.pad(images, ((0, 0), (shift, shift), (shift, shift), (0, 0)))
+        offsets = jax.random.randint(shift_rng, (n, 2), 0, 2 * shift + 1)
+        crop = lambda image, offset: jax.lax.dynamic_slice(
+            image, (offset[0], offset[1], 0), (h, w, image.shape[-1])
+        )
+        images = jax.vmap(crop)(padded, offsets)
+    return images
+
+
+class ClassifyTask:
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: optax.GradientTransformation,
+        schedule: optax.Schedule,
+        label_smoothing: float = 0.0,
+        flip: bool = False,
+        shift: int = 0,
+    ):
+        self.model = model
+        self.optimizer = optimizer
+        self.schedule = schedule
+        self.label_smoothing = label_smoothing
+        self.flip = flip
+        self.shift = shift
+
+    def _apply(self, params, model_state, images, train, rngs=None):
+        """Returns (logits, new model_state)."""
+        variables = {"params": params, **model_state}
+        if not train or not model_state:
+            return self.model.apply(variables, images, train=train, rngs=rngs), model_state
+        return self.model.apply(variables, images, train=True, rngs=rngs, mutable=list(model_state))
+
+    def init(self, rng: jax.Array, example_batch: dict) -> TrainState:
+        params_rng, state_rng = jax.random.split(rng)
+        variables = self.model.init(params_rng, to_float(example_batch["image"]), train=False)
+        params = variables.pop("params")
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            opt_state=self.optimizer.init(params),
+            rng=state_rng,
+            model_state=dict(variables),
+        )
+
+    def train_step(self, state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+        augment_rng, dropout_rng = jax.random.split(jax.random.fold_in(state.rng, state.step))
+        images = augment(augment_rng, to_float(batch["image"]), self.flip, self.shift)
+        labels = batch["label"]
+
+        def loss_fn(params):
+            logits, model_state = self._apply(
+                params, state.model_state, images, True, {"dropout": dropout_rng}
+            )
+            loss = losses.softmax_cross_entropy(logits, labels, self.label_smoothing).mean()
+            return loss, (logits, model_state)
+
+        (loss, (logits, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.params
+        )
+        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+        metrics = {
+            "loss": loss,
+            "accuracy": losses.accuracy(logits, labels).mean(),
+            "grad_norm": optax.global_norm(grads),
+            "learning_rate": self.schedule(state.step),
+        }
+        new_state = state.replace(
+            step=state.step + 1,
+            params=optax.apply_updates(state.params, updates),
+            opt_state=opt_state,
+            model_state=model_state,
+        )
+        return new_state, metrics
+
+    def eval_step(self, state: TrainState, batch: dict) -> dict:
+        logits, _ = self._apply(state.params, state.model_state, to_float(batch["image"]), False)
+        labels, mask = batch["label"], batch.get("mask")
+        return {
+            "loss": losses.Mean.of(losses.softmax_cross_entropy(logits, labels), mask),
+            "accuracy": losses.Mean.of(losses.accuracy(logits, labels), mask),
+        }

@@ -1,0 +1,33 @@
+"""One progress line per log step: rate, examples/s, ETA, and a few metrics."""
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(int(seconds), 0)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+class Progress:
+    def __init__(
+        self, total_steps: int, batch_size: int, max_seconds: float, step: int, elapsed_s: float
+    ):
+        self.total_steps = total_steps
+        self.batch_size = batch_size
+        self.max_seconds = max_seconds
+        self._last = (step, elapsed_s)
+
+    def line(self, step: int, elapsed_s: float, metrics: dict) -> str:
+        """The progress line for `step`; the rate is measured since the previous call."""
+        last_step, last_time = self._last
+        self._last = (step, elapsed_s)
+        rate = (step - last_step) / (elapsed_s - last_time) if elapsed_s > last_time else 0.0
+        eta = (self.total_steps - step) / rate if rate > 0 else float("inf")
+        if self.max_seconds:
+            eta = min(eta, self.max_seconds - elapsed_s)
+        shown = " ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+        return (
+            f"step {step}/{self.total_steps} ({100 * step / self.total_steps:.0f}%) "
+            f"{rate:.2f} steps/s {rate * self.batch_size:.0f} ex/s "
+            f"ETA {format_duration(eta) if eta != float('inf') else '?'} | {shown}"
+        )

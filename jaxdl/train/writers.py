@@ -1,0 +1,50 @@
+"""Metric outputs of a run: metrics.jsonl (read by tools and sweeps) and TensorBoard."""
+
+import json
+import math
+from pathlib import Path
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def read_metrics(workdir: Path) -> list[dict]:
+    path = Path(workdir) / METRICS_FILE
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class MetricWriter:
+    """Appends one JSON object per logged step: {"step", "elapsed_s", "train/x", "eval/y"}.
+
+    On resume from step k, rows after k (written by a run killed after its last
+    checkpoint) are dropped first, so the file always describes one trajectory.
+    """
+
+    def __init__(self, workdir: Path, resume_step: int, enabled: bool = True):
+        self._enabled = enabled
+        if not enabled:
+            return
+        path = Path(workdir) / METRICS_FILE
+        kept = [row for row in read_metrics(workdir) if row["step"] <= resume_step]
+        path.write_text("".join(json.dumps(row) + "\n" for row in kept))
+        self._file = path.open("a")
+        from tensorboardX import SummaryWriter  # import cost only where logs are written
+
+        self._tensorboard = SummaryWriter(str(Path(workdir) / "tensorboard"))
+
+    def write(self, step: int, elapsed_s: float, scalars: dict) -> None:
+        if not self._enabled:
+            return
+        row = {"step": step, "elapsed_s": round(elapsed_s, 3)}
+        # JSON has no NaN/Infinity: non-finite values are written as strings.
+        row.update({k: v if math.isfinite(v) else str(v) for k, v in scalars.items()})
+        self._file.write(json.dumps(row) + "\n")
+        self._file.flush()
+        for name, value in scalars.items():
+            self._tensorboard.add_scalar(name, value, step)
+
+    def close(self) -> None:
+        if self._enabled:
+            self._file.close()
+            self._tensorboard.close()
