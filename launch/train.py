@@ -23,6 +23,30 @@ def _quiet_logs() -> None:
     logging.get_absl_handler().addFilter(lambda record: "/orbax/" not in record.pathname)
 
 
+def _one_line(error: Exception, argv: list[str]) -> str:
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    if isinstance(error, AttributeError | KeyError) and lines:
+        # ml_collections names only the missing key; name the override that used it.
+        key = lines[0].strip("\"'")
+        used = [a for a in argv if a.startswith("--config.") and f".{key}" in a.split("=")[0]]
+        return f"unknown config key {key!r} in {used[0] if used else 'the config overrides'}"
+    if isinstance(error, OSError) and lines:
+        return f"cannot load --config: {lines[-1]}"  # the last line names the file and why
+    return lines[0] if lines else type(error).__name__
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl flag parsing, with every failure (unknown config key, wrong type, missing or
+    broken config file) reported as one line and exit status 2."""
+    try:
+        remaining = FLAGS(argv)
+        FLAGS.config.keys()  # a config file that failed to load raises here
+    except Exception as e:  # flags.Error, and whatever a config file or override raises
+        print(f"error: {_one_line(e, argv)}", file=sys.stderr)
+        sys.exit(2)
+    return remaining
+
+
 def main(argv):
     _quiet_logs()
     if len(argv) > 1:
@@ -44,4 +68,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -46,10 +46,6 @@ def _total_steps(cfg: ml_collections.ConfigDict, batches_per_epoch: int) -> int:
     return max(1, math.ceil(cfg.num_epochs * batches_per_epoch))
 
 
-def _every(step: int, period: int, last_step: int) -> bool:
-    return step == last_step or (period > 0 and step % period == 0)
-
-
 def evaluate(eval_step, state, eval_set: data.Dataset, batch_size: int, mesh) -> dict:
     """Mean of each eval metric over the whole eval set (padding rows masked out)."""
     totals = None
@@ -177,11 +173,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             elif train_cfg.max_seconds and elapsed() >= train_cfg.max_seconds:
                 stop_reason = f"time budget of {train_cfg.max_seconds}s"
             is_last = stop_reason is not None
-            log_now = _every(step, train_cfg.log_every, step if is_last else -1)
-            eval_now = stop_reason != "SIGTERM" and _every(
-                step, eval_every, step if is_last else -1
-            )
-            save_now = is_last or _every(step, train_cfg.checkpoint_every, -1)
+            log_now = is_last or step % train_cfg.log_every == 0
+            eval_now = stop_reason != "SIGTERM" and (is_last or step % eval_every == 0)
+            periodic_save = train_cfg.checkpoint_every and step % train_cfg.checkpoint_every == 0
+            save_now = is_last or periodic_save
             if not (log_now or eval_now or save_now):
                 continue
             take(pending)  # every value up to this step is known finite before it is kept
@@ -195,12 +190,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 scalars.update({f"eval/{k}": v for k, v in eval_metrics.items()})
             if scalars:
                 writer.write(step, elapsed(), scalars)
+            if log_now:
                 shown = {
-                    k.split("/", 1)[1] if k.startswith("train") else k: v
+                    k.removeprefix("train/"): v
                     for k, v in scalars.items()
-                    if "learning_rate" not in k
+                    if k != "train/learning_rate"
                 }
                 logging.info("%s", progress.line(step, elapsed(), shown))
+            elif eval_now:
+                logging.info(
+                    "step %d: %s", step, " ".join(f"{k}={v:.4g}" for k, v in scalars.items())
+                )
             if save_now:
                 ckpts.save(step, state, {"next_batch": next_batch, "elapsed_s": elapsed()})
         if stop_reason == "done" and not eval_metrics:  # resumed a finished run

@@ -1,0 +1,65 @@
+"""Shared fixtures: a small synthetic IDX data set and a launcher runner."""
+
+import gzip
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Writes uint8 `array` as a gzipped IDX file (the format of (Fashion-)MNIST)."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape
+    )
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def make_images(num: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Learnable 28x28 images: class c lights a bright 7x7 block at a class position."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, num).astype(np.uint8)
+    images = rng.integers(0, 60, (num, 28, 28)).astype(np.uint8)
+    for i, c in enumerate(labels):
+        row, col = divmod(int(c), 4)
+        images[i, 7 * row : 7 * row + 7, 7 * col : 7 * col + 7] += 150
+    return images, labels
+
+
+@pytest.fixture(scope="session")
+def synthetic_data_dir(tmp_path_factory) -> Path:
+    """A fashion-mnist folder of 640 train / 250 test synthetic images."""
+    root = tmp_path_factory.mktemp("data")
+    folder = root / "fashion-mnist"
+    folder.mkdir()
+    for split, num, seed in (("train", 640, 0), ("t10k", 250, 1)):
+        images, labels = make_images(num, seed)
+        write_idx(folder / f"{split}-images-idx3-ubyte.gz", images)
+        write_idx(folder / f"{split}-labels-idx1-ubyte.gz", labels)
+    return root
+
+
+def run_launcher(*args: str, devices: int = 1, timeout: float = 300, wait: bool = True):
+    """Runs launch/train.py in a fresh process (its own JAX, its own device count)."""
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["JAX_PLATFORMS"] = "cpu"
+    command = [sys.executable, str(ROOT / "launch" / "train.py"), *args]
+    if not wait:
+        return subprocess.Popen(
+            command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+    return subprocess.run(
+        command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture
+def launch():
+    return run_launcher

@@ -1,0 +1,94 @@
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import experiments.fashion_cnn_tiny as tiny
+from jaxdl import data, tasks
+from jaxdl.tasks import classify
+from tests.conftest import make_images
+
+
+def tiny_task(optimizer=None, **task_overrides):
+    config = tiny.get_config()
+    config.task.update(task_overrides)
+    config.optimizer.update(optimizer or {})
+    images, labels = make_images(64, seed=0)
+    train_set = data.Dataset(
+        arrays={"image": images[..., None], "label": labels.astype(np.int32)},
+        class_names=tuple("0123456789"),
+        origin="test",
+    )
+    batch = {name: jnp.asarray(a[:16]) for name, a in train_set.arrays.items()}
+    return tasks.build(config, train_set, total_steps=20), batch
+
+
+class TrainStepTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_jit_and_eager_steps_agree(self):
+        # Momentum SGD: updates are linear in the gradient, so float reordering under jit
+        # stays at rounding level (Adam's g/sqrt(v) would amplify it for tiny gradients).
+        task, batch = tiny_task(optimizer=dict(name="momentum", learning_rate=0.05))
+        state = task.init(jax.random.PRNGKey(0), batch)
+        step = self.variant(task.train_step)
+        reference = task.train_step
+        for _ in range(3):
+            new_state, metrics = step(state, batch)
+            ref_state, ref_metrics = reference(state, batch)
+            chex.assert_trees_all_close(new_state, ref_state, atol=1e-5)
+            chex.assert_trees_all_close(metrics, ref_metrics, atol=1e-5)
+            state = new_state
+        assert int(state.step) == 3
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_step_trains_and_updates_batch_stats(self):
+        task, batch = tiny_task()
+        state = task.init(jax.random.PRNGKey(0), batch)
+        step = self.variant(task.train_step)
+        first_loss = None
+        for _ in range(15):
+            previous = state
+            state, metrics = step(state, batch)
+            first_loss = first_loss if first_loss is not None else float(metrics["loss"])
+        assert float(metrics["loss"]) < first_loss
+        changed = jax.tree.map(
+            lambda a, b: bool(jnp.any(a != b)), previous.model_state, state.model_state
+        )
+        assert all(jax.tree.leaves(changed))
+
+
+def test_eval_ignores_padding_rows():
+    task, batch = tiny_task()
+    state = task.init(jax.random.PRNGKey(0), batch)
+    full = task.eval_step(state, {**batch, "mask": np.ones(16, bool)})
+    # Replace the last 6 rows by garbage and mask them out: the means of the first 10.
+    garbage = {"image": batch["image"].at[10:].set(255), "label": batch["label"].at[10:].set(0)}
+    masked = task.eval_step(state, {**garbage, "mask": np.arange(16) < 10})
+    first10 = task.eval_step(state, {k: v[:10] for k, v in batch.items()})
+    for name in ("loss", "accuracy"):
+        assert masked[name].compute() == np.float32(first10[name].compute())
+        assert float(full[name].count) == 16 and float(masked[name].count) == 10
+
+
+def test_augment_flip_and_shift_move_pixels_exactly():
+    images = jnp.arange(2 * 4 * 4, dtype=jnp.float32).reshape(2, 4, 4, 1)
+    flipped = classify.augment(jax.random.PRNGKey(0), images, flip=True, shift=0)
+    for original, out in zip(images, flipped, strict=True):
+        assert jnp.array_equal(out, original) or jnp.array_equal(out, original[:, ::-1])
+    shifted = classify.augment(jax.random.PRNGKey(3), images, flip=False, shift=1)
+    for original, out in zip(images, shifted, strict=True):
+        padded = jnp.pad(original, ((1, 1), (1, 1), (0, 0)))
+        windows = [padded[i : i + 4, j : j + 4] for i in range(3) for j in range(3)]
+        assert any(jnp.array_equal(out, w) for w in windows)
+
+
+def test_step_keys_differ_per_step():
+    task, batch = tiny_task(flip=True, shift=2)
+    state = task.init(jax.random.PRNGKey(0), batch)
+    # The same batch at two steps is augmented differently: per-step keys, no reused key.
+    keys = [jax.random.fold_in(state.rng, s) for s in (0, 1)]
+    a, b = (
+        classify.augment(jax.random.split(k)[0], classify.to_float(batch["image"]), True, 2)
+        for k in keys
+    )
+    assert not jnp.array_equal(a, b)
