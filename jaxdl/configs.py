@@ -36,7 +36,7 @@ def base_config() -> ml_collections.ConfigDict:
         max_seconds=0.0,  # wall-clock budget (0 = none): then a final eval and checkpoint
         log_every=50,
         eval_every=0,  # steps; 0 = once per epoch (and always at the end)
-        checkpoint_every=1000,
+        checkpoint_every=1000,  # steps; 0 = only at the end (and on SIGTERM or budget)
         keep_checkpoints=3,
     )
     return config

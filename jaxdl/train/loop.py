@@ -66,6 +66,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     train_cfg = config.train
     check(train_cfg.log_every > 0, f"train.log_every={train_cfg.log_every} must be > 0")
     check(train_cfg.max_seconds >= 0, "train.max_seconds must be >= 0 (0 = no limit)")
+    for name in ("eval_every", "checkpoint_every"):
+        check(train_cfg[name] >= 0, f"train.{name}={train_cfg[name]} must be >= 0")
+    check(train_cfg.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1")
 
     # ---- Mesh -------------------------------------------------------------------------
     mesh = mesh_lib.make_mesh()
