@@ -116,3 +116,16 @@ def test_module_backward_options_agree():
     loss = lambda m: lambda p: jnp.sum(m.apply(p, xs, carry)[0] ** 2)
     ga, ge = jax.grad(loss(module))(params), jax.grad(loss(explicit))(params)
     jax.tree.map(lambda a, e: np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-6), ga, ge)
+
+
+def test_language_model_runs_window_by_window_like_one_long_window():
+    model = lstm.LSTMLanguageModel(vocab_size=11, hidden=8, layers=2)
+    tokens = jax.random.randint(jax.random.PRNGKey(0), (3, 10), 0, 11)
+    carries = model.initial_carry(3)
+    params = model.init(jax.random.PRNGKey(1), tokens, carries)
+    logits, final = model.apply(params, tokens, carries)
+    assert logits.shape == (3, 10, 11) and len(final) == 2
+    first, middle = model.apply(params, tokens[:, :4], carries)
+    second, end = model.apply(params, tokens[:, 4:], middle)
+    np.testing.assert_allclose(jnp.concatenate([first, second], axis=1), logits, atol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), end, final)

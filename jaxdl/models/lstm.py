@@ -109,3 +109,28 @@ class LSTM(nn.Module):
     def initial_carry(self, batch_size: int) -> tuple[jax.Array, jax.Array]:
         zeros = jnp.zeros((batch_size, self.hidden))
         return zeros, zeros
+
+
+class LSTMLanguageModel(nn.Module):
+    """Token embedding -> stacked LSTM layers -> logits over the vocabulary.
+
+    `carries` holds one (h, c) per layer, so a long text can be run window by window.
+    """
+
+    vocab_size: int
+    hidden: int = 256
+    layers: int = 2
+    backward: str = "autodiff"
+
+    @nn.compact
+    def __call__(self, tokens: jax.Array, carries: tuple) -> tuple[jax.Array, tuple]:
+        x = nn.Embed(self.vocab_size, self.hidden)(tokens)
+        new_carries = []
+        for layer, carry in enumerate(carries):
+            x, carry = LSTM(self.hidden, self.backward, name=f"lstm_{layer}")(x, carry)
+            new_carries.append(carry)
+        return nn.Dense(self.vocab_size)(x), tuple(new_carries)
+
+    def initial_carry(self, batch_size: int) -> tuple:
+        zeros = jnp.zeros((batch_size, self.hidden))
+        return tuple((zeros, zeros) for _ in range(self.layers))
