@@ -6,6 +6,7 @@ import signal
 import time
 
 import chex
+import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
@@ -137,13 +138,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
     good_step = int(error.split("last good checkpoint: step ")[1].split(" ")[0])
     assert saved_steps(workdir)[-1] == good_step == bad_step - 1
     state = saved_state(workdir, good_step)
-    assert all(np.isfinite(x).all() for x in jax_leaves(state["params"]))
-
-
-def jax_leaves(tree):
-    import jax
-
-    return jax.tree.leaves(tree)
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(state["params"]))
 
 
 def test_time_budget_ends_with_a_final_eval_and_checkpoint(launch, synthetic_data_dir, tmp_path):
