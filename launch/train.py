@@ -63,7 +63,8 @@ def main(argv):
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    logging.info("final eval: %s", metrics)
+    if metrics:  # empty when stopped by SIGTERM: no eval then, the run resumes later
+        logging.info("final eval: %s", metrics)
     return 0
 
 
