@@ -4,6 +4,8 @@
 
 One jitted step = forward over a window, loss, backward, clip_by_global_norm(1) + Adam;
 the carry is passed from step to step. Median of 5 repeats of 5 steps after compiling.
+If PyTorch is installed (`pip install torch==2.13.0`; never a jaxdl dependency), the same
+model and step with torch.nn.LSTM is measured side by side as the reference.
 Writes bench/results/lstm_speed.md.
 """
 
@@ -59,9 +61,45 @@ def tokens_per_second(backward: str) -> float:
     return 5 * FLAGS.batch * FLAGS.window / statistics.median(times)
 
 
+def torch_tokens_per_second() -> float | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.manual_seed(0)
+    embed = torch.nn.Embedding(VOCAB, FLAGS.hidden)
+    lstm = torch.nn.LSTM(FLAGS.hidden, FLAGS.hidden, FLAGS.layers, batch_first=True)
+    head = torch.nn.Linear(FLAGS.hidden, VOCAB)
+    params = [*embed.parameters(), *lstm.parameters(), *head.parameters()]
+    optimizer = torch.optim.Adam(params, lr=1e-3)
+    tokens = torch.randint(0, VOCAB, (FLAGS.batch, FLAGS.window + 1))
+    zeros = torch.zeros(FLAGS.layers, FLAGS.batch, FLAGS.hidden)
+    carry = (zeros, zeros.clone())
+
+    def step(carry):
+        out, carry = lstm(embed(tokens[:, :-1]), carry)
+        logits = head(out)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), tokens[:, 1:].flatten())
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        return tuple(c.detach() for c in carry)
+
+    carry = step(carry)
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(5):
+            carry = step(carry)
+        times.append(time.perf_counter() - start)
+    return 5 * FLAGS.batch * FLAGS.window / statistics.median(times)
+
+
 def main(_) -> None:
     shape = f"{FLAGS.layers} layers x {FLAGS.hidden}, batch {FLAGS.batch}, window {FLAGS.window}"
     rates = {backward: tokens_per_second(backward) for backward in ("autodiff", "explicit")}
+    reference = torch_tokens_per_second()
     lines = [
         f"# LSTM LM training throughput ({shape}; median of 5)",
         "",
@@ -71,7 +109,11 @@ def main(_) -> None:
         "|---|---|",
     ]
     lines += [f"| {name} | {rate:.0f} |" for name, rate in rates.items()]
+    if reference:
+        lines.append(f"| torch.nn.LSTM (reference) | {reference:.0f} |")
     lines += ["", f"explicit / autodiff: {rates['explicit'] / rates['autodiff']:.2f}"]
+    if reference:
+        lines.append(f"explicit / torch: {rates['explicit'] / reference:.2f}")
     table = "\n".join(lines) + "\n"
     print(table)
     (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
