@@ -1,0 +1,19 @@
+from jaxdl.train.progress import Progress, format_duration
+
+
+def test_format_duration():
+    assert format_duration(59.9) == "0m59s"
+    assert format_duration(3725) == "1h02m05s"
+
+
+def test_progress_line_measures_rate_and_eta_since_the_last_line():
+    progress = Progress(total_steps=1000, batch_size=32, max_seconds=0, step=100, elapsed_s=10.0)
+    line = progress.line(300, 30.0, {"loss": 0.5})
+    # 200 steps in 20 s: 10 steps/s, 320 examples/s, 700 steps left -> 70 s.
+    assert line.startswith("step 300/1000 (30%) 10.00 steps/s 320 ex/s ETA 1m10s")
+    assert line.endswith("| loss=0.5")
+
+
+def test_progress_eta_is_capped_by_the_time_budget():
+    progress = Progress(total_steps=1000, batch_size=1, max_seconds=40, step=0, elapsed_s=0.0)
+    assert "ETA 0m15s" in progress.line(10, 25.0, {})  # 2475 s of steps left, 15 s of budget
