@@ -40,7 +40,7 @@ def images_per_second(model_overrides: dict, conv_impl: str, batch_size=128) -> 
         class_names=tuple("0123456789"),
         origin="synthetic",
     )
-    task = tasks.build(config, dataset, total_steps=1000)
+    task = tasks.build(config, {"class_names": dataset.class_names}, total_steps=1000)
     batch = {k: jnp.asarray(v) for k, v in dataset.arrays.items()}
     state = jax.jit(task.init)(jax.random.PRNGKey(0), batch)
     step = jax.jit(task.train_step, donate_argnums=0)

@@ -21,7 +21,7 @@ from absl import flags
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from jaxdl import losses  # noqa: E402
-from jaxdl.models.lstm import LSTMLanguageModel  # noqa: E402
+from jaxdl.models.lstm import RecurrentLanguageModel  # noqa: E402
 
 flags.DEFINE_integer("hidden", 256, "LSTM width.")
 flags.DEFINE_integer("layers", 2, "LSTM layers.")
@@ -32,7 +32,7 @@ VOCAB = 65  # Tiny Shakespeare's characters
 
 
 def tokens_per_second(backward: str) -> float:
-    model = LSTMLanguageModel(VOCAB, FLAGS.hidden, FLAGS.layers, backward)
+    model = RecurrentLanguageModel(VOCAB, FLAGS.hidden, FLAGS.layers, backward=backward)
     tokens = jax.random.randint(jax.random.PRNGKey(0), (FLAGS.batch, FLAGS.window + 1), 0, VOCAB)
     carries = model.initial_carry(FLAGS.batch)
     params = model.init(jax.random.PRNGKey(1), tokens[:, :-1], carries)

@@ -38,5 +38,6 @@ def base_config() -> ml_collections.ConfigDict:
         eval_every=0,  # steps; 0 = once per epoch (and always at the end)
         checkpoint_every=1000,  # steps; 0 = only at the end (and on SIGTERM or budget)
         keep_checkpoints=3,
+        plot=True,  # write workdir/metrics.png (every metric over steps) when the run stops
     )
     return config

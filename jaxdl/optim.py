@@ -27,6 +27,10 @@ def build_schedule(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Sc
             return optax.constant_schedule(cfg.learning_rate)
         return optax.linear_schedule(0.0, cfg.learning_rate, warmup_steps)
     if cfg.schedule == "warmup_cosine":
+        if warmup_steps == 0:  # the same curve, without optax's empty-warmup warning
+            return optax.cosine_decay_schedule(
+                cfg.learning_rate, max(total_steps, 1), alpha=cfg.final_lr_fraction
+            )
         return optax.warmup_cosine_decay_schedule(
             init_value=0.0,
             peak_value=cfg.learning_rate,

@@ -119,7 +119,7 @@ def test_module_backward_options_agree():
 
 
 def test_language_model_runs_window_by_window_like_one_long_window():
-    model = lstm.LSTMLanguageModel(vocab_size=11, hidden=8, layers=2)
+    model = lstm.RecurrentLanguageModel(vocab_size=11, hidden=8, layers=2)
     tokens = jax.random.randint(jax.random.PRNGKey(0), (3, 10), 0, 11)
     carries = model.initial_carry(3)
     params = model.init(jax.random.PRNGKey(1), tokens, carries)

@@ -7,7 +7,9 @@ def test_format_duration():
 
 
 def test_progress_line_measures_rate_and_eta_since_the_last_line():
-    progress = Progress(total_steps=1000, batch_size=32, max_seconds=0, step=100, elapsed_s=10.0)
+    progress = Progress(
+        total_steps=1000, items_per_step=32, unit="ex", max_seconds=0, step=100, elapsed_s=10.0
+    )
     line = progress.line(300, 30.0, {"loss": 0.5})
     # 200 steps in 20 s: 10 steps/s, 320 examples/s, 700 steps left -> 70 s.
     assert line.startswith("step 300/1000 (30%) 10.00 steps/s 320 ex/s ETA 1m10s")
@@ -15,5 +17,15 @@ def test_progress_line_measures_rate_and_eta_since_the_last_line():
 
 
 def test_progress_eta_is_capped_by_the_time_budget():
-    progress = Progress(total_steps=1000, batch_size=1, max_seconds=40, step=0, elapsed_s=0.0)
+    progress = Progress(
+        total_steps=1000, items_per_step=1, unit="ex", max_seconds=40, step=0, elapsed_s=0.0
+    )
     assert "ETA 0m15s" in progress.line(10, 25.0, {})  # 2475 s of steps left, 15 s of budget
+
+
+def test_excluded_seconds_leave_the_rate_to_training_alone():
+    progress = Progress(
+        total_steps=1000, items_per_step=64, unit="tok", max_seconds=0, step=0, elapsed_s=0.0
+    )
+    progress.exclude(5.0)  # an eval between two lines
+    assert "10.00 steps/s 640 tok/s" in progress.line(100, 15.0, {})

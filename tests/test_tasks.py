@@ -20,7 +20,7 @@ def tiny_task(optimizer=None, **task_overrides):
         origin="test",
     )
     batch = {name: jnp.asarray(a[:16]) for name, a in train_set.arrays.items()}
-    return tasks.build(config, train_set, total_steps=20), batch
+    return tasks.build(config, {"class_names": train_set.class_names}, total_steps=20), batch
 
 
 class TrainStepTest(chex.TestCase):

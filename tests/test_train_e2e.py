@@ -38,6 +38,15 @@ def saved_state(workdir, step):
     )
 
 
+def keep_checkpoints_up_to(workdir, last):
+    """Deletes checkpoints after step `last`: as if the run was killed just after it."""
+    for step in saved_steps(workdir):
+        if step > last:
+            for path in sorted((workdir / "checkpoints" / str(step)).rglob("*"), reverse=True):
+                path.rmdir() if path.is_dir() else path.unlink()
+            (workdir / "checkpoints" / str(step)).rmdir()
+
+
 def test_resume_in_a_new_process_is_bit_equal(launch, synthetic_data_dir, tmp_path):
     args = (
         "--config.train.num_steps=12",
@@ -48,12 +57,7 @@ def test_resume_in_a_new_process_is_bit_equal(launch, synthetic_data_dir, tmp_pa
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     assert_ok(tiny_run(launch, straight, synthetic_data_dir, *args))
     assert_ok(tiny_run(launch, resumed, synthetic_data_dir, *args))
-    # Pretend the second run was killed just after its step-5 checkpoint.
-    for step in saved_steps(resumed):
-        if step > 5:
-            for path in sorted((resumed / "checkpoints" / str(step)).rglob("*"), reverse=True):
-                path.rmdir() if path.is_dir() else path.unlink()
-            (resumed / "checkpoints" / str(step)).rmdir()
+    keep_checkpoints_up_to(resumed, 5)
     assert saved_steps(resumed) == [5]
     result = tiny_run(launch, resumed, synthetic_data_dir, *args)
     assert_ok(result)
@@ -202,7 +206,7 @@ def test_smoke_run_on_real_fashion_mnist(launch, tmp_path):
         "--config.train.eval_every=40",
     )
     assert_ok(result)
-    assert "60000 train (local copy" in result.stderr
+    assert "60000 train, 10000 eval (local copy" in result.stderr
     last = read_metrics(workdir)[-1]
     assert last["step"] == 40 and math.isfinite(last["eval/loss"])
     assert last["eval/accuracy"] > 0.3  # chance is 0.1

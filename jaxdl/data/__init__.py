@@ -1,6 +1,20 @@
 """Data: sources by TFDS name (or local copies) and deterministic host batching."""
 
+from jaxdl.data.inputs import Input, build_input
 from jaxdl.data.pipeline import Prefetcher, ShuffledBatches, eval_batches
-from jaxdl.data.sources import Dataset, load
+from jaxdl.data.sources import Dataset, load, load_text
+from jaxdl.data.text import CharVocab, StreamBatches, eval_streams
 
-__all__ = ["Dataset", "Prefetcher", "ShuffledBatches", "eval_batches", "load"]
+__all__ = [
+    "CharVocab",
+    "Dataset",
+    "Input",
+    "Prefetcher",
+    "ShuffledBatches",
+    "StreamBatches",
+    "build_input",
+    "eval_batches",
+    "eval_streams",
+    "load",
+    "load_text",
+]

@@ -167,3 +167,44 @@ def load(name: str, split: str, source: str = "auto", data_dir: str = "") -> Dat
     if source == "local":
         raise DatasetNotFoundError(_not_found_message(name, split, data_dir, "source=local"))
     return _load_tfds(name, split, data_dir)
+
+
+# Local copies of text sets: folder names under the data dir, and the file in them.
+_TEXT_FOLDERS = {"tiny_shakespeare": (("tinyshakespeare", "tiny_shakespeare"), "input.txt")}
+TEXT_DATASETS = tuple(_TEXT_FOLDERS)
+
+
+def _load_text_tfds(name: str, data_dir: str) -> tuple[str, str]:
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(name)
+        builder.download_and_prepare()
+        # TFDS cuts the one text into train | validation | test; joined, it is the file.
+        parts = [
+            next(iter(tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))["text"]))
+            for split in ("train", "validation", "test")
+        ]
+    except Exception as e:
+        raise DatasetNotFoundError(
+            _not_found_message(
+                name, "all", data_dir, f"TFDS failed: {type(e).__name__}: {_first_line(e)}"
+            )
+        ) from e
+    return b"".join(parts).decode("utf-8"), f"TFDS {builder.data_dir}"
+
+
+def load_text(name: str, source: str = "auto", data_dir: str = "") -> tuple[str, str]:
+    """The whole text of a text data set and where it was read from; sources as `load`."""
+    check_choice("data.source", source, ("auto", "local", "tfds"))
+    check_choice("data.name", name, TEXT_DATASETS)
+    if source == "tfds" or (source == "auto" and _tfds_prepared(name)):
+        return _load_text_tfds(name, data_dir)
+    folders, filename = _TEXT_FOLDERS[name]
+    root = local_data_dir(data_dir)
+    for folder in (root, *(root / sub for sub in folders)):
+        if (folder / filename).is_file():
+            return (folder / filename).read_text(encoding="utf-8"), f"local copy {folder}"
+    if source == "local":
+        raise DatasetNotFoundError(_not_found_message(name, "all", data_dir, "source=local"))
+    return _load_text_tfds(name, data_dir)

@@ -1,4 +1,5 @@
-"""An LSTM layer run with `lax.scan`, with two interchangeable backward passes.
+"""Recurrent layers run with `lax.scan`: an LSTM with two interchangeable backward passes,
+a plain tanh RNN, and the stacked character language model built from them.
 
 `backward="autodiff"`: `jax.grad` differentiates the scan.
 `backward="explicit"`: a hand-written back-propagation through time (a reverse scan that
@@ -8,6 +9,8 @@ matrix product each, instead of accumulating them step by step inside the scan.
 
 Shapes are time-major inside: xs (T, B, D); gate order in the 4H axis: i, f, g, o.
 """
+
+import functools
 
 import flax.linen as nn
 import jax
@@ -19,7 +22,7 @@ def _gates(z: jax.Array):
     return jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
 
 
-def _forward(w_x, w_h, b, xs, h0, c0):
+def _forward(w_x, w_h, b, xs, h0, c0, unroll=1):
     """Returns (hs, (h_T, c_T), per-step (c, gates)) of the layer."""
     zx = xs @ w_x + b  # the input projection of every step at once
 
@@ -30,28 +33,28 @@ def _forward(w_x, w_h, b, xs, h0, c0):
         h = o * jnp.tanh(c)
         return (h, c), (h, c, i, f, g, o)
 
-    (h_last, c_last), (hs, cs, *gates) = jax.lax.scan(step, (h0, c0), zx)
+    (h_last, c_last), (hs, cs, *gates) = jax.lax.scan(step, (h0, c0), zx, unroll=unroll)
     return hs, (h_last, c_last), (cs, gates)
 
 
-def lstm_autodiff(w_x, w_h, b, xs, h0, c0):
+def lstm_autodiff(w_x, w_h, b, xs, h0, c0, unroll=1):
     """hs (T, B, H) and the final carry (h_T, c_T)."""
-    hs, carry, _ = _forward(w_x, w_h, b, xs, h0, c0)
+    hs, carry, _ = _forward(w_x, w_h, b, xs, h0, c0, unroll)
     return hs, carry
 
 
-@jax.custom_vjp
-def lstm_explicit(w_x, w_h, b, xs, h0, c0):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
+def lstm_explicit(w_x, w_h, b, xs, h0, c0, unroll=1):
     """Same values as `lstm_autodiff`; its gradient is the hand-written BPTT below."""
-    return lstm_autodiff(w_x, w_h, b, xs, h0, c0)
+    return lstm_autodiff(w_x, w_h, b, xs, h0, c0, unroll)
 
 
-def _explicit_fwd(w_x, w_h, b, xs, h0, c0):
-    hs, carry, (cs, gates) = _forward(w_x, w_h, b, xs, h0, c0)
+def _explicit_fwd(w_x, w_h, b, xs, h0, c0, unroll):
+    hs, carry, (cs, gates) = _forward(w_x, w_h, b, xs, h0, c0, unroll)
     return (hs, carry), (w_x, w_h, xs, h0, c0, hs, cs, gates)
 
 
-def _explicit_bwd(residuals, cotangents):
+def _explicit_bwd(unroll, residuals, cotangents):
     w_x, w_h, xs, h0, c0, hs, cs, (i, f, g, o) = residuals
     d_hs, (d_h_last, d_c_last) = cotangents
     c_prevs = jnp.concatenate([c0[None], cs[:-1]])
@@ -74,7 +77,7 @@ def _explicit_bwd(residuals, cotangents):
         return (dz @ w_h.T, dc * f_t), dz
 
     (d_h0, d_c0), dzs = jax.lax.scan(
-        step, (d_h_last, d_c_last), (d_hs, cs, c_prevs, i, f, g, o), reverse=True
+        step, (d_h_last, d_c_last), (d_hs, cs, c_prevs, i, f, g, o), reverse=True, unroll=unroll
     )
     h_prevs = jnp.concatenate([h0[None], hs[:-1]])
     d_w_h = jnp.einsum("tbh,tbk->hk", h_prevs, dzs)
@@ -87,10 +90,11 @@ BACKWARDS = {"autodiff": lstm_autodiff, "explicit": lstm_explicit}
 
 
 class LSTM(nn.Module):
-    """One LSTM layer over a batch-major sequence: (B, T, D), carry -> (B, T, H), carry."""
+    """One LSTM layer over a batch-major sequence: (B, T, D), carry (h, c) -> (B, T, H), carry."""
 
     hidden: int
     backward: str = "autodiff"
+    unroll: int = 1
 
     @nn.compact
     def __call__(self, xs: jax.Array, carry: tuple[jax.Array, jax.Array]):
@@ -103,7 +107,7 @@ class LSTM(nn.Module):
             lambda _, shape: jnp.zeros(shape).at[self.hidden : 2 * self.hidden].set(1.0),
             (4 * self.hidden,),
         )
-        hs, carry = BACKWARDS[self.backward](w_x, w_h, b, xs.swapaxes(0, 1), *carry)
+        hs, carry = BACKWARDS[self.backward](w_x, w_h, b, xs.swapaxes(0, 1), *carry, self.unroll)
         return hs.swapaxes(0, 1), carry
 
     def initial_carry(self, batch_size: int) -> tuple[jax.Array, jax.Array]:
@@ -111,26 +115,75 @@ class LSTM(nn.Module):
         return zeros, zeros
 
 
-class LSTMLanguageModel(nn.Module):
-    """Token embedding -> stacked LSTM layers -> logits over the vocabulary.
+class SimpleRNN(nn.Module):
+    """A plain (Elman) RNN layer, h_t = act(x_t W_x + h_{t-1} W_h + b); carry (h,).
 
-    `carries` holds one (h, c) per layer, so a long text can be run window by window.
+    Its gradients through time grow or vanish geometrically with W_h's spectrum, which
+    makes it the model for showing what gradient clipping prevents. With `relu` nothing
+    bounds the activations either, so a large step can overflow them to inf.
+    """
+
+    hidden: int
+    activation: str = "tanh"  # tanh | relu
+    unroll: int = 1
+
+    @nn.compact
+    def __call__(self, xs: jax.Array, carry: tuple[jax.Array]):
+        act = ACTIVATIONS[self.activation]
+        w_x = self.param("w_x", nn.initializers.lecun_normal(), (xs.shape[-1], self.hidden))
+        w_h = self.param("w_h", nn.initializers.orthogonal(), (self.hidden, self.hidden))
+        b = self.param("b", nn.initializers.zeros, (self.hidden,))
+
+        def step(h, zx_t):
+            h = act(zx_t + h @ w_h)
+            return h, h
+
+        zx = (xs @ w_x + b).swapaxes(0, 1)
+        h_last, hs = jax.lax.scan(step, carry[0], zx, unroll=self.unroll)
+        return hs.swapaxes(0, 1), (h_last,)
+
+    def initial_carry(self, batch_size: int) -> tuple[jax.Array]:
+        return (jnp.zeros((batch_size, self.hidden)),)
+
+
+ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
+CELLS = ("lstm", "rnn")
+
+
+class RecurrentLanguageModel(nn.Module):
+    """Token embedding -> stacked recurrent layers -> logits over the vocabulary.
+
+    `carries` holds one carry per layer, so a long text can be run window by window.
+    Dropout (when training) acts on the non-recurrent connections only: the embedding
+    output, between layers and before the output layer (Zaremba et al. 2014).
     """
 
     vocab_size: int
     hidden: int = 256
     layers: int = 2
-    backward: str = "autodiff"
+    cell: str = "lstm"
+    backward: str = "autodiff"  # lstm only
+    activation: str = "tanh"  # rnn only
+    dropout: float = 0.0
+    unroll: int = 1
+
+    def _layer(self, index: int) -> nn.Module:
+        if self.cell == "lstm":
+            return LSTM(self.hidden, self.backward, self.unroll, name=f"lstm_{index}")
+        return SimpleRNN(self.hidden, self.activation, self.unroll, name=f"rnn_{index}")
 
     @nn.compact
-    def __call__(self, tokens: jax.Array, carries: tuple) -> tuple[jax.Array, tuple]:
-        x = nn.Embed(self.vocab_size, self.hidden)(tokens)
+    def __call__(self, tokens: jax.Array, carries: tuple, train: bool = False):
+        drop = nn.Dropout(self.dropout, deterministic=not train)
+        x = drop(nn.Embed(self.vocab_size, self.hidden)(tokens))
         new_carries = []
-        for layer, carry in enumerate(carries):
-            x, carry = LSTM(self.hidden, self.backward, name=f"lstm_{layer}")(x, carry)
+        for index, carry in enumerate(carries):
+            x, carry = self._layer(index)(x, carry)
+            x = drop(x)
             new_carries.append(carry)
         return nn.Dense(self.vocab_size)(x), tuple(new_carries)
 
     def initial_carry(self, batch_size: int) -> tuple:
         zeros = jnp.zeros((batch_size, self.hidden))
-        return tuple((zeros, zeros) for _ in range(self.layers))
+        per_layer = (zeros, zeros) if self.cell == "lstm" else (zeros,)
+        return tuple(per_layer for _ in range(self.layers))

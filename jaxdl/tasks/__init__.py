@@ -3,18 +3,17 @@
 import ml_collections
 
 from jaxdl import models, optim
-from jaxdl.data import Dataset
 from jaxdl.errors import check, check_choice
 from jaxdl.tasks.base import Task, TrainState
 from jaxdl.tasks.classify import ClassifyTask
+from jaxdl.tasks.lm import LanguageModelTask, LMState
 
-TASKS = ("classify",)
-MODELS = ("cnn",)
+TASKS = ("classify", "lm")
 CONV_IMPLS = ("matmul", "xla")
 
 
-def build_model(cfg: ml_collections.ConfigDict, num_classes: int):
-    check_choice("model.name", cfg.name, MODELS)
+def _build_cnn(cfg: ml_collections.ConfigDict, data_info: dict):
+    num_classes = len(data_info["class_names"])
     check_choice("model.conv_impl", cfg.conv_impl, CONV_IMPLS)
     check(0 <= cfg.dropout < 1, f"model.dropout={cfg.dropout} must be in [0, 1)")
     check(cfg.kernel_size % 2 == 1, f"model.kernel_size={cfg.kernel_size} must be odd")
@@ -36,10 +35,49 @@ def build_model(cfg: ml_collections.ConfigDict, num_classes: int):
     )
 
 
-def build(config: ml_collections.ConfigDict, train_set: Dataset, total_steps: int) -> Task:
-    """The Task named by config.task.name, with its model and optimizer."""
+def _build_rnn_lm(cfg: ml_collections.ConfigDict, data_info: dict):
+    check_choice("model.cell", cfg.cell, models.lstm.CELLS)
+    check_choice("model.backward", cfg.backward, tuple(models.lstm.BACKWARDS))
+    check_choice("model.activation", cfg.activation, tuple(models.lstm.ACTIVATIONS))
+    check(cfg.hidden > 0 and cfg.layers > 0, "model.hidden and model.layers must be positive")
+    check(0 <= cfg.dropout < 1, f"model.dropout={cfg.dropout} must be in [0, 1)")
+    check(cfg.unroll >= 1, f"model.unroll={cfg.unroll} must be >= 1")
+    return models.RecurrentLanguageModel(
+        vocab_size=len(data_info["vocab"]),
+        hidden=cfg.hidden,
+        layers=cfg.layers,
+        cell=cfg.cell,
+        backward=cfg.backward,
+        activation=cfg.activation,
+        dropout=cfg.dropout,
+        unroll=cfg.unroll,
+    )
+
+
+MODELS = {"cnn": _build_cnn, "rnn_lm": _build_rnn_lm}
+# The data a task reads, named in errors: the key of data_info it needs.
+_TASK_DATA = {"classify": "class_names", "lm": "vocab"}
+
+
+def build_model(cfg: ml_collections.ConfigDict, data_info: dict):
+    check_choice("model.name", cfg.name, tuple(MODELS))
+    return MODELS[cfg.name](cfg, data_info)
+
+
+def build(config: ml_collections.ConfigDict, data_info: dict, total_steps: int) -> Task:
+    """The Task named by config.task.name, with its model and optimizer; `data_info` is
+    the input's JSON description (class names, vocabulary: see data.Input)."""
     check_choice("task.name", config.task.name, TASKS)
+    needed = _TASK_DATA[config.task.name]
+    check(
+        needed in data_info,
+        f"task {config.task.name!r} needs a data set with {needed}; "
+        f"data.name={data_info.get('name')!r} has none",
+    )
     optimizer, schedule = optim.build_optimizer(config.optimizer, total_steps)
+    model = build_model(config.model, data_info)
+    if config.task.name == "lm":
+        return LanguageModelTask(model, optimizer, schedule)
     cfg = config.task
     check(
         0 <= cfg.label_smoothing < 1,
@@ -47,7 +85,7 @@ def build(config: ml_collections.ConfigDict, train_set: Dataset, total_steps: in
     )
     check(cfg.shift >= 0, f"task.shift={cfg.shift} must be >= 0")
     return ClassifyTask(
-        model=build_model(config.model, train_set.num_classes),
+        model=model,
         optimizer=optimizer,
         schedule=schedule,
         label_smoothing=cfg.label_smoothing,
@@ -56,4 +94,4 @@ def build(config: ml_collections.ConfigDict, train_set: Dataset, total_steps: in
     )
 
 
-__all__ = ["Task", "TrainState", "build"]
+__all__ = ["LMState", "Task", "TrainState", "build"]

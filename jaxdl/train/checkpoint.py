@@ -11,11 +11,14 @@ import orbax.checkpoint as ocp
 
 
 class Checkpoints:
-    def __init__(self, directory: Path, keep: int):
+    def __init__(self, directory: Path, keep: int, read_only: bool = False):
         self._manager = ocp.CheckpointManager(
             Path(directory).absolute(),
             options=ocp.CheckpointManagerOptions(
-                max_to_keep=keep, enable_async_checkpointing=True, create=True
+                max_to_keep=keep,
+                enable_async_checkpointing=True,
+                create=not read_only,
+                read_only=read_only,
             ),
         )
 

@@ -15,9 +15,10 @@ from absl import logging
 
 from jaxdl import data, tasks
 from jaxdl.errors import NonFiniteLossError, check
-from jaxdl.train import checkpoint
+from jaxdl.train import checkpoint, plots
 from jaxdl.train import mesh as mesh_lib
 from jaxdl.train.progress import Progress
+from jaxdl.train.run_info import write_run_info
 from jaxdl.train.writers import MetricWriter
 
 
@@ -46,11 +47,11 @@ def _total_steps(cfg: ml_collections.ConfigDict, batches_per_epoch: int) -> int:
     return max(1, math.ceil(cfg.num_epochs * batches_per_epoch))
 
 
-def evaluate(eval_step, state, eval_set: data.Dataset, batch_size: int, mesh) -> dict:
+def evaluate(eval_step, state, eval_arrays: dict, batch_size: int, mesh) -> dict:
     """Mean of each eval metric over the whole eval set (padding rows masked out)."""
     totals = None
     for batch in data.eval_batches(
-        eval_set.arrays, batch_size, jax.process_index(), jax.process_count()
+        eval_arrays, batch_size, jax.process_index(), jax.process_count()
     ):
         metrics = eval_step(state, mesh_lib.shard_batch(batch, mesh))
         totals = metrics if totals is None else jax.tree.map(lambda a, b: a + b, totals, metrics)
@@ -79,26 +80,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     # ---- Input ------------------------------------------------------------------------
     dcfg = config.data
-    train_set = data.load(dcfg.name, dcfg.train_split, dcfg.source, dcfg.data_dir)
-    eval_set = data.load(dcfg.name, dcfg.eval_split, dcfg.source, dcfg.data_dir)
-    batches = data.ShuffledBatches(
-        train_set.arrays, dcfg.batch_size, config.seed, jax.process_index(), jax.process_count()
-    )
+    inputs = data.build_input(dcfg, config.seed, jax.process_index(), jax.process_count())
+    batches = inputs.train
     total_steps = _total_steps(train_cfg, batches.batches_per_epoch)
     eval_every = train_cfg.eval_every or batches.batches_per_epoch
     logging.info(
-        "data %s: %d train (%s), %d eval; %d devices; %d steps of %d",
+        "data %s: %d train, %d eval (%s); %d devices; %d steps of %d %s",
         dcfg.name,
-        train_set.num_examples,
-        train_set.origin,
-        eval_set.num_examples,
+        inputs.info["num_train"],
+        inputs.info["num_eval"],
+        inputs.info["origin"],
         num_devices,
         total_steps,
-        dcfg.batch_size,
+        inputs.items_per_batch,
+        inputs.item_unit,
     )
 
     # ---- Task and compiled steps --------------------------------------------------------
-    task = tasks.build(config, train_set, total_steps)
+    task = tasks.build(config, inputs.info, total_steps)
     replicated = mesh_lib.replicated(mesh)
     batch_sharding = mesh_lib.data_sharded(mesh)
     init = jax.jit(task.init, out_shardings=replicated)
@@ -128,6 +127,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if is_chief:
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+        write_run_info(workdir, inputs.info, batches.batch(0), total_steps)
     writer = MetricWriter(workdir, resume_step=step, enabled=is_chief)
     num_params = sum(x.size for x in jax.tree.leaves(state.params))
     logging.info("task %s, %s parameters", config.task.name, f"{num_params:,}")
@@ -135,7 +135,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     # ---- Loop -----------------------------------------------------------------------------
     elapsed_before = float(position["elapsed_s"])
     elapsed = lambda: elapsed_before + time.perf_counter() - start_time
-    progress = Progress(total_steps, dcfg.batch_size, train_cfg.max_seconds, step, elapsed())
+    progress = Progress(
+        total_steps,
+        inputs.items_per_batch,
+        inputs.item_unit,
+        train_cfg.max_seconds,
+        step,
+        elapsed(),
+    )
     stop_signal = _StopSignal()
     prefetch = data.Prefetcher(
         batches, position["next_batch"], dcfg.prefetch, lambda b: mesh_lib.shard_batch(b, mesh)
@@ -148,14 +155,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     def take(pending_metrics) -> None:
         """Moves a step's metrics to the host; stops the run if any is non-finite."""
         at_step, values = pending_metrics
-        for name, value in jax.device_get(values).items():
-            value = float(value)
+        values = {name: float(value) for name, value in jax.device_get(values).items()}
+        for name, value in values.items():
             if not math.isfinite(value):
+                writer.write(at_step, elapsed(), {f"train/{k}": v for k, v in values.items()})
                 ckpts.wait()
+                last_good = ckpts.latest_step()
+                kept = f"step {last_good}" if last_good is not None else "none saved yet"
                 raise NonFiniteLossError(
                     f"non-finite train/{name}={value} at step {at_step}; stopped, last good "
-                    f"checkpoint: step {ckpts.latest_step()} in {workdir / 'checkpoints'}"
+                    f"checkpoint: {kept} in {workdir / 'checkpoints'}"
                 )
+        for name, value in values.items():
             total, count = sums.get(name, (0.0, 0))
             sums[name] = (total + value, count + 1)
 
@@ -189,7 +200,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 scalars = {f"train/{k}": total / count for k, (total, count) in sums.items()}
                 sums.clear()
             if eval_now:
-                eval_metrics = evaluate(eval_step, state, eval_set, dcfg.eval_batch_size, mesh)
+                eval_start = time.perf_counter()
+                eval_metrics = evaluate(
+                    eval_step, state, inputs.eval_arrays, dcfg.eval_batch_size, mesh
+                )
+                progress.exclude(time.perf_counter() - eval_start)
                 scalars.update({f"eval/{k}": v for k, v in eval_metrics.items()})
             if scalars:
                 writer.write(step, elapsed(), scalars)
@@ -207,11 +222,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             if save_now:
                 ckpts.save(step, state, {"next_batch": next_batch, "elapsed_s": elapsed()})
         if stop_reason == "done" and not eval_metrics:  # resumed a finished run
-            eval_metrics = evaluate(eval_step, state, eval_set, dcfg.eval_batch_size, mesh)
+            eval_metrics = evaluate(
+                eval_step, state, inputs.eval_arrays, dcfg.eval_batch_size, mesh
+            )
         logging.info("stopped at step %d: %s; checkpoint saved", step, stop_reason)
     finally:
         prefetch.close()
         stop_signal.restore()
         ckpts.close()
         writer.close()
+        if is_chief and train_cfg.plot:
+            plots.plot_metrics(workdir)
     return eval_metrics

@@ -1,4 +1,4 @@
-"""One progress line per log step: rate, examples/s, ETA, and a few metrics."""
+"""One progress line per log step: rate, examples (or tokens)/s, ETA, and a few metrics."""
 
 
 def format_duration(seconds: float) -> str:
@@ -10,12 +10,24 @@ def format_duration(seconds: float) -> str:
 
 class Progress:
     def __init__(
-        self, total_steps: int, batch_size: int, max_seconds: float, step: int, elapsed_s: float
+        self,
+        total_steps: int,
+        items_per_step: int,
+        unit: str,
+        max_seconds: float,
+        step: int,
+        elapsed_s: float,
     ):
         self.total_steps = total_steps
-        self.batch_size = batch_size
+        self.items_per_step = items_per_step
+        self.unit = unit
         self.max_seconds = max_seconds
         self._last = (step, elapsed_s)
+
+    def exclude(self, seconds: float) -> None:
+        """Leaves `seconds` (an eval) out of the next rate, so it measures training alone."""
+        step, time = self._last
+        self._last = (step, time + seconds)
 
     def line(self, step: int, elapsed_s: float, metrics: dict) -> str:
         """The progress line for `step`; the rate is measured since the previous call."""
@@ -28,6 +40,6 @@ class Progress:
         shown = " ".join(f"{k}={v:.4g}" for k, v in metrics.items())
         return (
             f"step {step}/{self.total_steps} ({100 * step / self.total_steps:.0f}%) "
-            f"{rate:.2f} steps/s {rate * self.batch_size:.0f} ex/s "
+            f"{rate:.2f} steps/s {rate * self.items_per_step:.0f} {self.unit}/s "
             f"ETA {format_duration(eta) if eta != float('inf') else '?'} | {shown}"
         )

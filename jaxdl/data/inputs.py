@@ -1,0 +1,69 @@
+"""What the trainer reads: training batches, eval arrays and a JSON description.
+
+The kind of input follows the data set: image sets give shuffled (image, label) batches;
+text sets give contiguous token streams for truncated BPTT (see text.py).
+"""
+
+import dataclasses
+
+import ml_collections
+
+from jaxdl.data import text
+from jaxdl.data.pipeline import ShuffledBatches
+from jaxdl.data.sources import TEXT_DATASETS, load, load_text
+
+
+@dataclasses.dataclass(frozen=True)
+class Input:
+    train: ShuffledBatches | text.StreamBatches  # batch(k), batches_per_epoch
+    eval_arrays: dict  # rows, batched by pipeline.eval_batches
+    info: dict  # JSON; saved with the run (class names, vocabulary); tasks read it
+    items_per_batch: int  # examples (or tokens) per global batch, for the progress line
+    item_unit: str  # "ex" or "tok"
+
+
+def build_input(
+    dcfg: ml_collections.ConfigDict, seed: int, process_index: int = 0, process_count: int = 1
+) -> Input:
+    if dcfg.name in TEXT_DATASETS:
+        return _text_input(dcfg, seed, process_index, process_count)
+    train_set = load(dcfg.name, dcfg.train_split, dcfg.source, dcfg.data_dir)
+    eval_set = load(dcfg.name, dcfg.eval_split, dcfg.source, dcfg.data_dir)
+    return Input(
+        train=ShuffledBatches(
+            train_set.arrays, dcfg.batch_size, seed, process_index, process_count
+        ),
+        eval_arrays=eval_set.arrays,
+        info={
+            "name": dcfg.name,
+            "origin": train_set.origin,
+            "num_train": train_set.num_examples,
+            "num_eval": eval_set.num_examples,
+            "class_names": list(train_set.class_names),
+        },
+        items_per_batch=dcfg.batch_size,
+        item_unit="ex",
+    )
+
+
+def _text_input(dcfg, seed: int, process_index: int, process_count: int) -> Input:
+    """Characters of the whole text; eval is its tail (`data.eval_fraction`), run as
+    `data.eval_batch_size` streams."""
+    corpus, origin = load_text(dcfg.name, dcfg.source, dcfg.data_dir)
+    vocab = text.CharVocab.of(corpus)
+    train_tokens, eval_tokens = text.split_tail(vocab.encode(corpus), dcfg.eval_fraction)
+    return Input(
+        train=text.StreamBatches(
+            train_tokens, dcfg.batch_size, dcfg.window, seed, process_index, process_count
+        ),
+        eval_arrays=text.eval_streams(eval_tokens, dcfg.eval_batch_size, dcfg.window),
+        info={
+            "name": dcfg.name,
+            "origin": origin,
+            "num_train": len(train_tokens),
+            "num_eval": len(eval_tokens),
+            "vocab": vocab.chars,
+        },
+        items_per_batch=dcfg.batch_size * dcfg.window,
+        item_unit="tok",
+    )
