@@ -12,36 +12,22 @@ Writes bench/results/fashion_cnn.md (the table) and fashion_cnn.json (raw number
 """
 
 import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+import common  # noqa: E402
+
 from jaxdl.train import read_metrics  # noqa: E402
 
 TARGET_ACCURACY, TARGET_SECONDS = 0.92, 300.0
 
 
 def run_once(workdir: Path, overrides: list[str]) -> dict:
-    command = [
-        sys.executable,
-        str(ROOT / "launch/train.py"),
-        f"--config={ROOT / 'experiments/fashion_cnn.py'}",
-        f"--workdir={workdir}",
-        *overrides,
-    ]
-    start = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if result.returncode != 0:
-        sys.exit(f"run failed:\n{result.stderr[-3000:]}")
+    wall = common.train("experiments/fashion_cnn.py", workdir, overrides)
     rows = read_metrics(workdir)
     config = json.loads((workdir / "config.json").read_text())
     train_rows = [r for r in rows if "train/loss" in r]
@@ -63,8 +49,7 @@ def report(results: list[dict], overrides: list[str]) -> str:
     lines = [
         f"# Fashion-MNIST CNN: test accuracy vs wall time ({len(results)} runs, one per seed)",
         "",
-        f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; machine: "
-        f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores",
+        common.machine_line(),
         f"- command: `launch/train.py --config=experiments/fashion_cnn.py {' '.join(overrides)}`",
         "",
         "| seed | wall s (whole command) | steps | test accuracy | train images/s |",

@@ -32,6 +32,8 @@ def _one_line(error: Exception, argv: list[str]) -> str:
         return f"unknown config key {key!r} in {used[0] if used else 'the config overrides'}"
     if isinstance(error, OSError) and lines:
         return f"cannot load --config: {lines[-1]}"  # the last line names the file and why
+    if "Error whilst parsing config file" in str(error):
+        return f"--config: {lines[-1]}"  # the config file's own exception, last
     return lines[0] if lines else type(error).__name__
 
 

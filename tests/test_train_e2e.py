@@ -174,6 +174,8 @@ def test_time_budget_ends_with_a_final_eval_and_checkpoint(launch, synthetic_dat
         ("--config.optimizer.name=lion", "optimizer.name='lion' is not one of"),
         ("--config.data.batch_size=7", "data.batch_size=7 must divide over 2 devices"),
         ("--config=experiments/nope.py", "cannot load --config"),
+        ("--config=experiments/shakespeare_lstm.py:bogus", "unknown budget 'bogus'"),
+        ("--config.task.name=lm", "task 'lm' needs a data set with vocab"),
     ],
 )
 def test_bad_flags_exit_with_one_line(launch, synthetic_data_dir, tmp_path, override, message):
