@@ -37,3 +37,38 @@ class Mean:
 
     def compute(self) -> float:
         return float(self.total) / max(float(self.count), 1e-12)
+
+
+# ---- Latent-variable models: per-example sums over the last `ndim` axes ---------------
+
+
+def _sum_last(x: jax.Array, ndim: int) -> jax.Array:
+    return jnp.sum(x, axis=tuple(range(-ndim, 0)))
+
+
+def bernoulli_log_likelihood(logits: jax.Array, targets: jax.Array, ndim: int) -> jax.Array:
+    """log p(x | logits) for x in [0, 1] (grey values as Bernoulli probabilities), in nats,
+    summed over the last `ndim` axes: sum x log s(l) + (1 - x) log(1 - s(l))."""
+    return _sum_last(
+        targets * jax.nn.log_sigmoid(logits) + (1 - targets) * jax.nn.log_sigmoid(-logits), ndim
+    )
+
+
+def gaussian_log_likelihood(
+    mean: jax.Array, targets: jax.Array, sigma: float, ndim: int
+) -> jax.Array:
+    """log N(x; mean, sigma^2 I), summed over the last `ndim` axes."""
+    z = (targets - mean) / sigma
+    return _sum_last(-0.5 * z**2 - jnp.log(sigma) - 0.5 * jnp.log(2 * jnp.pi), ndim)
+
+
+def gaussian_log_density(z: jax.Array, mean: jax.Array, logvar: jax.Array) -> jax.Array:
+    """log N(z; mean, diag(exp(logvar))), summed over the last axis."""
+    return jnp.sum(
+        -0.5 * ((z - mean) ** 2 * jnp.exp(-logvar) + logvar + jnp.log(2 * jnp.pi)), axis=-1
+    )
+
+
+def gaussian_kl(mean: jax.Array, logvar: jax.Array) -> jax.Array:
+    """KL(N(mean, diag(exp(logvar))) || N(0, I)) in closed form, summed over the last axis."""
+    return 0.5 * jnp.sum(jnp.exp(logvar) + mean**2 - 1.0 - logvar, axis=-1)

@@ -40,6 +40,7 @@ def build_input(
             "num_train": train_set.num_examples,
             "num_eval": eval_set.num_examples,
             "class_names": list(train_set.class_names),
+            "image_shape": list(train_set.arrays["image"].shape[1:]),
         },
         items_per_batch=dcfg.batch_size,
         item_unit="ex",

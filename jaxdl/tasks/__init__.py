@@ -4,11 +4,13 @@ import ml_collections
 
 from jaxdl import models, optim
 from jaxdl.errors import check, check_choice
+from jaxdl.models import autoencoder
+from jaxdl.tasks.autoencode import LIKELIHOODS, AutoencodeTask
 from jaxdl.tasks.base import Task, TrainState
 from jaxdl.tasks.classify import ClassifyTask
 from jaxdl.tasks.lm import LanguageModelTask, LMState
 
-TASKS = ("classify", "lm")
+TASKS = ("classify", "lm", "autoencode")
 CONV_IMPLS = ("matmul", "xla")
 
 
@@ -54,9 +56,28 @@ def _build_rnn_lm(cfg: ml_collections.ConfigDict, data_info: dict):
     )
 
 
-MODELS = {"cnn": _build_cnn, "rnn_lm": _build_rnn_lm}
+def _build_autoencoder(cfg: ml_collections.ConfigDict, data_info: dict):
+    check_choice("model.arch", cfg.arch, autoencoder.ARCHS)
+    check(cfg.latent > 0, f"model.latent={cfg.latent} must be positive")
+    hidden = tuple(int(w) for w in cfg.hidden)
+    channels = tuple(int(w) for w in cfg.channels)
+    check(all(w > 0 for w in hidden + channels), "model.hidden/channels must be positive")
+    check(cfg.arch == "mlp" or channels, "model.channels must be non-empty for arch=conv")
+    check(cfg.logvar_min < cfg.logvar_max, "model.logvar_min must be < model.logvar_max")
+    return autoencoder.AutoEncoder(
+        latent=cfg.latent,
+        image_shape=tuple(data_info["image_shape"]),
+        arch=cfg.arch,
+        hidden=hidden,
+        channels=channels,
+        variational=cfg.variational,
+        logvar_range=(cfg.logvar_min, cfg.logvar_max),
+    )
+
+
+MODELS = {"cnn": _build_cnn, "rnn_lm": _build_rnn_lm, "autoencoder": _build_autoencoder}
 # The data a task reads, named in errors: the key of data_info it needs.
-_TASK_DATA = {"classify": "class_names", "lm": "vocab"}
+_TASK_DATA = {"classify": "class_names", "lm": "vocab", "autoencode": "image_shape"}
 
 
 def build_model(cfg: ml_collections.ConfigDict, data_info: dict):
@@ -76,9 +97,25 @@ def build(config: ml_collections.ConfigDict, data_info: dict, total_steps: int) 
     )
     optimizer, schedule = optim.build_optimizer(config.optimizer, total_steps)
     model = build_model(config.model, data_info)
-    if config.task.name == "lm":
-        return LanguageModelTask(model, optimizer, schedule)
     cfg = config.task
+    if cfg.name == "lm":
+        return LanguageModelTask(model, optimizer, schedule)
+    if cfg.name == "autoencode":
+        check_choice("task.likelihood", cfg.likelihood, LIKELIHOODS)
+        check(cfg.gaussian_sigma > 0, "task.gaussian_sigma must be > 0")
+        check(cfg.beta >= 0, f"task.beta={cfg.beta} must be >= 0")
+        check(cfg.kl_warmup_steps >= 0 and cfg.iwae_samples >= 0, "task counts must be >= 0")
+        return AutoencodeTask(
+            model,
+            optimizer,
+            schedule,
+            likelihood=cfg.likelihood,
+            gaussian_sigma=cfg.gaussian_sigma,
+            beta=cfg.beta,
+            kl_warmup_steps=cfg.kl_warmup_steps,
+            iwae_samples=cfg.iwae_samples,
+            num_classes=len(data_info.get("class_names", ())),
+        )
     check(
         0 <= cfg.label_smoothing < 1,
         f"task.label_smoothing={cfg.label_smoothing} must be in [0, 1)",

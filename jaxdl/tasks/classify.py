@@ -98,8 +98,12 @@ class ClassifyTask:
         )
         return new_state, metrics
 
+    def logits(self, state: TrainState, images: jax.Array) -> jax.Array:
+        """Class logits of uint8 images, in eval mode (what tools that judge images use)."""
+        return self._apply(state.params, state.model_state, to_float(images), False)[0]
+
     def eval_step(self, state: TrainState, batch: dict) -> dict:
-        logits, _ = self._apply(state.params, state.model_state, to_float(batch["image"]), False)
+        logits = self.logits(state, batch["image"])
         labels, mask = batch["label"], batch.get("mask")
         return {
             "loss": losses.Mean.of(losses.softmax_cross_entropy(logits, labels), mask),

@@ -19,7 +19,7 @@ from jaxdl.train import checkpoint, plots
 from jaxdl.train import mesh as mesh_lib
 from jaxdl.train.progress import Progress
 from jaxdl.train.run_info import write_run_info
-from jaxdl.train.writers import MetricWriter
+from jaxdl.train.writers import MetricWriter, write_images
 
 
 class _StopSignal:
@@ -47,6 +47,22 @@ def _total_steps(cfg: ml_collections.ConfigDict, batches_per_epoch: int) -> int:
     return max(1, math.ceil(cfg.num_epochs * batches_per_epoch))
 
 
+def _check_train_section(train_cfg: ml_collections.ConfigDict) -> None:
+    check(train_cfg.log_every > 0, f"train.log_every={train_cfg.log_every} must be > 0")
+    check(train_cfg.max_seconds >= 0, "train.max_seconds must be >= 0 (0 = no limit)")
+    for name in ("eval_every", "checkpoint_every"):
+        check(train_cfg[name] >= 0, f"train.{name}={train_cfg[name]} must be >= 0")
+    check(train_cfg.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1")
+
+
+def validate(config: ml_collections.ConfigDict, inputs: data.Input | None = None) -> None:
+    """The checks a run makes before training, without training: raises UserError.
+    `inputs` (the config's data, if already built) saves loading it again."""
+    _check_train_section(config.train)
+    inputs = inputs or data.build_input(config.data, config.seed)
+    tasks.build(config, inputs.info, _total_steps(config.train, inputs.train.batches_per_epoch))
+
+
 def evaluate(eval_step, state, eval_arrays: dict, batch_size: int, mesh) -> dict:
     """Mean of each eval metric over the whole eval set (padding rows masked out)."""
     totals = None
@@ -65,11 +81,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     workdir = Path(workdir)
     is_chief = jax.process_index() == 0
     train_cfg = config.train
-    check(train_cfg.log_every > 0, f"train.log_every={train_cfg.log_every} must be > 0")
-    check(train_cfg.max_seconds >= 0, "train.max_seconds must be >= 0 (0 = no limit)")
-    for name in ("eval_every", "checkpoint_every"):
-        check(train_cfg[name] >= 0, f"train.{name}={train_cfg[name]} must be >= 0")
-    check(train_cfg.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1")
+    _check_train_section(train_cfg)
 
     # ---- Mesh -------------------------------------------------------------------------
     mesh = mesh_lib.make_mesh()
@@ -110,6 +122,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     eval_step = jax.jit(
         task.eval_step, in_shardings=(replicated, batch_sharding), out_shardings=replicated
     )
+    # Tasks with pictures (e.g. reconstructions) draw them on the first eval batch.
+    images = jax.jit(task.images) if hasattr(task, "images") else None
+    image_batch = images and next(data.eval_batches(inputs.eval_arrays, dcfg.eval_batch_size))
     root_key = jax.random.PRNGKey(config.seed)
     example = mesh_lib.shard_batch(batches.batch(0), mesh)
 
@@ -127,7 +142,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if is_chief:
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
-        write_run_info(workdir, inputs.info, batches.batch(0), total_steps)
+        write_run_info(workdir, inputs.info, example, total_steps)
     writer = MetricWriter(workdir, resume_step=step, enabled=is_chief)
     num_params = sum(x.size for x in jax.tree.leaves(state.params))
     logging.info("task %s, %s parameters", config.task.name, f"{num_params:,}")
@@ -204,6 +219,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 eval_metrics = evaluate(
                     eval_step, state, inputs.eval_arrays, dcfg.eval_batch_size, mesh
                 )
+                if images is not None:
+                    pictures = jax.device_get(images(state, image_batch))
+                    if is_chief:
+                        write_images(workdir, step, pictures)
                 progress.exclude(time.perf_counter() - eval_start)
                 scalars.update({f"eval/{k}": v for k, v in eval_metrics.items()})
             if scalars:

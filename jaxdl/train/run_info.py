@@ -17,7 +17,8 @@ RUN_INFO_FILE = "run.json"
 
 
 def write_run_info(workdir: Path, info: dict, example_batch: dict, total_steps: int) -> None:
-    batch_spec = {k: f"{np.asarray(v).dtype}{list(np.shape(v))}" for k, v in example_batch.items()}
+    """`example_batch`: the global batch (its shapes over all hosts and devices)."""
+    batch_spec = {k: f"{np.dtype(v.dtype)}{list(v.shape)}" for k, v in example_batch.items()}
     record = {"data": info, "batch": batch_spec, "total_steps": total_steps}
     (Path(workdir) / RUN_INFO_FILE).write_text(json.dumps(record, indent=1) + "\n")
 

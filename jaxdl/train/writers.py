@@ -4,7 +4,20 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
+
 METRICS_FILE = "metrics.jsonl"
+IMAGES_DIR = "images"
+
+
+def write_images(workdir: Path, step: int, images: dict) -> None:
+    """Each uint8 (H, W) or (H, W, C) array as workdir/images/<name>_<step>.png."""
+    from PIL import Image
+
+    folder = Path(workdir) / IMAGES_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, array in images.items():
+        Image.fromarray(np.asarray(array)).save(folder / f"{name}_{step:07d}.png")
 
 
 def read_metrics(workdir: Path) -> list[dict]:

@@ -1,0 +1,140 @@
+"""Are latent midpoints on the data? Autoencoder vs VAE (issue: AE/VAE interpolation).
+
+For many pairs of test images of the same class, decode (1 - t) z1 + t z2 with the AE
+and with the VAE (posterior means as codes) and ask, at t = 0.5:
+  - does the Fashion-MNIST CNN classifier (experiments/fashion_cnn.py) recognise the
+    shared class, and how confident is it in it;
+  - how far (L2 over [0, 1] pixels) is the midpoint from its nearest training image.
+Pixel-space blending of the two images is the reference row; t = 0 (the reconstruction
+of an endpoint) shows what each model does on the data itself.
+
+    python bench/interpolation.py [--pairs_per_class=50] [--ae=DIR --vae=DIR --classifier=DIR]
+
+Run directories default to runs/bench/{fashion_ae,fashion_vae,fashion_cnn}; a missing one
+is trained first with its experiment's defaults. Writes bench/results/interpolation.md
+and interpolation.png (AE rows above VAE rows for the same pairs).
+"""
+
+from pathlib import Path
+
+import common
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from jaxdl import data
+from jaxdl.tasks.autoencode import image_grid
+from jaxdl.train.run_info import load_run
+
+flags.DEFINE_integer("pairs_per_class", 50, "Same-class test pairs per class.")
+flags.DEFINE_integer("seed", 0, "Seed of the pair choice.")
+RUNS = {"ae": "fashion_ae", "vae": "fashion_vae", "classifier": "fashion_cnn"}
+for _name, _experiment in RUNS.items():
+    flags.DEFINE_string(_name, str(common.ROOT / "runs/bench" / _experiment), f"{_name} run.")
+FLAGS = flags.FLAGS
+STEPS = np.linspace(0.0, 1.0, 9)
+
+
+def ensure_run(name: str) -> Path:
+    workdir = Path(getattr(FLAGS, name))
+    if not (workdir / "checkpoints").is_dir():
+        print(f"training {RUNS[name]} into {workdir} ...", flush=True)
+        common.train(f"experiments/{RUNS[name]}.py", workdir, [])
+    return workdir
+
+
+def same_class_pairs(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        for _ in range(per_class):
+            pairs.append(rng.choice(members, 2, replace=False))
+    return np.array(pairs)
+
+
+def main(_) -> None:
+    workdirs = {name: ensure_run(name) for name in RUNS}
+    test = data.load("fashion_mnist", "test")
+    train = data.load("fashion_mnist", "train")
+    x_test = test.arrays["image"].astype(np.float32) / 255.0
+    labels = test.arrays["label"]
+    pairs = same_class_pairs(labels, FLAGS.pairs_per_class, FLAGS.seed)
+    classes = labels[pairs[:, 0]]
+
+    _, _, classifier, cls_state = load_run(workdirs["classifier"])
+
+    train_flat = jnp.asarray(train.arrays["image"].reshape(len(train.arrays["image"]), -1))
+    train_flat = train_flat.astype(jnp.float32) / 255.0
+
+    @jax.jit
+    def judge(images, train_flat):
+        """(class probabilities, L2 distance to the nearest training image) per image."""
+        pixels = jnp.round(jnp.clip(images, 0, 1) * 255).astype(jnp.uint8)
+        probs = jax.nn.softmax(classifier.logits(cls_state, pixels))
+        flat = images.reshape(len(images), -1)
+        sq = (flat**2).sum(1)[:, None] - 2 * flat @ train_flat.T + (train_flat**2).sum(1)[None]
+        return probs, jnp.sqrt(jnp.maximum(sq.min(1), 0.0))
+
+    def row(name: str, images: np.ndarray) -> str:
+        probs, distance = (np.asarray(a) for a in judge(jnp.asarray(images), train_flat))
+        recognised = (probs.argmax(1) == classes).mean()
+        confidence = probs[np.arange(len(classes)), classes].mean()
+        return f"| {name} | {recognised:.1%} | {confidence:.3f} | {distance.mean():.2f} |"
+
+    a, b = x_test[pairs[:, 0]], x_test[pairs[:, 1]]
+    lines = [
+        row("test images a themselves (reference)", a),
+        row("pixel blend 0.5 a + 0.5 b (reference)", 0.5 * a + 0.5 * b),
+    ]
+    strips = {}
+    for name in ("ae", "vae"):
+        _, _, task, state = load_run(workdirs[name])
+        encode = jax.jit(lambda x, task=task, state=state: task.encode(state.params, x)[0])
+        decode = jax.jit(
+            lambda z, task=task, state=state: task.to_image(task.decode(state.params, z))
+        )
+        za, zb = encode(a), encode(b)
+        lines.append(row(f"{name.upper()} t = 0 (reconstruction of a)", np.asarray(decode(za))))
+        lines.append(
+            row(
+                f"{name.upper()} t = 0.5 (latent midpoint)", np.asarray(decode(0.5 * za + 0.5 * zb))
+            )
+        )
+        shown = np.arange(0, len(pairs), FLAGS.pairs_per_class)[:10]  # one pair per class
+        path = [decode((1 - t) * za[shown] + t * zb[shown]) for t in STEPS]
+        strips[name] = jnp.stack([a[shown], *path, b[shown]], axis=1)
+
+    table = "\n".join(
+        [
+            "# Latent interpolation: autoencoder vs VAE (bench/interpolation.py)",
+            "",
+            common.machine_line(),
+            f"- {len(pairs)} same-class test pairs ({FLAGS.pairs_per_class} per class, seed "
+            f"{FLAGS.seed}); judged by the classifier run {workdirs['classifier']}",
+            f"- AE run {workdirs['ae']}, VAE run {workdirs['vae']}",
+            "",
+            "| images | recognised as the shared class | mean confidence in it | "
+            "mean L2 to nearest training image |",
+            "|---|---|---|---|",
+            *lines,
+            "",
+            "![AE (top 10 rows) and VAE (bottom 10 rows): a, t = 0 ... 1, b](interpolation.png)",
+            "",
+        ]
+    )
+    print(table)
+    common.RESULTS.mkdir(parents=True, exist_ok=True)
+    (common.RESULTS / "interpolation.md").write_text(table)
+    from PIL import Image
+
+    grid = np.asarray(image_grid(jnp.concatenate([strips["ae"], strips["vae"]])))
+    height, width = grid.shape
+    Image.fromarray(grid).resize((2 * width, 2 * height), Image.NEAREST).save(
+        common.RESULTS / "interpolation.png"
+    )
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,199 @@
+"""Autoencoders and VAEs on images: reconstruction, ELBO, importance-weighted bound.
+
+Images are uint8; the models see grey values in [0, 1]. Likelihoods: `bernoulli`
+(grey values as pixel probabilities; the decoder gives logits) or `gaussian` (fixed
+sigma; the decoder gives means). All losses are nats per image.
+"""
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxdl import losses
+from jaxdl.tasks.base import TrainState
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+_EVAL_KEY = 0x7FFFFFFF  # eval noise: one fixed key, never a training step's
+
+
+def to_unit(images: jax.Array) -> jax.Array:
+    """uint8 [0, 255] -> float32 [0, 1]."""
+    return images.astype(jnp.float32) / 255.0
+
+
+def iwae_bound(log_weights: jax.Array) -> jax.Array:
+    """log (1/k sum_j w_j) over axis 0 of k importance log-weights log p(x, z_j) - log q(z_j | x):
+    a lower bound on log p(x) that tightens as k grows; k = 1 is the one-sample ELBO."""
+    return jax.nn.logsumexp(log_weights, axis=0) - math.log(log_weights.shape[0])
+
+
+def image_grid(images: jax.Array, pad: int = 1) -> jax.Array:
+    """(rows, cols, h, w, c) in [0, 1] -> one uint8 (H, W) or (H, W, c) picture."""
+    rows, cols, h, w, c = images.shape
+    padded = jnp.pad(images, ((0, 0), (0, 0), (0, pad), (0, pad), (0, 0)), constant_values=1.0)
+    grid = padded.transpose(0, 2, 1, 3, 4).reshape(rows * (h + pad), cols * (w + pad), c)
+    grid = jnp.round(jnp.clip(grid, 0, 1) * 255).astype(jnp.uint8)
+    return grid[..., 0] if c == 1 else grid
+
+
+class AutoencodeTask:
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: optax.GradientTransformation,
+        schedule: optax.Schedule,
+        likelihood: str = "bernoulli",
+        gaussian_sigma: float = 0.1,
+        beta: float = 1.0,
+        kl_warmup_steps: int = 0,
+        iwae_samples: int = 0,
+        num_classes: int = 10,
+    ):
+        self.model = model
+        self.optimizer = optimizer
+        self.schedule = schedule
+        self.likelihood = likelihood
+        self.gaussian_sigma = gaussian_sigma
+        self.beta = beta
+        self.kl_warmup_steps = kl_warmup_steps
+        self.iwae_samples = iwae_samples
+        self.num_classes = num_classes
+
+    @property
+    def variational(self) -> bool:
+        return self.model.variational
+
+    # ---- model pieces ---------------------------------------------------------------
+    def encode(self, params, x):
+        return self.model.apply({"params": params}, x, method="encode")
+
+    def decode(self, params, z):
+        return self.model.apply({"params": params}, z, method="decode")
+
+    def log_likelihood(self, out: jax.Array, x: jax.Array) -> jax.Array:
+        """log p(x | decoder output) per image."""
+        if self.likelihood == "bernoulli":
+            return losses.bernoulli_log_likelihood(out, x, ndim=3)
+        return losses.gaussian_log_likelihood(out, x, self.gaussian_sigma, ndim=3)
+
+    def to_image(self, out: jax.Array) -> jax.Array:
+        """Decoder output -> the image it stands for, in [0, 1]."""
+        return jax.nn.sigmoid(out) if self.likelihood == "bernoulli" else jnp.clip(out, 0, 1)
+
+    def sample_posterior(self, key, mean, logvar):
+        """Reparameterised z = mean + sigma * eps, differentiable in mean and logvar."""
+        return mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape)
+
+    def kl_weight(self, step: jax.Array) -> jax.Array:
+        """beta, ramped up linearly over the first kl_warmup_steps steps."""
+        if not self.kl_warmup_steps:
+            return jnp.asarray(self.beta, jnp.float32)
+        return self.beta * jnp.minimum(1.0, (step + 1) / self.kl_warmup_steps)
+
+    def terms(self, params, key, x) -> dict:
+        """Per-image reconstruction nll, KL and negative ELBO of one posterior sample."""
+        mean, logvar = self.encode(params, x)
+        if not self.variational:
+            nll = -self.log_likelihood(self.decode(params, mean), x)
+            return {"recon": nll}
+        z = self.sample_posterior(key, mean, logvar)
+        nll = -self.log_likelihood(self.decode(params, z), x)
+        kl = losses.gaussian_kl(mean, logvar)
+        return {"recon": nll, "kl": kl, "neg_elbo": nll + kl}
+
+    def iwae_log_weights(self, params, key, x, num_samples: int) -> jax.Array:
+        """(k, B) log p(x | z_j) + log p(z_j) - log q(z_j | x), z_j ~ q(z | x)."""
+        mean, logvar = self.encode(params, x)
+
+        def one(key):
+            z = self.sample_posterior(key, mean, logvar)
+            log_prior = losses.gaussian_log_density(z, jnp.zeros_like(z), jnp.zeros_like(z))
+            log_posterior = losses.gaussian_log_density(z, mean, logvar)
+            return self.log_likelihood(self.decode(params, z), x) + log_prior - log_posterior
+
+        return jax.lax.map(one, jax.random.split(key, num_samples))
+
+    # ---- Task interface ---------------------------------------------------------------
+    def init(self, rng: jax.Array, example_batch: dict) -> TrainState:
+        params_rng, state_rng = jax.random.split(rng)
+        params = self.model.init(params_rng, to_unit(example_batch["image"]))["params"]
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            opt_state=self.optimizer.init(params),
+            rng=state_rng,
+            model_state={},
+        )
+
+    def train_step(self, state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+        key = jax.random.fold_in(state.rng, state.step)
+        x = to_unit(batch["image"])
+        kl_weight = self.kl_weight(state.step)
+
+        def loss_fn(params):
+            terms = self.terms(params, key, x)
+            loss = terms["recon"] + (kl_weight * terms["kl"] if self.variational else 0.0)
+            return loss.mean(), {k: v.mean() for k, v in terms.items()}
+
+        (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+        metrics = {
+            "loss": loss,
+            **terms,
+            "grad_norm": optax.global_norm(grads),
+            "learning_rate": self.schedule(state.step),
+        }
+        if self.variational:
+            metrics["kl_weight"] = kl_weight
+        new_state = state.replace(
+            step=state.step + 1,
+            params=optax.apply_updates(state.params, updates),
+            opt_state=opt_state,
+        )
+        return new_state, metrics
+
+    def eval_step(self, state: TrainState, batch: dict) -> dict:
+        """AE: loss = reconstruction nll. VAE: loss = -ELBO (one posterior sample per
+        image), its recon and kl terms, and iwae_nll = -IWAE bound with k samples."""
+        x, mask = to_unit(batch["image"]), batch.get("mask")
+        key = jax.random.fold_in(state.rng, _EVAL_KEY)
+        terms = self.terms(state.params, key, x)
+        metrics = {name: losses.Mean.of(value, mask) for name, value in terms.items()}
+        metrics["loss"] = metrics["neg_elbo" if self.variational else "recon"]
+        if self.variational and self.iwae_samples:
+            log_weights = self.iwae_log_weights(state.params, key, x, self.iwae_samples)
+            metrics["iwae_nll"] = losses.Mean.of(-iwae_bound(log_weights), mask)
+        return metrics
+
+    def images(self, state: TrainState, batch: dict) -> dict:
+        """Pictures of the model on an eval batch, each a uint8 grid: reconstructions
+        (originals above), samples from the prior (VAE), and interpolations between the
+        codes of two images of the same class (one row per class, t = 0 ... 1)."""
+        params, x = state.params, to_unit(batch["image"])
+        n = min(16, x.shape[0])
+        recon = self.to_image(self.decode(params, self.encode(params, x[:n])[0]))
+        pictures = {"reconstructions": image_grid(jnp.stack([x[:n], recon]))}
+        if self.variational:
+            z = jax.random.normal(jax.random.PRNGKey(0), (64, self.model.latent))
+            samples = self.to_image(self.decode(params, z))
+            pictures["prior_samples"] = image_grid(samples.reshape(8, 8, *samples.shape[1:]))
+        labels, index = batch["label"], jnp.arange(x.shape[0])
+        rows = []
+        for c in range(min(self.num_classes, 10)):
+            first = jnp.argmax(labels == c)
+            second = jnp.argmax((labels == c) & (index > first))
+            rows.append((first, second))
+        first, second = (jnp.stack(r) for r in zip(*rows, strict=True))
+        z1, z2 = self.encode(params, x[first])[0], self.encode(params, x[second])[0]
+        t = jnp.linspace(0.0, 1.0, 9)[None, :, None]
+        path = (1 - t) * z1[:, None] + t * z2[:, None]  # (rows, 9, latent)
+        decoded = self.to_image(self.decode(params, path.reshape(-1, path.shape[-1])))
+        frames = decoded.reshape(len(rows), 9, *decoded.shape[1:])
+        ends = lambda i: x[i][:, None]
+        pictures["interpolation"] = image_grid(
+            jnp.concatenate([ends(first), frames, ends(second)], axis=1)
+        )
+        return pictures
