@@ -1,0 +1,338 @@
+"""Running a sweep: every trial a training run of its own, in its own workdir.
+
+    sweep_dir/sweep.json          manifest: config file, each trial's overrides, status,
+                                  return code, wall seconds, error tail
+    sweep_dir/<trial>/            the trial's workdir (config.json, metrics.jsonl, ...)
+    sweep_dir/summary.{csv,md}    one row per trial; summary.png: metric vs each axis
+
+Backend `slurm`: one job array (`sbatch`), at most `parallel` tasks at a time, tracked
+with `squeue` and read back with `sacct`; SIGINT/SIGTERM cancel it (`scancel`).
+
+Backend `local`: `parallel` trials at a time as subprocesses of launch/train.py, each on
+its own device slot (one GPU via CUDA_VISIBLE_DEVICES, or its own share of the CPU cores
+via affinity), with the slot's settings in its environment before JAX starts. A
+finished trial is skipped when the sweep runs again; a failed one is recorded with the
+tail of its stderr and the others go on; SIGINT/SIGTERM stop the running trials
+(they checkpoint and resume next time) and the sweep.
+"""
+
+import csv
+import json
+import math
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from absl import logging
+
+from jaxdl.errors import UserError, check
+from jaxdl.train.writers import read_metrics
+
+MANIFEST = "sweep.json"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def format_override(name: str, value) -> str:
+    shown = value if isinstance(value, str) else repr(value)
+    return f"--config.{name}={shown}"
+
+
+def device_slots(parallel: int, gpus: list[str] | None = None) -> list[dict]:
+    """One environment (+ CPU affinity) per concurrent trial."""
+    check(parallel >= 1, f"--parallel={parallel} must be >= 1")
+    if gpus:
+        check(parallel <= len(gpus), f"--parallel={parallel} exceeds the {len(gpus)} GPUs")
+        return [
+            {"env": {"CUDA_VISIBLE_DEVICES": gpu, "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}}
+            for gpu in gpus[:parallel]
+        ]
+    cores = sorted(os.sched_getaffinity(0))
+    check(parallel <= len(cores), f"--parallel={parallel} exceeds the {len(cores)} CPU cores")
+    share = len(cores) // parallel
+    return [
+        {"env": {"JAX_PLATFORMS": "cpu"}, "cores": cores[i * share : (i + 1) * share]}
+        for i in range(parallel)
+    ]
+
+
+class Sweep:
+    def __init__(self, base_args: list[str], trials: list[dict], names: list[str], sweep_dir: Path):
+        self.base_args = base_args  # --config=FILE[:ARG] and shared --config.a.b=v
+        self.sweep_dir = Path(sweep_dir)
+        self.path = self.sweep_dir / MANIFEST
+        records = [
+            {"name": n, "overrides": t, "status": "pending"}
+            for n, t in zip(names, trials, strict=True)
+        ]
+        if self.path.exists():
+            old = json.loads(self.path.read_text())
+            same = [(r["name"], r["overrides"]) for r in old["trials"]] == [
+                (r["name"], r["overrides"]) for r in records
+            ]
+            if old["base_args"] != base_args or not same:
+                raise UserError(
+                    f"{self.sweep_dir} holds a different sweep ({' '.join(old['base_args'])}, "
+                    f"{len(old['trials'])} trials); use another --sweep_dir"
+                )
+            records = old["trials"]
+        self.trials = records
+        self._stop = False
+
+    def save(self) -> None:
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        record = {"base_args": self.base_args, "trials": self.trials}
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
+        tmp.replace(self.path)  # never a half-written manifest
+
+    def _command(self, trial: dict) -> list[str]:
+        return [
+            sys.executable,
+            str(ROOT / "launch" / "train.py"),
+            *self.base_args,
+            f"--workdir={self.sweep_dir / trial['name']}",
+            *(format_override(k, v) for k, v in trial["overrides"].items()),
+        ]
+
+    def _start(self, trial: dict, slot: dict) -> subprocess.Popen:
+        env = {**os.environ, **slot["env"]}
+        cores = slot.get("cores")
+        log = (self.sweep_dir / trial["name"]).with_suffix(".log").open("w")
+        trial.update(status="running", started=time.time())
+        return subprocess.Popen(
+            self._command(trial),
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None,
+        )
+
+    def _finish(self, trial: dict, process: subprocess.Popen) -> None:
+        log = (self.sweep_dir / trial["name"]).with_suffix(".log")
+        trial["returncode"] = process.returncode
+        trial["wall_s"] = round(time.time() - trial.pop("started"), 2)
+        if self._stop and process.returncode != 0:
+            trial["status"] = "interrupted"
+        elif process.returncode == 0:
+            trial["status"] = "done"
+        else:
+            trial["status"] = "failed"
+            lines = log.read_text(errors="replace").strip().splitlines()
+            trial["error"] = "\n".join(lines[-5:])
+        logging.info("trial %s: %s (%.0f s)", trial["name"], trial["status"], trial["wall_s"])
+
+    def run(self, slots: list[dict]) -> None:
+        """Runs every trial not done yet, len(slots) at a time."""
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        todo = [t for t in self.trials if t["status"] != "done"]
+        for trial in todo:
+            trial["status"] = "pending"
+        self.save()
+        running: dict[int, tuple[dict, subprocess.Popen]] = {}  # slot -> trial
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            while (todo and not self._stop) or running:
+                for index, slot in enumerate(slots):
+                    if index not in running and todo and not self._stop:
+                        trial = todo.pop(0)
+                        running[index] = (trial, self._start(trial, slot))
+                        self.save()
+                for index, (trial, process) in list(running.items()):
+                    if process.poll() is not None:
+                        self._finish(trial, process)
+                        del running[index]
+                        self.save()
+                if self._stop:
+                    for _, process in running.values():
+                        if process.poll() is None:
+                            process.send_signal(signal.SIGTERM)  # checkpoints, then exits
+                time.sleep(0.2)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            self.save()
+
+    # ---- SLURM ----------------------------------------------------------------------------
+    def slurm_script(self, trials: list[dict], parallel: int, sbatch_options: list[str]) -> str:
+        """A job-array script: task i runs trials[i]'s command, logs in slurm/<i>.err."""
+        logs = self.sweep_dir / "slurm"
+        commands = "\n".join(shlex.join(self._command(t)) for t in trials)
+        header = [
+            "#!/bin/bash",
+            f"#SBATCH --job-name=jaxdl-{self.sweep_dir.name}",
+            f"#SBATCH --array=0-{len(trials) - 1}%{parallel}",
+            f"#SBATCH --output={logs}/%a.out",
+            f"#SBATCH --error={logs}/%a.err",
+            *(f"#SBATCH {option}" for option in sbatch_options),
+        ]
+        body = [
+            "set -euo pipefail",
+            f"cd {shlex.quote(str(ROOT))}",
+            "COMMANDS=$(cat <<'JAXDL_TRIALS'",
+            commands,
+            "JAXDL_TRIALS",
+            ")",
+            'eval "$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" <<< "$COMMANDS")"',
+        ]
+        return "\n".join(header + body) + "\n"
+
+    def run_slurm(self, parallel: int, sbatch_options: list[str], poll_s: float = 2.0) -> None:
+        """Submits the trials not done yet as one job array and waits for it."""
+        todo = [t for t in self.trials if t["status"] != "done"]
+        if not todo:
+            return
+        logs = self.sweep_dir / "slurm"
+        logs.mkdir(parents=True, exist_ok=True)
+        script = logs / "array.sh"
+        script.write_text(self.slurm_script(todo, parallel, sbatch_options))
+        submitted = subprocess.run(
+            ["sbatch", "--parsable", str(script)], capture_output=True, text=True
+        )
+        if submitted.returncode != 0:
+            raise UserError(f"sbatch failed: {submitted.stderr.strip() or submitted.stdout}")
+        job = submitted.stdout.strip().split(";")[0]
+        start = time.time()
+        for trial in todo:
+            trial.update(status="submitted", slurm_job=job)
+        self.save()
+        logging.info("submitted job array %s (%d trials)", job, len(todo))
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            while subprocess.run(
+                ["squeue", "-h", "-j", job, "-o", "%i"], capture_output=True, text=True
+            ).stdout.strip():
+                if self._stop:
+                    subprocess.run(["scancel", "--signal=TERM", "--full", job])
+                    subprocess.run(["scancel", job])
+                time.sleep(poll_s)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        states = self._sacct_states(job)
+        for index, trial in enumerate(todo):
+            state, code = states.get(index, ("UNKNOWN", "?"))
+            trial["wall_s"] = round(time.time() - start, 2)
+            trial["returncode"] = code
+            if state == "COMPLETED":
+                trial["status"] = "done"
+            elif self._stop or state.startswith("CANCELLED"):
+                trial["status"] = "interrupted"
+            else:
+                trial["status"] = "failed"
+                err = logs / f"{index}.err"
+                lines = err.read_text(errors="replace").strip().splitlines() if err.exists() else []
+                trial["error"] = "\n".join([f"slurm state {state}", *lines[-5:]])
+        self.save()
+
+    @staticmethod
+    def _sacct_states(job: str) -> dict[int, tuple[str, str]]:
+        """Array index -> (state, exit code) from sacct (retried: accounting lags)."""
+        for _ in range(10):
+            out = subprocess.run(
+                ["sacct", "-n", "-P", "-X", "-j", job, "-o", "JobID,State,ExitCode"],
+                capture_output=True,
+                text=True,
+            ).stdout
+            states = {}
+            for line in out.strip().splitlines():
+                job_id, state, code = line.split("|")
+                if "_" in job_id and job_id.split("_")[1].isdigit():
+                    states[int(job_id.split("_")[1])] = (state.split()[0], code.split(":")[0])
+            if states:
+                return states
+            time.sleep(1)
+        return {}
+
+    def _on_signal(self, signum, frame) -> None:
+        self._stop = True
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop
+
+
+def summarize(sweep: Sweep, metric: str, mode: str) -> tuple[list[dict], dict | None]:
+    """Rows (one per trial) and the best finished trial, by `metric` ('min' or 'max')."""
+    better = min if mode == "min" else max
+    rows = []
+    for trial in sweep.trials:
+        values = [
+            float(r[metric]) for r in read_metrics(sweep.sweep_dir / trial["name"]) if metric in r
+        ]
+        finite = [v for v in values if math.isfinite(v)]
+        rows.append(
+            {
+                "trial": trial["name"],
+                **trial["overrides"],
+                "status": trial["status"],
+                f"final {metric}": values[-1] if values else None,
+                f"best {metric}": better(finite) if finite else None,
+                "wall_s": trial.get("wall_s"),
+            }
+        )
+    finished = [r for r in rows if r["status"] == "done" and r[f"final {metric}"] is not None]
+    best = better(finished, key=lambda r: r[f"final {metric}"]) if finished else None
+    return rows, best
+
+
+def write_summary(sweep: Sweep, metric: str, mode: str) -> dict | None:
+    rows, best = summarize(sweep, metric, mode)
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    with (sweep.sweep_dir / "summary.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    shown = lambda v: "" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
+    lines = [
+        f"# Sweep {sweep.sweep_dir.name}: `{' '.join(sweep.base_args)}`, {metric} ({mode})",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+        *("| " + " | ".join(shown(r.get(c)) for c in columns) + " |" for r in rows),
+        "",
+        f"Best: **{best['trial']}** ({metric} = {best[f'final {metric}']:.4g})"
+        if best
+        else "Best: none finished.",
+        "",
+    ]
+    failed = [t for t in sweep.trials if t["status"] == "failed"]
+    for trial in failed:
+        lines += [f"- {trial['name']} failed:", "", "```", trial.get("error", ""), "```", ""]
+    (sweep.sweep_dir / "summary.md").write_text("\n".join(lines))
+    _plot(sweep, rows, metric)
+    return best
+
+
+def _plot(sweep: Sweep, rows: list[dict], metric: str) -> None:
+    axes = list(dict.fromkeys(k for t in sweep.trials for k in t["overrides"]))
+    points = [r for r in rows if r[f"final {metric}"] is not None]
+    if not axes or not points:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, panels = plt.subplots(1, len(axes), figsize=(3.6 * len(axes), 3), squeeze=False)
+    for ax, name in zip(panels[0], axes, strict=True):
+        xs = [r.get(name) for r in points]
+        ys = [r[f"final {metric}"] for r in points]
+        if all(isinstance(x, int | float) for x in xs):
+            ax.scatter(xs, ys)
+            if min(xs) > 0 and max(xs) > 10 * min(xs):
+                ax.set_xscale("log")
+        else:
+            labels = sorted({str(x) for x in xs})
+            ax.scatter([labels.index(str(x)) for x in xs], ys)
+            ax.set_xticks(range(len(labels)), labels)
+        ax.set_xlabel(name)
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(sweep.sweep_dir / "summary.png", dpi=100)
+    plt.close(fig)

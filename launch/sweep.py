@@ -1,0 +1,122 @@
+"""Run a hyperparameter sweep: every trial a training run in its own workdir.
+
+    python launch/sweep.py --config=experiments/fashion_cnn.py --sweep_dir=runs/sweep \\
+        --sweep='config.optimizer.learning_rate=[1e-3,3e-3]' --sweep='config.seed=range(3)' \\
+        --parallel=2
+
+Trials: the experiment file's `sweep()` (a list of override dicts; see jaxdl/sweeps.py),
+times the grid of the --sweep flags. Every trial's config is validated before anything
+runs. Running the same command again skips finished trials. Writes sweep.json (the
+manifest) and summary.{csv,md,png} in --sweep_dir.
+"""
+
+import copy
+import importlib.util
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
+flags.DEFINE_string("sweep_dir", None, "Directory of the sweep (one subdirectory per trial).")
+flags.DEFINE_multi_string("sweep", [], "config.a.b=[v1,v2] or config.a.b=range(n): a grid axis.")
+flags.DEFINE_enum("backend", "local", ["local", "slurm"], "Where trials run.")
+flags.DEFINE_integer("parallel", 1, "Trials at a time.")
+flags.DEFINE_multi_string("sbatch", [], "slurm: an #SBATCH option, e.g. --sbatch=--gres=gpu:1")
+flags.DEFINE_list("gpus", [], "GPU ids, one per concurrent trial (default: CPU cores).")
+flags.DEFINE_string("metric", "eval/loss", "Metric that ranks trials.")
+flags.DEFINE_enum("mode", "min", ["min", "max"], "Whether lower or higher is better.")
+flags.mark_flags_as_required(["config", "sweep_dir"])
+FLAGS = flags.FLAGS
+
+
+def defined_trials(config_path: str) -> list[dict] | None:
+    """The experiment file's sweep(), if it defines one."""
+    spec = importlib.util.spec_from_file_location("experiment", config_path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.sweep() if hasattr(module, "sweep") else None
+
+
+def trial_config(config, overrides: dict):
+    trial = copy.deepcopy(config)
+    trial.unlock()
+    try:
+        for name, value in overrides.items():
+            section, *path = name.split(".")
+            target = trial
+            for key in [section, *path][:-1]:
+                target = target[key]
+            leaf = [section, *path][-1]
+            if leaf not in target:
+                raise KeyError(f"unknown config key {name!r}")
+            target[leaf] = value
+    except (KeyError, TypeError, ValueError) as e:
+        from jaxdl.errors import ConfigError
+
+        raise ConfigError(f"trial {overrides}: {e}") from e
+    return trial
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.get_absl_handler().addFilter(lambda record: "/orbax/" not in record.pathname)
+    from jaxdl import data, sweeps
+    from jaxdl.errors import UserError
+    from jaxdl.train import sweep as sweep_lib
+    from jaxdl.train import validate
+
+    # What every trial's launch/train.py gets first: this --config=FILE[:ARG] and any
+    # --config.a.b=v given here; then its own overrides.
+    base_args = [a for a in sys.argv[1:] if a.startswith(("--config=", "--config."))]
+    try:
+        axes = [sweeps.parse_axis(spec) for spec in FLAGS.sweep]
+        path = config_flags.get_config_filename(FLAGS["config"])
+        trials = sweeps.combine(defined_trials(path), axes)
+        inputs = {}  # data config -> built input, shared by the trials that use it
+        for overrides in trials:
+            config = trial_config(FLAGS.config, overrides)
+            key = config.data.to_json()
+            if key not in inputs:
+                inputs[key] = data.build_input(config.data, config.seed)
+            validate(config, inputs[key])
+        names = [sweeps.trial_name(i, t) for i, t in enumerate(trials)]
+        sweep = sweep_lib.Sweep(base_args, trials, names, FLAGS.sweep_dir)
+        slots = (
+            sweep_lib.device_slots(FLAGS.parallel, FLAGS.gpus) if FLAGS.backend == "local" else []
+        )
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    logging.info(
+        "%d trials, %d at a time (%s), in %s",
+        len(trials),
+        FLAGS.parallel,
+        FLAGS.backend,
+        FLAGS.sweep_dir,
+    )
+    try:
+        if FLAGS.backend == "local":
+            sweep.run(slots)
+        else:
+            sweep.run_slurm(FLAGS.parallel, FLAGS.sbatch)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    best = sweep_lib.write_summary(sweep, FLAGS.metric, FLAGS.mode)
+    counts = {s: sum(t["status"] == s for t in sweep.trials) for s in ("done", "failed")}
+    logging.info(
+        "%d done, %d failed; best: %s; summary in %s/summary.md",
+        counts["done"],
+        counts["failed"],
+        best["trial"] if best else "none",
+        FLAGS.sweep_dir,
+    )
+    if sweep.stopped:
+        return 130
+    return 0 if counts["failed"] == 0 else 3
+
+
+if __name__ == "__main__":
+    app.run(main)

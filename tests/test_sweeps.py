@@ -1,0 +1,175 @@
+"""Sweep definitions (pure) and the local sweep runner end to end."""
+
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from jaxdl import sweeps
+from jaxdl.errors import UserError
+from tests.conftest import ROOT
+
+
+def test_grid_is_every_combination_last_axis_fastest():
+    trials = sweeps.grid(**{"optimizer.learning_rate": [0.1, 0.2], "seed": range(3)})
+    assert len(trials) == 6
+    assert trials[0] == {"optimizer.learning_rate": 0.1, "seed": 0}
+    assert trials[1] == {"optimizer.learning_rate": 0.1, "seed": 1}
+    assert trials[-1] == {"optimizer.learning_rate": 0.2, "seed": 2}
+    with pytest.raises(UserError, match="no values"):
+        sweeps.grid(seed=[])
+
+
+def test_random_search_is_seeded_and_in_range():
+    axes = dict(
+        lr=sweeps.loguniform(1e-4, 1e-1), wd=sweeps.uniform(0.0, 0.1), opt=sweeps.choice(["a", "b"])
+    )
+    trials = sweeps.random_search(50, seed=1, **axes)
+    assert trials == sweeps.random_search(50, seed=1, **axes)
+    assert trials != sweeps.random_search(50, seed=2, **axes)
+    assert all(1e-4 <= t["lr"] <= 1e-1 and 0 <= t["wd"] <= 0.1 for t in trials)
+    assert {t["opt"] for t in trials} == {"a", "b"}
+    # Log-uniform: about as many draws below 1e-2.5 as above it.
+    below = sum(t["lr"] < 10**-2.5 for t in trials)
+    assert 15 <= below <= 35
+
+
+def test_command_line_axes_parse_and_multiply():
+    assert sweeps.parse_axis("config.optimizer.learning_rate=[1e-3,3e-3]") == (
+        "optimizer.learning_rate",
+        [1e-3, 3e-3],
+    )
+    assert sweeps.parse_axis("config.seed=range(3)") == ("seed", [0, 1, 2])
+    assert sweeps.parse_axis("config.model.cell=('lstm','rnn')") == ("model.cell", ["lstm", "rnn"])
+    for bad in ("config.seed", "config.seed=[]", "config.seed=oops(", "config.seed=3"):
+        with pytest.raises(UserError):
+            sweeps.parse_axis(bad)
+    trials = sweeps.combine([{"seed": 0}, {"seed": 1}], [("model.dense", [8, 16])])
+    assert trials == [
+        {"seed": 0, "model.dense": 8},
+        {"seed": 0, "model.dense": 16},
+        {"seed": 1, "model.dense": 8},
+        {"seed": 1, "model.dense": 16},
+    ]
+    with pytest.raises(UserError, match="same trial twice"):
+        sweeps.combine([{"seed": 0}], [("seed", [1, 1])])
+
+
+def test_trial_names_say_what_the_trial_is():
+    name = sweeps.trial_name(3, {"optimizer.learning_rate": 0.003, "model.stages": ((8,),)})
+    assert name.startswith("003_learning_rate=0.003_stages=")
+    assert "/" not in name and " " not in name
+
+
+def sweep_command(sweep_dir, data_dir, *flags):
+    return [
+        sys.executable,
+        str(ROOT / "launch/sweep.py"),
+        f"--config={ROOT}/experiments/fashion_cnn_tiny.py",
+        f"--config.data.data_dir={data_dir}",
+        "--config.train.num_steps=6",
+        f"--sweep_dir={sweep_dir}",
+        *flags,
+    ]
+
+
+@pytest.mark.slow
+def test_local_sweep_runs_records_a_failure_and_resumes(synthetic_data_dir, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    # Three trials; SGD at learning rate 1e9 diverges to NaN: the failing one.
+    axis = "--sweep=config.optimizer.learning_rate=[0.01,0.03,1e9]"
+    flags = (axis, "--config.optimizer.name=sgd", "--parallel=2")
+    run = lambda: subprocess.run(
+        sweep_command(sweep_dir, synthetic_data_dir, *flags),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    result = run()
+    assert result.returncode == 3, result.stderr[-3000:]  # finished, with a failed trial
+    manifest = json.loads((sweep_dir / "sweep.json").read_text())
+    statuses = [t["status"] for t in manifest["trials"]]
+    assert statuses == ["done", "done", "failed"]
+    assert "non-finite" in manifest["trials"][2]["error"]
+    for trial in manifest["trials"][:2]:
+        assert (sweep_dir / trial["name"] / "metrics.jsonl").is_file()
+        config = json.loads((sweep_dir / trial["name"] / "config.json").read_text())
+        assert config["optimizer"]["learning_rate"] == trial["overrides"]["optimizer.learning_rate"]
+        assert config["optimizer"]["name"] == "sgd"
+    summary = (sweep_dir / "summary.md").read_text()
+    assert "Best: **000_learning_rate=0.01**" in summary or "Best: **001_" in summary
+    assert "failed" in summary and (sweep_dir / "summary.png").is_file()
+    csv_lines = (sweep_dir / "summary.csv").read_text().strip().splitlines()
+    assert len(csv_lines) == 4 and "final eval/loss" in csv_lines[0]
+
+    # Again: the finished trials are skipped, the failed one is retried (and fails again).
+    before = [
+        (sweep_dir / t["name"] / "metrics.jsonl").stat().st_mtime for t in manifest["trials"][:2]
+    ]
+    assert run().returncode == 3
+    after = [
+        (sweep_dir / t["name"] / "metrics.jsonl").stat().st_mtime for t in manifest["trials"][:2]
+    ]
+    assert before == after
+
+
+@pytest.mark.slow
+def test_a_bad_trial_is_rejected_before_anything_runs(synthetic_data_dir, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    result = subprocess.run(
+        sweep_command(
+            sweep_dir, synthetic_data_dir, "--sweep=config.optimizer.clip_norm=[1.0,-1.0]"
+        ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert result.returncode == 1
+    assert "optimizer.clip_norm=-1.0 must be > 0" in result.stderr
+    assert not sweep_dir.exists()
+
+
+def test_slurm_array_script_runs_the_task_ids_trial(tmp_path):
+    from jaxdl.train.sweep import Sweep
+
+    trials = [{"seed": 0}, {"seed": 1, "model.cell": "it's"}]
+    names = [sweeps.trial_name(i, t) for i, t in enumerate(trials)]
+    sweep = Sweep(["--config=experiments/x.py"], trials, names, tmp_path / "s")
+    script = sweep.slurm_script(sweep.trials, parallel=2, sbatch_options=["--time=00:10:00"])
+    assert "#SBATCH --array=0-1%2" in script and "#SBATCH --time=00:10:00" in script
+    assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
+    # What task 1 would run: the script with `eval` turned into `echo`.
+    shown = subprocess.run(
+        ["bash"],
+        input=script.replace('eval "$(sed', 'echo "$(sed'),
+        env={"SLURM_ARRAY_TASK_ID": "1", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
+    # The line eval would run: trial 1's command, quoted for the shell.
+    assert shown.stdout.strip() == shlex.join(sweep._command(sweep.trials[1]))
+    assert f"--workdir={tmp_path / 's' / names[1]}" in shown.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("sbatch") is None, reason="no SLURM on this machine")
+def test_slurm_backend_runs_a_tiny_array_on_the_local_cluster(synthetic_data_dir, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    result = subprocess.run(
+        sweep_command(
+            sweep_dir, synthetic_data_dir, "--sweep=config.seed=range(2)", "--backend=slurm"
+        ),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((sweep_dir / "sweep.json").read_text())
+    assert [t["status"] for t in manifest["trials"]] == ["done", "done"]
+    assert all((sweep_dir / t["name"] / "metrics.jsonl").is_file() for t in manifest["trials"])
