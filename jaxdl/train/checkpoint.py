@@ -11,16 +11,16 @@ import orbax.checkpoint as ocp
 
 
 class Checkpoints:
-    def __init__(self, directory: Path, keep: int, read_only: bool = False):
-        self._manager = ocp.CheckpointManager(
-            Path(directory).absolute(),
-            options=ocp.CheckpointManagerOptions(
-                max_to_keep=keep,
-                enable_async_checkpointing=True,
-                create=not read_only,
-                read_only=read_only,
-            ),
+    def __init__(self, directory: Path, keep: int = 1, read_only: bool = False):
+        """`read_only`: for tools that restore a run (nothing is created or deleted)."""
+        options = (
+            ocp.CheckpointManagerOptions(read_only=True)
+            if read_only
+            else ocp.CheckpointManagerOptions(
+                max_to_keep=keep, enable_async_checkpointing=True, create=True
+            )
         )
+        self._manager = ocp.CheckpointManager(Path(directory).absolute(), options=options)
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()

@@ -44,7 +44,7 @@ def load_run(workdir: str | Path, step: int | None = None):
     abstract = checkpoint.abstract_like(
         jax.eval_shape(task.init, jax.random.PRNGKey(0), example), device
     )
-    ckpts = checkpoint.Checkpoints(workdir / "checkpoints", keep=1_000_000, read_only=True)
+    ckpts = checkpoint.Checkpoints(workdir / "checkpoints", read_only=True)
     try:
         step = ckpts.latest_step() if step is None else step
         if step is None:
