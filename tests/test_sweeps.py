@@ -159,17 +159,16 @@ def test_slurm_array_script_runs_the_task_ids_trial(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("sbatch") is None, reason="no SLURM on this machine")
 def test_slurm_backend_runs_a_tiny_array_on_the_local_cluster(synthetic_data_dir, tmp_path):
+    """Needs a running cluster: tests/slurm/start_local_cluster.sh (root) starts one."""
     sweep_dir = tmp_path / "sweep"
-    result = subprocess.run(
-        sweep_command(
-            sweep_dir, synthetic_data_dir, "--sweep=config.seed=range(2)", "--backend=slurm"
-        ),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
+    axis = "--sweep=config.optimizer.learning_rate=[0.01,1e9]"  # the second one fails
+    command = sweep_command(
+        sweep_dir, synthetic_data_dir, axis, "--config.optimizer.name=sgd", "--backend=slurm"
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 3, result.stderr[-3000:]
     manifest = json.loads((sweep_dir / "sweep.json").read_text())
-    assert [t["status"] for t in manifest["trials"]] == ["done", "done"]
-    assert all((sweep_dir / t["name"] / "metrics.jsonl").is_file() for t in manifest["trials"])
+    assert [t["status"] for t in manifest["trials"]] == ["done", "failed"]
+    assert "non-finite" in manifest["trials"][1]["error"]
+    assert (sweep_dir / manifest["trials"][0]["name"] / "metrics.jsonl").is_file()
+    assert "Best: **000_" in (sweep_dir / "summary.md").read_text()

@@ -177,7 +177,11 @@ class Sweep:
             commands,
             "JAXDL_TRIALS",
             ")",
+            "set +e",
             'eval "$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" <<< "$COMMANDS")"',
+            "code=$?",
+            f'echo "$code" > {shlex.quote(str(logs))}/"$SLURM_ARRAY_TASK_ID".exit',
+            'exit "$code"',
         ]
         return "\n".join(header + body) + "\n"
 
@@ -188,6 +192,8 @@ class Sweep:
             return
         logs = self.sweep_dir / "slurm"
         logs.mkdir(parents=True, exist_ok=True)
+        for stale in logs.glob("*.exit"):  # a previous submission's task numbering
+            stale.unlink()
         script = logs / "array.sh"
         script.write_text(self.slurm_script(todo, parallel, sbatch_options))
         submitted = subprocess.run(
@@ -213,9 +219,15 @@ class Sweep:
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
+        # Each task writes its exit code; accounting (sacct) covers tasks that never ran to
+        # the end (cancelled, killed, node failure) and clusters keep it off by default.
         states = self._sacct_states(job)
         for index, trial in enumerate(todo):
             state, code = states.get(index, ("UNKNOWN", "?"))
+            exit_file = logs / f"{index}.exit"
+            if exit_file.exists():
+                code = exit_file.read_text().strip()
+                state = "COMPLETED" if code == "0" else "FAILED"
             trial["wall_s"] = round(time.time() - start, 2)
             trial["returncode"] = code
             if state == "COMPLETED":
@@ -231,18 +243,25 @@ class Sweep:
 
     @staticmethod
     def _sacct_states(job: str) -> dict[int, tuple[str, str]]:
-        """Array index -> (state, exit code) from sacct (retried: accounting lags)."""
-        for _ in range(10):
-            out = subprocess.run(
-                ["sacct", "-n", "-P", "-X", "-j", job, "-o", "JobID,State,ExitCode"],
-                capture_output=True,
-                text=True,
-            ).stdout
+        """Array index -> (state, exit code) from sacct, where accounting is on (retried:
+        it lags)."""
+        for _ in range(3):
+            try:
+                out = subprocess.run(
+                    ["sacct", "-n", "-P", "-X", "-j", job, "-o", "JobID,State,ExitCode"],
+                    capture_output=True,
+                    text=True,
+                ).stdout
+            except FileNotFoundError:
+                return {}
             states = {}
             for line in out.strip().splitlines():
-                job_id, state, code = line.split("|")
-                if "_" in job_id and job_id.split("_")[1].isdigit():
-                    states[int(job_id.split("_")[1])] = (state.split()[0], code.split(":")[0])
+                fields = line.split("|")
+                if len(fields) != 3 or "_" not in fields[0]:
+                    continue
+                index = fields[0].split("_")[1]
+                if index.isdigit():
+                    states[int(index)] = (fields[1].split()[0], fields[2].split(":")[0])
             if states:
                 return states
             time.sleep(1)
