@@ -156,8 +156,21 @@ def test_slurm_array_script_runs_the_task_ids_trial(tmp_path):
     assert f"--workdir={tmp_path / 's' / names[1]}" in shown.stdout
 
 
+def slurm_cluster_up() -> bool:
+    """A cluster answers with a usable node (installed binaries alone are not enough)."""
+    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
+        return False
+    try:
+        states = subprocess.run(
+            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=10
+        ).stdout
+    except subprocess.TimeoutExpired:
+        return False
+    return any(state in states for state in ("idle", "mixed", "allocated"))
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("sbatch") is None, reason="no SLURM on this machine")
+@pytest.mark.skipif(not slurm_cluster_up(), reason="no running SLURM cluster here")
 def test_slurm_backend_runs_a_tiny_array_on_the_local_cluster(synthetic_data_dir, tmp_path):
     """Needs a running cluster: tests/slurm/start_local_cluster.sh (root) starts one."""
     sweep_dir = tmp_path / "sweep"
