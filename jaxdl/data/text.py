@@ -6,7 +6,6 @@ layout is a pure function of (text, seed, k), so a resumed run reads the same wi
 """
 
 import dataclasses
-import json
 
 import numpy as np
 
@@ -35,13 +34,6 @@ class CharVocab:
 
     def decode(self, ids) -> str:
         return "".join(self.chars[i] for i in np.asarray(ids).reshape(-1))
-
-    def to_json(self) -> str:
-        return json.dumps(self.chars)
-
-    @classmethod
-    def from_json(cls, text: str) -> "CharVocab":
-        return cls(json.loads(text))
 
 
 def split_tail(tokens: np.ndarray, eval_fraction: float) -> tuple[np.ndarray, np.ndarray]:
