@@ -13,13 +13,12 @@ Writes bench/results/clipping_demo.md and clipping_demo.png; the two run directo
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from jaxdl.train import plots, read_metrics  # noqa: E402
+import common
 
-RESULTS = ROOT / "bench" / "results"
+from jaxdl.train import plots, read_metrics
+
+ROOT, RESULTS = common.ROOT, common.RESULTS
 RUNS = {"no clipping": "shakespeare_rnn_noclip", "clip_by_global_norm(1.0)": "shakespeare_rnn_clip"}
 
 

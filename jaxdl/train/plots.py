@@ -30,15 +30,17 @@ def plot_runs(runs: dict, metrics: list[str], path: Path, title: str = "") -> Pa
             finite = [(s, v) for s, v in points if math.isfinite(v)]
             for _, value in finite:
                 spans[name] = [min(spans[name][0], value), max(spans[name][1], value)]
-            (line,) = ax.plot(*zip(*finite, strict=True), label=label) if finite else (None,)
-            for step, _ in [(s, v) for s, v in points if not math.isfinite(v)][:1]:
-                color = line.get_color() if line else "red"
-                ax.axvline(step, color=color, linestyle="--", linewidth=1)
+            color = None
+            if finite:
+                color = ax.plot(*zip(*finite, strict=True), label=label)[0].get_color()
+            first_bad = next((s for s, v in points if not math.isfinite(v)), None)
+            if first_bad is not None:
+                ax.axvline(first_bad, color=color or "red", linestyle="--", linewidth=1)
                 ax.annotate(
                     f" {label}: non-finite",
-                    (step, 0.9),
+                    (first_bad, 0.9),
                     xycoords=("data", "axes fraction"),
-                    color=color,
+                    color=color or "red",
                     fontsize=8,
                 )
     for ax, name in zip(axes[:, 0], metrics, strict=True):
