@@ -35,3 +35,18 @@ class Task(Protocol):
     def train_step(self, state: Any, batch: dict) -> tuple[Any, dict]: ...
 
     def eval_step(self, state: Any, batch: dict) -> dict: ...
+
+
+class Generator(Protocol):
+    """A task whose model turns noise (and a label, if conditional) into images: a GAN's
+    generator, an AE/VAE decoder. Tools (launch/serve.py) use any of them alike.
+
+    `generate(state, noise, labels)`: noise float32 (N, noise_dim) drawn from
+    `noise_distribution` ("uniform" in [-1, 1] or "normal"), labels int32 (N,) (ignored
+    unless `conditional`) -> float32 images (N, H, W, C) in [0, 1]."""
+
+    noise_dim: int
+    noise_distribution: str
+    conditional: bool
+
+    def generate(self, state: Any, noise: jax.Array, labels: jax.Array) -> jax.Array: ...
