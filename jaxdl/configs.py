@@ -40,4 +40,7 @@ def base_config() -> ml_collections.ConfigDict:
         keep_checkpoints=3,
         plot=True,  # write workdir/metrics.png (every metric over steps) when the run stops
     )
+    # launch/sweep.py: up to `vmap` trials differing only in seed and optimizer
+    # learning_rate / weight_decay / clip_norm train in one vmapped step (1 = one run each).
+    config.sweep = dict(vmap=1)
     return config

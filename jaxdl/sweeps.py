@@ -6,10 +6,12 @@ a list (built with `grid` / `random_search` or by hand); `launch/sweep.py` also 
 """
 
 import ast
+import copy
 import itertools
 import math
 from collections.abc import Sequence
 
+import ml_collections
 import numpy as np
 
 from jaxdl.errors import ConfigError, check
@@ -96,3 +98,24 @@ def trial_name(index: int, overrides: dict) -> str:
     parts = [f"{k.split('.')[-1]}={v}" for k, v in overrides.items()]
     name = "_".join([f"{index:03d}", *parts])
     return "".join(c if c.isalnum() or c in "._=-" else "-" for c in name)[:120]
+
+
+def apply_overrides(
+    config: ml_collections.ConfigDict, overrides: dict
+) -> ml_collections.ConfigDict:
+    """A copy of `config` with a trial's {"a.b": value} overrides; unknown keys raise
+    ConfigError."""
+    trial = copy.deepcopy(config)
+    trial.unlock()
+    try:
+        for name, value in overrides.items():
+            *path, leaf = name.split(".")
+            target = trial
+            for key in path:
+                target = target[key]
+            if leaf not in target:
+                raise KeyError(f"unknown config key {name!r}")
+            target[leaf] = value
+    except (KeyError, TypeError, ValueError) as e:
+        raise ConfigError(f"trial {overrides}: {e}") from e
+    return trial

@@ -5,13 +5,15 @@
         --parallel=2
 
 Trials: the experiment file's `sweep()` (a list of override dicts; see jaxdl/sweeps.py),
-times the grid of the --sweep flags. Every trial's config is validated before anything
-runs. Running the same command again skips finished trials. Writes sweep.json (the
-manifest) and summary.{csv,md,png} in --sweep_dir.
+times the grid of the --sweep flags. `--config.sweep.vmap=K` trains up to K trials that
+differ only in seed and optimizer learning_rate / weight_decay / clip_norm in one
+vmapped step (one process), each still its own run directory. Every trial's config is
+validated before anything runs. Running the same command again skips finished trials.
+Writes sweep.json (the manifest) and summary.{csv,md,png} in --sweep_dir.
 """
 
-import copy
 import importlib.util
+import json
 import sys
 
 from absl import app, flags, logging
@@ -38,26 +40,6 @@ def defined_trials(config_path: str) -> list[dict] | None:
     return module.sweep() if hasattr(module, "sweep") else None
 
 
-def trial_config(config, overrides: dict):
-    trial = copy.deepcopy(config)
-    trial.unlock()
-    try:
-        for name, value in overrides.items():
-            section, *path = name.split(".")
-            target = trial
-            for key in [section, *path][:-1]:
-                target = target[key]
-            leaf = [section, *path][-1]
-            if leaf not in target:
-                raise KeyError(f"unknown config key {name!r}")
-            target[leaf] = value
-    except (KeyError, TypeError, ValueError) as e:
-        from jaxdl.errors import ConfigError
-
-        raise ConfigError(f"trial {overrides}: {e}") from e
-    return trial
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -66,6 +48,7 @@ def main(argv):
     from jaxdl.errors import UserError
     from jaxdl.train import sweep as sweep_lib
     from jaxdl.train import validate
+    from jaxdl.train.loop import vmap_key
 
     # What every trial's launch/train.py gets first: this --config=FILE[:ARG] and any
     # --config.a.b=v given here; then its own overrides.
@@ -75,14 +58,18 @@ def main(argv):
         path = config_flags.get_config_filename(FLAGS["config"])
         trials = sweeps.combine(defined_trials(path), axes)
         inputs = {}  # data config -> built input, shared by the trials that use it
+        groups = []  # trials with equal keys may train in one vmapped step
         for overrides in trials:
-            config = trial_config(FLAGS.config, overrides)
+            config = sweeps.apply_overrides(FLAGS.config, overrides)
             key = config.data.to_json()
             if key not in inputs:
                 inputs[key] = data.build_input(config.data, config.seed)
             validate(config, inputs[key])
+            groups.append(json.dumps(vmap_key(config), sort_keys=True))
         names = [sweeps.trial_name(i, t) for i, t in enumerate(trials)]
-        sweep = sweep_lib.Sweep(base_args, trials, names, FLAGS.sweep_dir)
+        sweep = sweep_lib.Sweep(
+            base_args, trials, names, FLAGS.sweep_dir, FLAGS.config.sweep.vmap, groups
+        )
         slots = (
             sweep_lib.device_slots(FLAGS.parallel, FLAGS.gpus) if FLAGS.backend == "local" else []
         )
@@ -115,7 +102,7 @@ def main(argv):
     )
     if sweep.stopped:
         return 130
-    return 0 if counts["failed"] == 0 else 3
+    return 0 if counts["failed"] == 0 else sweep_lib.SOME_TRIALS_FAILED
 
 
 if __name__ == "__main__":

@@ -2,9 +2,11 @@
 
 Override any config value with --config.a.b=value. Re-running with the same workdir
 resumes from its newest checkpoint. Bad flags, configs and data exit non-zero with one
-line on stderr.
+line on stderr. `--vmap_trials=FILE` (written by launch/sweep.py, instead of --workdir):
+a JSON list of {"workdir", "overrides"} trained together in one vmapped step.
 """
 
+import json
 import sys
 
 from absl import app, flags, logging
@@ -12,8 +14,14 @@ from ml_collections import config_flags
 
 config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and samples.")
+flags.DEFINE_string("vmap_trials", None, "JSON list of {workdir, overrides}: vmapped trials.")
 flags.DEFINE_bool("jax_distributed", False, "Call jax.distributed.initialize() (multi-host).")
-flags.mark_flags_as_required(["config", "workdir"])
+flags.mark_flags_as_required(["config"])
+flags.register_multi_flags_validator(
+    ["workdir", "vmap_trials"],
+    lambda given: given["workdir"] is not None or given["vmap_trials"] is not None,
+    "flag --workdir must have a value other than None",
+)
 FLAGS = flags.FLAGS
 
 
@@ -55,13 +63,30 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     import jax
 
+    from jaxdl import sweeps
     from jaxdl.errors import UserError
-    from jaxdl.train import train_and_evaluate
+    from jaxdl.train import train_and_evaluate, train_trials
+    from jaxdl.train.loop import FAILED_FILE
+    from jaxdl.train.sweep import SOME_TRIALS_FAILED
 
     if FLAGS.jax_distributed:
         jax.distributed.initialize()
     try:
-        metrics = train_and_evaluate(FLAGS.config, FLAGS.workdir)
+        if FLAGS.vmap_trials:
+            with open(FLAGS.vmap_trials) as listing:
+                trials = json.load(listing)
+            configs = [sweeps.apply_overrides(FLAGS.config, t["overrides"]) for t in trials]
+            results = train_trials(configs, [t["workdir"] for t in trials])
+            if None in results:
+                print(
+                    f"error: {results.count(None)} of {len(results)} vmapped trials stopped on "
+                    f"non-finite values (see their {FAILED_FILE})",
+                    file=sys.stderr,
+                )
+                return SOME_TRIALS_FAILED
+            metrics = results
+        else:
+            metrics = train_and_evaluate(FLAGS.config, FLAGS.workdir)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -152,7 +152,7 @@ def test_slurm_array_script_runs_the_task_ids_trial(tmp_path):
         text=True,
     )
     # The line eval would run: trial 1's command, quoted for the shell.
-    assert shown.stdout.strip() == shlex.join(sweep._command(sweep.trials[1]))
+    assert shown.stdout.strip() == shlex.join(sweep._command([sweep.trials[1]]))
     assert f"--workdir={tmp_path / 's' / names[1]}" in shown.stdout
 
 
@@ -185,3 +185,52 @@ def test_slurm_backend_runs_a_tiny_array_on_the_local_cluster(synthetic_data_dir
     assert "non-finite" in manifest["trials"][1]["error"]
     assert (sweep_dir / manifest["trials"][0]["name"] / "metrics.jsonl").is_file()
     assert "Best: **000_" in (sweep_dir / "summary.md").read_text()
+
+
+def test_units_group_up_to_vmap_trials_with_one_key(tmp_path):
+    from jaxdl.train.sweep import Sweep
+
+    names = ["a", "b", "c", "d", "e"]
+    groups = ["x", "y", "x", "x", "x"]
+    sweep = Sweep([], [{} for _ in names], names, tmp_path, vmap=2, groups=groups)
+    units = sweep._units(sweep.trials)
+    assert [[t["name"] for t in unit] for unit in units] == [["a", "c"], ["b"], ["d", "e"]]
+
+
+def test_overrides_apply_to_a_copy_and_unknown_keys_are_refused():
+    from jaxdl.configs import base_config
+
+    config = base_config()
+    trial = sweeps.apply_overrides(config, {"optimizer.learning_rate": 0.5, "seed": 3})
+    assert (trial.optimizer.learning_rate, trial.seed) == (0.5, 3)
+    assert config.optimizer.learning_rate != 0.5
+    with pytest.raises(UserError, match=r"unknown config key 'optimizer\.lr'"):
+        sweeps.apply_overrides(config, {"optimizer.lr": 0.5})
+
+
+@pytest.mark.slow
+def test_vmapped_sweep_runs_a_group_in_one_process_and_records_its_failure(
+    synthetic_data_dir, tmp_path
+):
+    sweep_dir = tmp_path / "sweep"
+    flags = (
+        "--sweep=config.optimizer.learning_rate=[0.01,0.03,1e9]",
+        "--config.optimizer.name=sgd",
+        "--config.sweep.vmap=3",
+    )
+    command = sweep_command(sweep_dir, synthetic_data_dir, *flags)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 3, result.stderr[-3000:]
+    manifest = json.loads((sweep_dir / "sweep.json").read_text())
+    assert [t["status"] for t in manifest["trials"]] == ["done", "done", "failed"]
+    assert manifest["trials"][2]["error"].startswith("non-finite train/")
+    assert len(list(sweep_dir.glob("*.trials.json"))) == 1  # one process for the three
+    assert {t["log"] for t in manifest["trials"]} == {manifest["trials"][0]["name"] + ".log"}
+    for trial in manifest["trials"][:2]:
+        rows = [json.loads(line) for line in (sweep_dir / trial["name"] / "metrics.jsonl").open()]
+        assert rows[-1]["step"] == 6
+    # Again: only the failed trial runs, alone (a plain run), and fails again.
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert again.returncode == 3
+    statuses = [t["status"] for t in json.loads((sweep_dir / "sweep.json").read_text())["trials"]]
+    assert statuses == ["done", "done", "failed"]

@@ -79,6 +79,18 @@ def eval_batches(
         yield batch
 
 
+class StackedBatches:
+    """The batches of K sources (one per vmapped trial) stacked on a new leading axis."""
+
+    def __init__(self, sources: list):
+        self.sources = sources
+        self.batches_per_epoch = sources[0].batches_per_epoch
+
+    def batch(self, index: int) -> dict:
+        batches = [source.batch(index) for source in self.sources]
+        return {name: np.stack([b[name] for b in batches]) for name in batches[0]}
+
+
 class Prefetcher:
     """Computes batches start, start+1, ... on a background thread, `depth` ahead.
 

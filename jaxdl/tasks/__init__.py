@@ -85,9 +85,15 @@ def build_model(cfg: ml_collections.ConfigDict, data_info: dict):
     return MODELS[cfg.name](cfg, data_info)
 
 
-def build(config: ml_collections.ConfigDict, data_info: dict, total_steps: int) -> Task:
+def build(
+    config: ml_collections.ConfigDict,
+    data_info: dict,
+    total_steps: int,
+    optimizer_values: dict | None = None,
+) -> Task:
     """The Task named by config.task.name, with its model and optimizer; `data_info` is
-    the input's JSON description (class names, vocabulary: see data.Input)."""
+    the input's JSON description (class names, vocabulary: see data.Input).
+    `optimizer_values`: traced optimizer hyperparameters (see optim.build_optimizer)."""
     check_choice("task.name", config.task.name, TASKS)
     needed = _TASK_DATA[config.task.name]
     check(
@@ -95,7 +101,7 @@ def build(config: ml_collections.ConfigDict, data_info: dict, total_steps: int) 
         f"task {config.task.name!r} needs a data set with {needed}; "
         f"data.name={data_info.get('name')!r} has none",
     )
-    optimizer, schedule = optim.build_optimizer(config.optimizer, total_steps)
+    optimizer, schedule = optim.build_optimizer(config.optimizer, total_steps, optimizer_values)
     model = build_model(config.model, data_info)
     cfg = config.task
     if cfg.name == "lm":

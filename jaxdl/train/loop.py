@@ -2,19 +2,26 @@
 
 Reads top to bottom: workdir and logging, mesh, input, task, compiled steps,
 checkpoint load, loop (log / eval / checkpoint / stop), final eval and save.
+
+`train_trials` runs K trials that differ only in `seed` and the optimizer's traceable
+numbers (learning rate, weight decay, clip norm) as one compiled, `jax.vmap`ped step:
+stacked states and per-trial batches; each trial keeps its own workdir (metrics,
+checkpoints, plots) exactly as if it had run alone. `train_and_evaluate` is K = 1.
 """
 
 import math
 import signal
+import statistics
 import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
-from jaxdl import data, tasks
-from jaxdl.errors import NonFiniteLossError, check
+from jaxdl import data, optim, tasks
+from jaxdl.errors import NonFiniteLossError, UserError, check
 from jaxdl.train import checkpoint, plots
 from jaxdl.train import mesh as mesh_lib
 from jaxdl.train.progress import Progress
@@ -55,6 +62,46 @@ def _check_train_section(train_cfg: ml_collections.ConfigDict) -> None:
     check(train_cfg.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1")
 
 
+FAILED_FILE = "failed.txt"  # a vmapped trial's one-line failure, read by launch/sweep.py
+
+
+def vmap_key(config: ml_collections.ConfigDict) -> dict:
+    """What trials vmapped together must share: the config without its seed and the
+    optimizer numbers a vmapped step takes per trial (optim.TRACEABLE)."""
+    shared = config.to_dict()
+    shared.pop("seed")
+    for name in optim.TRACEABLE:
+        shared["optimizer"].pop(name)
+    return shared
+
+
+def vmapped_values(configs: list[ml_collections.ConfigDict]) -> dict:
+    """The optimizer numbers that differ between trials, one array entry per trial;
+    raises UserError if the trials differ in anything a vmapped step cannot vary."""
+    keys = [vmap_key(c) for c in configs]
+    for index, key in enumerate(keys[1:], 1):
+        if key != keys[0]:
+            raise UserError(
+                f"vmapped trials may differ only in seed and optimizer."
+                f"{{{','.join(optim.TRACEABLE)}}}; trial {index} differs from trial 0 in "
+                f"{_first_difference(keys[0], key)}"
+            )
+    return {
+        name: jnp.asarray([float(c.optimizer[name]) for c in configs], jnp.float32)
+        for name in optim.TRACEABLE
+        if len({c.optimizer[name] for c in configs}) > 1
+    }
+
+
+def _first_difference(a: dict, b: dict, prefix: str = "config") -> str:
+    for key in sorted(set(a) | set(b)):
+        if a.get(key) != b.get(key):
+            if isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
+                return _first_difference(a[key], b[key], f"{prefix}.{key}")
+            return f"{prefix}.{key}"
+    return prefix
+
+
 def validate(config: ml_collections.ConfigDict, inputs: data.Input | None = None) -> None:
     """The checks a run makes before training, without training: raises UserError.
     `inputs` (the config's data, if already built) saves loading it again."""
@@ -65,20 +112,39 @@ def validate(config: ml_collections.ConfigDict, inputs: data.Input | None = None
 
 def evaluate(eval_step, state, eval_arrays: dict, batch_size: int, mesh) -> dict:
     """Mean of each eval metric over the whole eval set (padding rows masked out)."""
+    totals = _eval_totals(eval_step, state, eval_arrays, batch_size, mesh)
+    return {name: mean.compute() for name, mean in totals.items()}
+
+
+def _eval_totals(eval_step, state, eval_arrays: dict, batch_size: int, mesh) -> dict:
+    """Each eval metric's Mean summed over the eval set, on the host; for vmapped trials
+    its fields have a leading trial axis."""
     totals = None
     for batch in data.eval_batches(
         eval_arrays, batch_size, jax.process_index(), jax.process_count()
     ):
         metrics = eval_step(state, mesh_lib.shard_batch(batch, mesh))
         totals = metrics if totals is None else jax.tree.map(lambda a, b: a + b, totals, metrics)
-    return {name: mean.compute() for name, mean in jax.device_get(totals).items()}
+    return jax.device_get(totals)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains config's task in workdir (resuming from its newest checkpoint); returns the
     final eval metrics. Raises errors.UserError subclasses for bad configs and data."""
+    return train_trials([config], [workdir])[0]
+
+
+def train_trials(configs: list[ml_collections.ConfigDict], workdirs: list) -> list[dict | None]:
+    """Trains each config in its workdir, all K in one vmapped step when K > 1 (see the
+    module doc); returns each trial's final eval metrics. A trial whose metrics turn
+    non-finite stops being logged and saved (its reason in workdir/failed.txt; None in
+    the result) while the others go on; NonFiniteLossError is raised if all do."""
     start_time = time.perf_counter()
-    workdir = Path(workdir)
+    workdirs = [Path(w) for w in workdirs]
+    check(len(configs) == len(workdirs) >= 1, "one workdir per trial")
+    vmapped = len(configs) > 1
+    config = configs[0]
+    values = vmapped_values(configs) if vmapped else {}
     is_chief = jax.process_index() == 0
     train_cfg = config.train
     _check_train_section(train_cfg)
@@ -92,12 +158,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     # ---- Input ------------------------------------------------------------------------
     dcfg = config.data
-    inputs = data.build_input(dcfg, config.seed, jax.process_index(), jax.process_count())
-    batches = inputs.train
+    by_seed = {}  # trials that differ only in optimizer numbers share their input
+    for c in configs:
+        if c.seed not in by_seed:
+            by_seed[c.seed] = data.build_input(
+                dcfg, c.seed, jax.process_index(), jax.process_count()
+            )
+    inputs = by_seed[config.seed]
+    batches = (
+        data.StackedBatches([by_seed[c.seed].train for c in configs]) if vmapped else inputs.train
+    )
     total_steps = _total_steps(train_cfg, batches.batches_per_epoch)
     eval_every = train_cfg.eval_every or batches.batches_per_epoch
     logging.info(
-        "data %s: %d train, %d eval (%s); %d devices; %d steps of %d %s",
+        "data %s: %d train, %d eval (%s); %d devices; %d steps of %d %s%s",
         dcfg.name,
         inputs.info["num_train"],
         inputs.info["num_eval"],
@@ -106,45 +180,90 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         total_steps,
         inputs.items_per_batch,
         inputs.item_unit,
+        f"; {len(configs)} vmapped trials varying seed/{','.join(values) or '-'} "
+        "(progress: their medians, ~)"
+        if vmapped
+        else "",
     )
 
     # ---- Task and compiled steps --------------------------------------------------------
     task = tasks.build(config, inputs.info, total_steps)
     replicated = mesh_lib.replicated(mesh)
-    batch_sharding = mesh_lib.data_sharded(mesh)
-    init = jax.jit(task.init, out_shardings=replicated)
-    train_step = jax.jit(
-        task.train_step,
-        in_shardings=(replicated, batch_sharding),
-        out_shardings=(replicated, replicated),
-        donate_argnums=0,
-    )
-    eval_step = jax.jit(
-        task.eval_step, in_shardings=(replicated, batch_sharding), out_shardings=replicated
-    )
+    batch_sharding = mesh_lib.data_sharded(mesh, trial_axis=vmapped)
+    shard = lambda b: mesh_lib.shard_batch(b, mesh, trial_axis=vmapped)
+    root_key = jax.random.PRNGKey(config.seed)
+    example = shard(batches.batch(0))
+    if vmapped:
+
+        def trial_train_step(trial_values, state, batch):
+            trial_task = tasks.build(config, inputs.info, total_steps, trial_values)
+            return trial_task.train_step(state, batch)
+
+        root_key = jnp.stack([jax.random.PRNGKey(c.seed) for c in configs])
+        init = jax.jit(jax.vmap(task.init), out_shardings=replicated)
+        vmapped_step = jax.jit(
+            jax.vmap(trial_train_step),
+            in_shardings=(replicated, replicated, batch_sharding),
+            out_shardings=(replicated, replicated),
+            donate_argnums=1,
+        )
+        train_step = lambda state, batch: vmapped_step(values, state, batch)
+        eval_step = jax.jit(
+            jax.vmap(task.eval_step, in_axes=(0, None)),
+            in_shardings=(replicated, mesh_lib.data_sharded(mesh)),
+            out_shardings=replicated,
+        )
+    else:
+        init = jax.jit(task.init, out_shardings=replicated)
+        train_step = jax.jit(
+            task.train_step,
+            in_shardings=(replicated, batch_sharding),
+            out_shardings=(replicated, replicated),
+            donate_argnums=0,
+        )
+        eval_step = jax.jit(
+            task.eval_step, in_shardings=(replicated, batch_sharding), out_shardings=replicated
+        )
+    trial = lambda tree, k: jax.tree.map(lambda x: x[k], tree) if vmapped else tree
     # Tasks with pictures (e.g. reconstructions) draw them on the first eval batch.
     images = jax.jit(task.images) if hasattr(task, "images") else None
     image_batch = images and next(data.eval_batches(inputs.eval_arrays, dcfg.eval_batch_size))
-    root_key = jax.random.PRNGKey(config.seed)
-    example = mesh_lib.shard_batch(batches.batch(0), mesh)
 
     # ---- Checkpoint load ----------------------------------------------------------------
-    ckpts = checkpoint.Checkpoints(workdir / "checkpoints", train_cfg.keep_checkpoints)
-    resume_step = ckpts.latest_step()
+    ckpts = [
+        checkpoint.Checkpoints(w / "checkpoints", train_cfg.keep_checkpoints) for w in workdirs
+    ]
+    resume_steps = {c.latest_step() for c in ckpts}
+    check(
+        len(resume_steps) == 1,
+        f"vmapped trials have checkpoints at different steps ({sorted(resume_steps, key=str)}); "
+        "run them separately",
+    )
+    resume_step = resume_steps.pop()
     if resume_step is None:
         state = init(root_key, example)
         position = {"next_batch": 0, "elapsed_s": 0.0}
     else:
-        abstract = checkpoint.abstract_like(jax.eval_shape(init, root_key, example), replicated)
-        state, position = ckpts.restore(resume_step, abstract)
+        one_trial = jax.eval_shape(task.init, jax.random.PRNGKey(0), trial(example, 0))
+        abstract = checkpoint.abstract_like(one_trial, replicated)
+        restored = [c.restore(resume_step, abstract) for c in ckpts]
+        position = restored[0][1]
+        state = restored[0][0]
+        if vmapped:
+            state = jax.jit(
+                lambda *s: jax.tree.map(lambda *x: jnp.stack(x), *s), out_shardings=replicated
+            )(*(r[0] for r in restored))
         logging.info("resumed from step %d (next batch %d)", resume_step, position["next_batch"])
-    step = int(state.step)
+    step = int(trial(state, 0).step)
+    single_example = trial(example, 0)
     if is_chief:
-        workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
-        write_run_info(workdir, inputs.info, example, total_steps)
-    writer = MetricWriter(workdir, resume_step=step, enabled=is_chief)
-    num_params = sum(x.size for x in jax.tree.leaves(state.params))
+        for c, w in zip(configs, workdirs, strict=True):
+            w.mkdir(parents=True, exist_ok=True)
+            (w / FAILED_FILE).unlink(missing_ok=True)
+            (w / "config.json").write_text(c.to_json_best_effort(indent=2) + "\n")
+            write_run_info(w, inputs.info, single_example, total_steps)
+    writers = [MetricWriter(w, resume_step=step, enabled=is_chief) for w in workdirs]
+    num_params = sum(x.size for x in jax.tree.leaves(trial(state, 0).params))
     logging.info("task %s, %s parameters", config.task.name, f"{num_params:,}")
 
     # ---- Loop -----------------------------------------------------------------------------
@@ -152,38 +271,47 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     elapsed = lambda: elapsed_before + time.perf_counter() - start_time
     progress = Progress(
         total_steps,
-        inputs.items_per_batch,
+        inputs.items_per_batch * len(configs),
         inputs.item_unit,
         train_cfg.max_seconds,
         step,
         elapsed(),
     )
     stop_signal = _StopSignal()
-    prefetch = data.Prefetcher(
-        batches, position["next_batch"], dcfg.prefetch, lambda b: mesh_lib.shard_batch(b, mesh)
-    )
-    sums: dict = {}
+    prefetch = data.Prefetcher(batches, position["next_batch"], dcfg.prefetch, shard)
+    sums: list[dict] = [{} for _ in configs]
+    failed: dict[int, str] = {}  # trial -> why it stopped
     pending = None  # (step, metrics on device): read one step late to keep devices busy
     next_batch = position["next_batch"]
-    eval_metrics: dict = {}
+    eval_metrics: list[dict] = [{} for _ in configs]
+    live = lambda: [k for k in range(len(configs)) if k not in failed]
 
     def take(pending_metrics) -> None:
-        """Moves a step's metrics to the host; stops the run if any is non-finite."""
-        at_step, values = pending_metrics
-        values = {name: float(value) for name, value in jax.device_get(values).items()}
-        for name, value in values.items():
-            if not math.isfinite(value):
-                writer.write(at_step, elapsed(), {f"train/{k}": v for k, v in values.items()})
-                ckpts.wait()
-                last_good = ckpts.latest_step()
+        """Moves a step's metrics to the host; a trial with a non-finite value stops (the
+        run, when no trial is left)."""
+        at_step, on_device = pending_metrics
+        host = jax.device_get(on_device)
+        for k in live():
+            values = {name: float(trial(value, k)) for name, value in host.items()}
+            bad = [(n, v) for n, v in values.items() if not math.isfinite(v)]
+            if bad:
+                writers[k].write(at_step, elapsed(), {f"train/{n}": v for n, v in values.items()})
+                ckpts[k].wait()
+                last_good = ckpts[k].latest_step()
                 kept = f"step {last_good}" if last_good is not None else "none saved yet"
-                raise NonFiniteLossError(
-                    f"non-finite train/{name}={value} at step {at_step}; stopped, last good "
-                    f"checkpoint: {kept} in {workdir / 'checkpoints'}"
+                failed[k] = (
+                    f"non-finite train/{bad[0][0]}={bad[0][1]} at step {at_step}; stopped, last "
+                    f"good checkpoint: {kept} in {workdirs[k] / 'checkpoints'}"
                 )
-        for name, value in values.items():
-            total, count = sums.get(name, (0.0, 0))
-            sums[name] = (total + value, count + 1)
+                if vmapped and is_chief:
+                    (workdirs[k] / FAILED_FILE).write_text(failed[k] + "\n")
+                    logging.warning("trial %s: %s", workdirs[k].name, failed[k])
+                continue
+            for name, value in values.items():
+                total, count = sums[k].get(name, (0.0, 0))
+                sums[k][name] = (total + value, count + 1)
+        if not live():
+            raise NonFiniteLossError(_failures(failed, workdirs))
 
     try:
         stop_reason = "done" if step >= total_steps else None
@@ -210,46 +338,71 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 continue
             take(pending)  # every value up to this step is known finite before it is kept
             pending = None
-            scalars = {}
+            scalars: list[dict] = [{} for _ in configs]
             if log_now:
-                scalars = {f"train/{k}": total / count for k, (total, count) in sums.items()}
-                sums.clear()
+                for k in live():
+                    scalars[k] = {f"train/{n}": t / c for n, (t, c) in sums[k].items()}
+                    sums[k].clear()
             if eval_now:
                 eval_start = time.perf_counter()
-                eval_metrics = evaluate(
+                totals = _eval_totals(
                     eval_step, state, inputs.eval_arrays, dcfg.eval_batch_size, mesh
                 )
-                if images is not None:
-                    pictures = jax.device_get(images(state, image_batch))
-                    if is_chief:
-                        write_images(workdir, step, pictures)
+                for k in live():
+                    eval_metrics[k] = {n: trial(m, k).compute() for n, m in totals.items()}
+                    scalars[k].update({f"eval/{n}": v for n, v in eval_metrics[k].items()})
+                    if images is not None:
+                        pictures = jax.device_get(images(trial(state, k), image_batch))
+                        if is_chief:
+                            write_images(workdirs[k], step, pictures)
                 progress.exclude(time.perf_counter() - eval_start)
-                scalars.update({f"eval/{k}": v for k, v in eval_metrics.items()})
-            if scalars:
-                writer.write(step, elapsed(), scalars)
+            for k in live():
+                if scalars[k]:
+                    writers[k].write(step, elapsed(), scalars[k])
             if log_now:
-                shown = {
-                    k.removeprefix("train/"): v
-                    for k, v in scalars.items()
-                    if k != "train/learning_rate"
-                }
-                logging.info("%s", progress.line(step, elapsed(), shown))
+                logging.info("%s", progress.line(step, elapsed(), _shown(scalars, live())))
             elif eval_now:
                 logging.info(
-                    "step %d: %s", step, " ".join(f"{k}={v:.4g}" for k, v in scalars.items())
+                    "step %d: %s",
+                    step,
+                    " ".join(f"{k}={v:.4g}" for k, v in _shown(scalars, live()).items()),
                 )
             if save_now:
-                ckpts.save(step, state, {"next_batch": next_batch, "elapsed_s": elapsed()})
-        if stop_reason == "done" and not eval_metrics:  # resumed a finished run
-            eval_metrics = evaluate(
-                eval_step, state, inputs.eval_arrays, dcfg.eval_batch_size, mesh
-            )
+                where = {"next_batch": next_batch, "elapsed_s": elapsed()}
+                for k in live():
+                    ckpts[k].save(step, trial(state, k), where)
+        if stop_reason == "done" and not any(eval_metrics):  # resumed a finished run
+            totals = _eval_totals(eval_step, state, inputs.eval_arrays, dcfg.eval_batch_size, mesh)
+            eval_metrics = [
+                {n: trial(m, k).compute() for n, m in totals.items()} for k in range(len(configs))
+            ]
         logging.info("stopped at step %d: %s; checkpoint saved", step, stop_reason)
     finally:
         prefetch.close()
         stop_signal.restore()
-        ckpts.close()
-        writer.close()
-        if is_chief and train_cfg.plot:
-            plots.plot_metrics(workdir)
-    return eval_metrics
+        for k in range(len(configs)):
+            ckpts[k].close()
+            writers[k].close()
+            if is_chief and train_cfg.plot:
+                plots.plot_metrics(workdirs[k])
+    return [None if k in failed else metrics for k, metrics in enumerate(eval_metrics)]
+
+
+def _failures(failed: dict[int, str], workdirs: list[Path]) -> str:
+    if len(workdirs) == 1:
+        return failed[0]
+    return "; ".join(f"trial {workdirs[k].name}: {why}" for k, why in sorted(failed.items()))
+
+
+def _shown(scalars: list[dict], live: list[int]) -> dict:
+    """What the progress line shows: the metrics, or for vmapped trials their median."""
+    if len(scalars) == 1:
+        shown = scalars[0]
+    else:
+        names = scalars[live[0]] if live else {}
+        shown = {f"{n}~": statistics.median(scalars[k][n] for k in live) for n in names}
+    return {
+        k.removeprefix("train/"): v
+        for k, v in shown.items()
+        if not k.startswith("train/learning_rate")
+    }

@@ -17,13 +17,17 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
-def data_sharded(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+def data_sharded(mesh: Mesh, trial_axis: bool = False) -> NamedSharding:
+    """Batch rows split over the data axis; `trial_axis`: a leading axis of vmapped
+    trials comes first and is not split."""
+    return NamedSharding(
+        mesh, PartitionSpec(None, DATA_AXIS) if trial_axis else PartitionSpec(DATA_AXIS)
+    )
 
 
-def shard_batch(batch: dict, mesh: Mesh) -> dict:
+def shard_batch(batch: dict, mesh: Mesh, trial_axis: bool = False) -> dict:
     """This host's numpy batch -> global arrays split over the data axis."""
-    sharding = data_sharded(mesh)
+    sharding = data_sharded(mesh, trial_axis)
     return {
         name: jax.make_array_from_process_local_data(sharding, np.asarray(value))
         for name, value in batch.items()

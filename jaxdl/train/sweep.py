@@ -10,7 +10,10 @@ with `squeue` and read back with `sacct`; SIGINT/SIGTERM cancel it (`scancel`).
 
 Backend `local`: `parallel` trials at a time as subprocesses of launch/train.py, each on
 its own device slot (one GPU via CUDA_VISIBLE_DEVICES, or its own share of the CPU cores
-via affinity), with the slot's settings in its environment before JAX starts. A
+via affinity), with the slot's settings in its environment before JAX starts. With
+`vmap` > 1, up to `vmap` pending trials with the same `group` key (see
+train.loop.vmap_key) run as one subprocess, one vmapped step (train.loop.train_trials);
+a trial of such a group that fails writes workdir/failed.txt and the others go on. A
 finished trial is skipped when the sweep runs again; a failed one is recorded with the
 tail of its stderr and the others go on; SIGINT/SIGTERM stop the running trials
 (they checkpoint and resume next time) and the sweep.
@@ -30,9 +33,12 @@ from pathlib import Path
 from absl import logging
 
 from jaxdl.errors import UserError, check
+from jaxdl.train.loop import FAILED_FILE
 from jaxdl.train.writers import read_metrics
 
 MANIFEST = "sweep.json"
+# launch/train.py --vmap_trials: the others finished (and launch/sweep.py: some trial failed)
+SOME_TRIALS_FAILED = 3
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -60,8 +66,20 @@ def device_slots(parallel: int, gpus: list[str] | None = None) -> list[dict]:
 
 
 class Sweep:
-    def __init__(self, base_args: list[str], trials: list[dict], names: list[str], sweep_dir: Path):
+    def __init__(
+        self,
+        base_args: list[str],
+        trials: list[dict],
+        names: list[str],
+        sweep_dir: Path,
+        vmap: int = 1,
+        groups: list[str] | None = None,
+    ):
+        check(vmap >= 1, f"config.sweep.vmap={vmap} must be >= 1")
         self.base_args = base_args  # --config=FILE[:ARG] and shared --config.a.b=v
+        self.vmap = vmap
+        # Trials with equal group keys may share a vmapped run.
+        self.groups = dict(zip(names, groups or names, strict=True))
         self.sweep_dir = Path(sweep_dir)
         self.path = self.sweep_dir / MANIFEST
         records = [
@@ -89,42 +107,76 @@ class Sweep:
         tmp.write_text(json.dumps(record, indent=1) + "\n")
         tmp.replace(self.path)  # never a half-written manifest
 
-    def _command(self, trial: dict) -> list[str]:
-        return [
-            sys.executable,
-            str(ROOT / "launch" / "train.py"),
-            *self.base_args,
-            f"--workdir={self.sweep_dir / trial['name']}",
-            *(format_override(k, v) for k, v in trial["overrides"].items()),
-        ]
+    def _command(self, unit: list[dict]) -> list[str]:
+        """One trial: launch/train.py with its overrides; several: one vmapped run of
+        them, listed in sweep_dir/<first trial>.trials.json."""
+        train = [sys.executable, str(ROOT / "launch" / "train.py"), *self.base_args]
+        if len(unit) == 1:
+            return [
+                *train,
+                f"--workdir={self.sweep_dir / unit[0]['name']}",
+                *(format_override(k, v) for k, v in unit[0]["overrides"].items()),
+            ]
+        listing = self.sweep_dir / f"{unit[0]['name']}.trials.json"
+        listing.write_text(
+            json.dumps(
+                [
+                    {"workdir": str(self.sweep_dir / t["name"]), "overrides": t["overrides"]}
+                    for t in unit
+                ],
+                indent=1,
+            )
+            + "\n"
+        )
+        return [*train, f"--vmap_trials={listing}"]
 
-    def _start(self, trial: dict, slot: dict) -> subprocess.Popen:
+    def _units(self, todo: list[dict]) -> list[list[dict]]:
+        """Pending trials in order, grouped: up to `vmap` trials with one group key."""
+        units: list[list[dict]] = []
+        open_units: dict[str, list[dict]] = {}
+        for trial in todo:
+            group = self.groups[trial["name"]]
+            unit = open_units.get(group)
+            if unit is None or len(unit) >= self.vmap:
+                unit = open_units[group] = []
+                units.append(unit)
+            unit.append(trial)
+        return units
+
+    def _start(self, unit: list[dict], slot: dict) -> subprocess.Popen:
         env = {**os.environ, **slot["env"]}
         cores = slot.get("cores")
-        log = (self.sweep_dir / trial["name"]).with_suffix(".log").open("w")
-        trial.update(status="running", started=time.time())
+        log = self.sweep_dir / f"{unit[0]['name']}.log"
+        started = time.time()
+        for trial in unit:
+            trial.update(status="running", started=started, log=log.name)
         return subprocess.Popen(
-            self._command(trial),
+            self._command(unit),
             env=env,
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
-            stderr=log,
+            stderr=log.open("w"),
             preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None,
         )
 
-    def _finish(self, trial: dict, process: subprocess.Popen) -> None:
-        log = (self.sweep_dir / trial["name"]).with_suffix(".log")
-        trial["returncode"] = process.returncode
-        trial["wall_s"] = round(time.time() - trial.pop("started"), 2)
-        if self._stop and process.returncode != 0:
-            trial["status"] = "interrupted"
-        elif process.returncode == 0:
-            trial["status"] = "done"
-        else:
-            trial["status"] = "failed"
-            lines = log.read_text(errors="replace").strip().splitlines()
-            trial["error"] = "\n".join(lines[-5:])
-        logging.info("trial %s: %s (%.0f s)", trial["name"], trial["status"], trial["wall_s"])
+    def _finish(self, unit: list[dict], process: subprocess.Popen) -> None:
+        for trial in unit:
+            log = self.sweep_dir / trial["log"]
+            failure = self.sweep_dir / trial["name"] / FAILED_FILE
+            trial["returncode"] = process.returncode
+            trial["wall_s"] = round(time.time() - trial.pop("started"), 2)
+            if self._stop and process.returncode != 0 and not failure.exists():
+                trial["status"] = "interrupted"
+            elif failure.exists():  # one trial of a vmapped group
+                trial["status"] = "failed"
+                trial["error"] = failure.read_text().strip()
+            elif process.returncode in (0, SOME_TRIALS_FAILED):
+                trial["status"] = "done"
+            else:
+                trial["status"] = "failed"
+                lines = log.read_text(errors="replace").strip().splitlines()
+                trial["error"] = "\n".join(lines[-5:])
+            logging.info("trial %s: %s (%.0f s)", trial["name"], trial["status"], trial["wall_s"])
 
     def run(self, slots: list[dict]) -> None:
         """Runs every trial not done yet, len(slots) at a time."""
@@ -133,18 +185,19 @@ class Sweep:
         for trial in todo:
             trial["status"] = "pending"
         self.save()
-        running: dict[int, tuple[dict, subprocess.Popen]] = {}  # slot -> trial
+        todo = self._units(todo)
+        running: dict[int, tuple[list[dict], subprocess.Popen]] = {}  # slot -> trials
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             while (todo and not self._stop) or running:
                 for index, slot in enumerate(slots):
                     if index not in running and todo and not self._stop:
-                        trial = todo.pop(0)
-                        running[index] = (trial, self._start(trial, slot))
+                        unit = todo.pop(0)
+                        running[index] = (unit, self._start(unit, slot))
                         self.save()
-                for index, (trial, process) in list(running.items()):
+                for index, (unit, process) in list(running.items()):
                     if process.poll() is not None:
-                        self._finish(trial, process)
+                        self._finish(unit, process)
                         del running[index]
                         self.save()
                 if self._stop:
@@ -161,7 +214,7 @@ class Sweep:
     def slurm_script(self, trials: list[dict], parallel: int, sbatch_options: list[str]) -> str:
         """A job-array script: task i runs trials[i]'s command, logs in slurm/<i>.err."""
         logs = self.sweep_dir / "slurm"
-        commands = "\n".join(shlex.join(self._command(t)) for t in trials)
+        commands = "\n".join(shlex.join(self._command([t])) for t in trials)
         header = [
             "#!/bin/bash",
             f"#SBATCH --job-name=jaxdl-{self.sweep_dir.name}",
@@ -187,6 +240,7 @@ class Sweep:
 
     def run_slurm(self, parallel: int, sbatch_options: list[str], poll_s: float = 2.0) -> None:
         """Submits the trials not done yet as one job array and waits for it."""
+        check(self.vmap == 1, "config.sweep.vmap > 1 runs on the local backend only, for now")
         todo = [t for t in self.trials if t["status"] != "done"]
         if not todo:
             return

@@ -1,0 +1,91 @@
+"""K trials in one vmapped step == K separate runs (in this process: one device)."""
+
+import math
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from experiments import fashion_cnn_tiny
+from jaxdl.errors import NonFiniteLossError, UserError
+from jaxdl.train import loop, read_metrics, run_info
+
+# Trials 0-2 differ in seed, learning rate, weight decay and clip norm.
+TRIALS = [
+    dict(seed=0, learning_rate=3e-3, weight_decay=0.0, clip_norm=1.0),
+    dict(seed=1, learning_rate=3e-3, weight_decay=1e-2, clip_norm=0.5),
+    dict(seed=0, learning_rate=1e-2, weight_decay=0.0, clip_norm=1.0),
+]
+
+
+def tiny_config(data_dir, seed, **optimizer):
+    config = fashion_cnn_tiny.get_config()
+    config.data.data_dir = str(data_dir)
+    config.seed = seed
+    config.model.batch_norm = False  # see test_vmapped_trials_match_separate_runs
+    config.optimizer.update(optimizer)
+    config.train.update(num_steps=8, log_every=2, eval_every=4, checkpoint_every=4, plot=False)
+    return config
+
+
+def configs_of(data_dir, trials):
+    return [
+        tiny_config(data_dir, t["seed"], **{k: v for k, v in t.items() if k != "seed"})
+        for t in trials
+    ]
+
+
+@pytest.fixture(scope="module")
+def separate_runs(synthetic_data_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("separate")
+    workdirs = [root / str(k) for k in range(len(TRIALS))]
+    for config, workdir in zip(configs_of(synthetic_data_dir, TRIALS), workdirs, strict=True):
+        loop.train_and_evaluate(config, workdir)
+    return workdirs
+
+
+def test_vmapped_trials_match_separate_runs(synthetic_data_dir, separate_runs, tmp_path):
+    workdirs = [tmp_path / str(k) for k in range(len(TRIALS))]
+    final = loop.train_trials(configs_of(synthetic_data_dir, TRIALS), workdirs)
+    for k, (alone, together) in enumerate(zip(separate_runs, workdirs, strict=True)):
+        rows_alone, rows_together = read_metrics(alone), read_metrics(together)
+        assert [r["step"] for r in rows_alone] == [r["step"] for r in rows_together]
+        for a, b in zip(rows_alone, rows_together, strict=True):
+            for name in a.keys() - {"elapsed_s"}:
+                np.testing.assert_allclose(b[name], a[name], rtol=1e-5, atol=1e-5, err_msg=name)
+        *_, state_alone = run_info.load_run(alone)
+        *_, state_together = run_info.load_run(together)
+        chex.assert_trees_all_close(state_together, state_alone, rtol=1e-5, atol=1e-5)
+        assert final[k]["accuracy"] == pytest.approx(rows_alone[-1]["eval/accuracy"], abs=1e-6)
+    # The trials really differ (a vmapped step that ignored them would not).
+    losses = {round(read_metrics(w)[-1]["train/loss"], 6) for w in workdirs}
+    assert len(losses) == len(TRIALS)
+
+
+def test_a_diverging_trial_stops_alone(synthetic_data_dir, separate_runs, tmp_path):
+    trials = [TRIALS[0], {**TRIALS[0], "learning_rate": 1e9, "clip_norm": 1e9}]
+    configs = configs_of(synthetic_data_dir, trials)
+    for config in configs:
+        config.optimizer.name = "sgd"
+    workdirs = [tmp_path / "ok", tmp_path / "diverges"]
+    results = loop.train_trials(configs, workdirs)
+    assert results[1] is None and results[0]["accuracy"] > 0
+    assert (workdirs[1] / loop.FAILED_FILE).read_text().startswith("non-finite")
+    assert not (workdirs[0] / loop.FAILED_FILE).exists()
+    assert read_metrics(workdirs[0])[-1]["step"] == 8
+    assert all(math.isfinite(r["train/loss"]) for r in read_metrics(workdirs[0]))
+    # When every trial diverges, the run stops with the error.
+    with pytest.raises(NonFiniteLossError, match="trial diverges: non-finite"):
+        loop.train_trials(configs[1:] * 2, [tmp_path / "a", tmp_path / "diverges"])
+
+
+def test_trials_that_differ_in_more_than_numbers_are_refused(synthetic_data_dir):
+    configs = configs_of(synthetic_data_dir, TRIALS[:2])
+    configs[1].model.dense = 64
+    with pytest.raises(UserError, match=r"trial 1 differs from trial 0 in config\.model\.dense"):
+        loop.vmapped_values(configs)
+    values = loop.vmapped_values(configs_of(synthetic_data_dir, TRIALS))
+    assert set(values) == {"learning_rate", "weight_decay", "clip_norm"}
+    np.testing.assert_allclose(values["learning_rate"], [3e-3, 3e-3, 1e-2])
+    assert jax.tree.leaves(values)[0].shape == (3,)
