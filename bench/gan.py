@@ -108,7 +108,7 @@ def main(_) -> None:
     baseline = next(r for r in curve if r["step"] == FLAGS.ablation_steps)
     specs = run_specs()
     ablations = [(f"cGAN, {FLAGS.ablation_steps} steps (main run's checkpoint)", baseline)]
-    ablations += [(specs[name][2], evaluate(name)) for name in ("ae_pretrain", "unconditional")]
+    ablations += [(specs[name][2], evaluate(name)) for name in ("unconditional", "ae_pretrain")]
     # Refinement costs refine_steps gradients through G and D per sample: fewer samples,
     # compared with as many plain ones (the FD's small-sample bias differs from 10k's).
     n = FLAGS.refine_samples
