@@ -79,7 +79,9 @@ class CNN(nn.Module):
     conv_impl: str = "matmul"
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool, penultimate: bool = False) -> jax.Array:
+        """Class logits; with `penultimate`, the features the last layer reads instead
+        (after the dense layer's ReLU; tools that compare image sets use them)."""
         if self.stem_block > 1:
             x = space_to_depth(x, self.stem_block)
         for widths in self.stages:
@@ -92,5 +94,7 @@ class CNN(nn.Module):
         x = x.reshape(x.shape[0], -1)
         if self.dense:
             x = nn.relu(nn.Dense(self.dense)(x))
+        if penultimate:
+            return x
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
         return nn.Dense(self.num_classes)(x)

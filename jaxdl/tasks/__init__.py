@@ -5,12 +5,14 @@ import ml_collections
 from jaxdl import models, optim
 from jaxdl.errors import check, check_choice
 from jaxdl.models import autoencoder
+from jaxdl.models import gan as gan_models
 from jaxdl.tasks.autoencode import LIKELIHOODS, AutoencodeTask
 from jaxdl.tasks.base import Task, TrainState
 from jaxdl.tasks.classify import ClassifyTask
+from jaxdl.tasks.gan import GAN_LOSSES, NOISE_DISTRIBUTIONS, GANState, GANTask
 from jaxdl.tasks.lm import LanguageModelTask, LMState
 
-TASKS = ("classify", "lm", "autoencode")
+TASKS = ("classify", "lm", "autoencode", "gan")
 CONV_IMPLS = ("matmul", "xla")
 
 
@@ -75,9 +77,75 @@ def _build_autoencoder(cfg: ml_collections.ConfigDict, data_info: dict):
     )
 
 
-MODELS = {"cnn": _build_cnn, "rnn_lm": _build_rnn_lm, "autoencoder": _build_autoencoder}
+def _build_dcgan(cfg: ml_collections.ConfigDict, data_info: dict):
+    """(generator, discriminator); conditional models need the data's class names."""
+    check_choice("model.conv_impl", cfg.conv_impl, CONV_IMPLS)
+    check(cfg.g_width > 0 and cfg.d_width > 0, "model.g_width and model.d_width must be > 0")
+    image_shape = tuple(data_info["image_shape"])
+    check(
+        image_shape[0] % 4 == 0 and image_shape[1] % 4 == 0,
+        f"model dcgan needs image sides divisible by 4, not {image_shape}",
+    )
+    num_classes = 0
+    if cfg.conditional:
+        check("class_names" in data_info, "model.conditional=True needs a data set with labels")
+        num_classes = len(data_info["class_names"])
+    generator = gan_models.Generator(image_shape, cfg.g_width, num_classes, conv_impl=cfg.conv_impl)
+    discriminator = gan_models.Discriminator(cfg.d_width, num_classes, conv_impl=cfg.conv_impl)
+    return generator, discriminator
+
+
+MODELS = {
+    "cnn": _build_cnn,
+    "rnn_lm": _build_rnn_lm,
+    "autoencoder": _build_autoencoder,
+    "dcgan": _build_dcgan,
+}
 # The data a task reads, named in errors: the key of data_info it needs.
-_TASK_DATA = {"classify": "class_names", "lm": "vocab", "autoencode": "image_shape"}
+_TASK_DATA = {
+    "classify": "class_names",
+    "lm": "vocab",
+    "autoencode": "image_shape",
+    "gan": "image_shape",
+}
+
+
+def _build_gan(config: ml_collections.ConfigDict, models: tuple, total_steps: int) -> GANTask:
+    """config.optimizer trains the generator, config.task.d_optimizer the discriminator."""
+    cfg = config.task
+    check(
+        config.model.name == "dcgan", f"task gan needs model.name=dcgan, not {config.model.name!r}"
+    )
+    check_choice("task.loss", cfg.loss, GAN_LOSSES)
+    check_choice("task.noise_distribution", cfg.noise_distribution, NOISE_DISTRIBUTIONS)
+    check(cfg.noise_dim > 0, f"task.noise_dim={cfg.noise_dim} must be > 0")
+    check(cfg.n_disc >= 1, f"task.n_disc={cfg.n_disc} must be >= 1")
+    check(
+        config.data.batch_size % cfg.n_disc == 0,
+        f"data.batch_size={config.data.batch_size} must divide into task.n_disc={cfg.n_disc}",
+    )
+    check(cfg.r1_gamma >= 0, f"task.r1_gamma={cfg.r1_gamma} must be >= 0")
+    check(0 <= cfg.ema < 1, f"task.ema={cfg.ema} must be in [0, 1)")
+    check(cfg.pretrain_steps >= 0 and cfg.refine_steps >= 0, "task step counts must be >= 0")
+    check(cfg.refine_step_size > 0, "task.refine_step_size must be > 0")
+    d_optimizer, d_schedule = optim.build_optimizer(cfg.d_optimizer, total_steps)
+    g_optimizer, g_schedule = optim.build_optimizer(config.optimizer, total_steps)
+    return GANTask(
+        *models,
+        g_optimizer,
+        d_optimizer,
+        g_schedule,
+        d_schedule,
+        noise_dim=cfg.noise_dim,
+        noise_distribution=cfg.noise_distribution,
+        loss=cfg.loss,
+        n_disc=cfg.n_disc,
+        r1_gamma=cfg.r1_gamma,
+        ema=cfg.ema,
+        pretrain_steps=cfg.pretrain_steps,
+        refine_steps=cfg.refine_steps,
+        refine_step_size=cfg.refine_step_size,
+    )
 
 
 def build_model(cfg: ml_collections.ConfigDict, data_info: dict):
@@ -101,8 +169,12 @@ def build(
         f"task {config.task.name!r} needs a data set with {needed}; "
         f"data.name={data_info.get('name')!r} has none",
     )
-    optimizer, schedule = optim.build_optimizer(config.optimizer, total_steps, optimizer_values)
     model = build_model(config.model, data_info)
+    if config.task.name == "gan":
+        # Its two optimizers are built from config alone: per-trial values would be lost.
+        check(not optimizer_values, "vmapped trials of task 'gan' may differ only in seed")
+        return _build_gan(config, model, total_steps)
+    optimizer, schedule = optim.build_optimizer(config.optimizer, total_steps, optimizer_values)
     cfg = config.task
     if cfg.name == "lm":
         return LanguageModelTask(model, optimizer, schedule)
@@ -137,4 +209,4 @@ def build(
     )
 
 
-__all__ = ["LMState", "Task", "TrainState", "build"]
+__all__ = ["GANState", "LMState", "Task", "TrainState", "build"]

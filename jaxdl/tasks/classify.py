@@ -102,6 +102,11 @@ class ClassifyTask:
         """Class logits of uint8 images, in eval mode (what tools that judge images use)."""
         return self._apply(state.params, state.model_state, to_float(images), False)[0]
 
+    def features(self, state: TrainState, images: jax.Array) -> jax.Array:
+        """The model's penultimate features of uint8 images, in eval mode."""
+        variables = {"params": state.params, **state.model_state}
+        return self.model.apply(variables, to_float(images), train=False, penultimate=True)
+
     def eval_step(self, state: TrainState, batch: dict) -> dict:
         logits = self.logits(state, batch["image"])
         labels, mask = batch["label"], batch.get("mask")

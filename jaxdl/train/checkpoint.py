@@ -25,6 +25,10 @@ class Checkpoints:
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
+    def all_steps(self) -> list[int]:
+        """The steps of every complete checkpoint kept, oldest first."""
+        return sorted(self._manager.all_steps())
+
     def save(self, step: int, state, position: dict) -> None:
         """Starts an async save; `position` is JSON (data position, elapsed time)."""
         self._manager.save(

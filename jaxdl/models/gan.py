@@ -1,0 +1,81 @@
+"""DCGAN-style generator and discriminator for small images (Flax Linen, NHWC).
+
+Both avoid strided and transposed convolutions, slow on XLA's CPU backend: the generator
+upsamples by a 3x3 convolution to 4x the channels and depth-to-space by 2 (sub-pixel
+convolution), the discriminator downsamples by space-to-depth by 2 and a 3x3
+convolution (bench/gan_layers.py measures the alternatives). Images are in [-1, 1].
+
+Class-conditional models (`num_classes` > 0): the generator concatenates a learned label
+embedding to the noise; the discriminator adds a projection term <embed(y), features>
+to its unconditional score (Miyato & Koyama, 2018).
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxdl.models.autoencoder import depth_to_space
+from jaxdl.models.cnn import Conv, space_to_depth
+
+
+class Generator(nn.Module):
+    """noise (N, noise_dim) [+ labels (N,)] -> images (N, h, w, c) in [-1, 1].
+
+    Dense to an (h/4, w/4, 2 * width) grid, two sub-pixel upsampling stages (to 2 * width
+    and width channels), a last 3x3 convolution and tanh."""
+
+    image_shape: tuple[int, int, int] = (28, 28, 1)
+    width: int = 64
+    num_classes: int = 0  # 0: unconditional
+    embed_dim: int = 32
+    conv_impl: str = "matmul"
+
+    @nn.compact
+    def __call__(self, noise: jax.Array, labels: jax.Array | None = None) -> jax.Array:
+        h, w, c = self.image_shape
+        x = noise
+        if self.num_classes:
+            x = jnp.concatenate([x, nn.Embed(self.num_classes, self.embed_dim)(labels)], -1)
+        grid = (h // 4, w // 4, 2 * self.width)
+        x = nn.relu(nn.Dense(grid[0] * grid[1] * grid[2])(x)).reshape(-1, *grid)
+        for width in (2 * self.width, self.width):
+            x = nn.relu(depth_to_space(Conv(4 * width, impl=self.conv_impl)(x), 2))
+        return jnp.tanh(Conv(c, impl=self.conv_impl)(x))
+
+
+class Discriminator(nn.Module):
+    """images (N, h, w, c) in [-1, 1] [+ labels (N,)] -> real-vs-fake logits (N,).
+
+    A 3x3 convolution at full resolution, then two stages of space-to-depth by 2 and a 3x3
+    convolution (2 * width, 4 * width channels), a dense feature layer and the score."""
+
+    width: int = 64
+    num_classes: int = 0
+    features: int = 256
+    conv_impl: str = "matmul"
+
+    @nn.compact
+    def __call__(self, images: jax.Array, labels: jax.Array | None = None) -> jax.Array:
+        act = lambda x: nn.leaky_relu(x, 0.2)
+        x = act(Conv(self.width // 2, impl=self.conv_impl)(images))
+        for width in (2 * self.width, 4 * self.width):
+            x = act(Conv(width, impl=self.conv_impl)(space_to_depth(x, 2)))
+        x = act(nn.Dense(self.features)(x.reshape(x.shape[0], -1)))
+        score = nn.Dense(1)(x)[:, 0]
+        if self.num_classes:
+            score = score + (nn.Embed(self.num_classes, self.features)(labels) * x).sum(-1)
+        return score
+
+
+class Encoder(nn.Module):
+    """images -> codes in (-1, 1) (tanh), for autoencoder pre-training of the generator."""
+
+    noise_dim: int
+    width: int = 32
+
+    @nn.compact
+    def __call__(self, images: jax.Array) -> jax.Array:
+        x = images
+        for width in (self.width, 2 * self.width):
+            x = nn.relu(Conv(width)(space_to_depth(x, 2)))
+        return jnp.tanh(nn.Dense(self.noise_dim)(x.reshape(x.shape[0], -1)))

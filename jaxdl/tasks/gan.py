@@ -1,0 +1,327 @@
+"""Generative adversarial networks: a generator and a discriminator trained in alternation.
+
+Each train_step takes `n_disc` discriminator steps (real images -> 1, generated -> 0; the
+real batch is split into n_disc parts) and then one generator step against the updated
+discriminator. Losses: `non_saturating` (D: -log s(D(x)) - log(1 - s(D(G(z)))), G:
+-log s(D(G(z)))) or `hinge` (D: relu(1 - D(x)) + relu(1 + D(G(z))), G: -D(G(z))); optional
+R1 penalty r1_gamma / 2 * |grad_x D(x)|^2 on real images. Samples come from an
+exponential moving average (EMA) of the generator's weights.
+
+Seed ideas, as options:
+- `pretrain_steps` > 0: the first steps train an encoder and the generator as its decoder
+  (a plain autoencoder, codes squashed into the noise range) before adversarial training;
+- `refine_steps` > 0: at sampling time, a few gradient-ascent steps on D(G(z)) with
+  respect to z move each sample towards what the discriminator calls real.
+
+Images are uint8 in batches; the models see [-1, 1]; `generate` returns [0, 1].
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jaxdl import losses
+from jaxdl.models.gan import Encoder
+from jaxdl.tasks.autoencode import image_grid
+from jaxdl.tasks.classify import to_float
+
+GAN_LOSSES = ("non_saturating", "hinge")
+NOISE_DISTRIBUTIONS = ("uniform", "normal")
+_EVAL_KEY = 0x7FFFFFFF  # eval and picture noise: one fixed key, never a training step's
+
+
+@struct.dataclass
+class GANState:
+    step: jax.Array  # int32 scalar: generator steps taken (= train steps)
+    g_params: Any
+    d_params: Any
+    g_opt_state: Any
+    d_opt_state: Any
+    ema_params: Any  # EMA of g_params: what `generate` samples from
+    rng: jax.Array  # raw uint32 key; step keys are fold_in(rng, step)
+    # Autoencoder pre-training only (empty otherwise): encoder weights, and the optimizer
+    # state of (encoder, generator) trained together.
+    enc_params: Any
+    ae_opt_state: Any
+
+    @property
+    def params(self) -> dict:
+        """Both networks' trained weights (the trainer counts them)."""
+        return {"generator": self.g_params, "discriminator": self.d_params}
+
+
+def d_loss_terms(loss: str, real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
+    """Per-example discriminator loss (real and fake logits paired)."""
+    if loss == "hinge":
+        return nn.relu(1.0 - real_logits) + nn.relu(1.0 + fake_logits)
+    return jax.nn.softplus(-real_logits) + jax.nn.softplus(fake_logits)
+
+
+def g_loss_terms(loss: str, fake_logits: jax.Array) -> jax.Array:
+    """Per-example generator loss."""
+    if loss == "hinge":
+        return -fake_logits
+    return jax.nn.softplus(-fake_logits)
+
+
+def ema_decay(decay: float, step: jax.Array) -> jax.Array:
+    """`decay`, lowered early on ((1 + t) / (10 + t)) so the average forgets the random
+    initial weights within the first few hundred steps."""
+    return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+
+
+class GANTask:
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        g_optimizer: optax.GradientTransformation,
+        d_optimizer: optax.GradientTransformation,
+        g_schedule: optax.Schedule,
+        d_schedule: optax.Schedule,
+        noise_dim: int = 100,
+        noise_distribution: str = "uniform",
+        loss: str = "non_saturating",
+        n_disc: int = 1,
+        r1_gamma: float = 0.0,
+        ema: float = 0.999,
+        pretrain_steps: int = 0,
+        refine_steps: int = 0,
+        refine_step_size: float = 0.05,
+    ):
+        self.generator = generator
+        self.discriminator = discriminator
+        self.g_optimizer = g_optimizer
+        self.d_optimizer = d_optimizer
+        self.g_schedule = g_schedule
+        self.d_schedule = d_schedule
+        self.noise_dim = noise_dim
+        self.noise_distribution = noise_distribution
+        self.loss = loss
+        self.n_disc = n_disc
+        self.r1_gamma = r1_gamma
+        self.ema = ema
+        self.pretrain_steps = pretrain_steps
+        self.refine_steps = refine_steps
+        self.refine_step_size = refine_step_size
+        self.encoder = Encoder(noise_dim)
+        # The autoencoder phase reuses the generator's optimizer settings, on its own state.
+        self.ae_optimizer = g_optimizer
+
+    @property
+    def conditional(self) -> bool:
+        return self.generator.num_classes > 0
+
+    @property
+    def num_classes(self) -> int:
+        return self.generator.num_classes
+
+    # ---- sampling -------------------------------------------------------------------------
+    def sample_noise(self, key: jax.Array, n: int) -> jax.Array:
+        if self.noise_distribution == "normal":
+            return jax.random.normal(key, (n, self.noise_dim))
+        return jax.random.uniform(key, (n, self.noise_dim), minval=-1.0, maxval=1.0)
+
+    def sample_labels(self, key: jax.Array, n: int) -> jax.Array:
+        if not self.conditional:
+            return jnp.zeros((n,), jnp.int32)
+        return jax.random.randint(key, (n,), 0, self.num_classes)
+
+    def _labels(self, labels):
+        return labels if self.conditional else None
+
+    def fake(self, g_params, noise, labels) -> jax.Array:
+        """Generated images in [-1, 1]."""
+        return self.generator.apply({"params": g_params}, noise, self._labels(labels))
+
+    def score(self, d_params, images, labels) -> jax.Array:
+        """Discriminator logits of images in [-1, 1]."""
+        return self.discriminator.apply({"params": d_params}, images, self._labels(labels))
+
+    def refine(self, state: GANState, noise, labels, steps: int, step_size: float):
+        """`steps` steps of gradient ascent on D(G_ema(z)) in z, each of length
+        `step_size` per coordinate (the sign of the gradient, so one scale suits any
+        discriminator); uniform noise is kept inside [-1, 1]."""
+        score_sum = lambda z: self.score(
+            state.d_params, self.fake(state.ema_params, z, labels), labels
+        ).sum()
+
+        def ascend(z, _):
+            z = z + step_size * jnp.sign(jax.grad(score_sum)(z))
+            if self.noise_distribution == "uniform":
+                z = jnp.clip(z, -1.0, 1.0)
+            return z, None
+
+        return jax.lax.scan(ascend, noise, None, length=steps)[0]
+
+    def generate(self, state: GANState, noise: jax.Array, labels: jax.Array) -> jax.Array:
+        """The Generator protocol (tasks/base.py): images in [0, 1] from the EMA weights,
+        after `refine_steps` discriminator-guided steps when set."""
+        labels = jnp.asarray(labels, jnp.int32)
+        if self.refine_steps:
+            noise = self.refine(state, noise, labels, self.refine_steps, self.refine_step_size)
+        return (self.fake(state.ema_params, noise, labels) + 1.0) / 2.0
+
+    # ---- losses ---------------------------------------------------------------------------
+    def d_loss(self, d_params, real, real_labels, fake, fake_labels):
+        real_logits = self.score(d_params, real, real_labels)
+        fake_logits = self.score(d_params, fake, fake_labels)
+        loss = d_loss_terms(self.loss, real_logits, fake_logits).mean()
+        aux = {
+            "d_loss": loss,
+            "d_real": jax.nn.sigmoid(real_logits).mean(),
+            "d_fake": jax.nn.sigmoid(fake_logits).mean(),
+        }
+        if self.r1_gamma:
+            per_image = lambda x: self.score(d_params, x, real_labels).sum()
+            grad = jax.grad(per_image)(real)
+            r1 = (grad**2).sum(axis=(1, 2, 3)).mean()
+            loss = loss + 0.5 * self.r1_gamma * r1
+            aux["r1"] = r1
+        return loss, aux
+
+    def g_loss(self, g_params, d_params, noise, labels):
+        fake_logits = self.score(d_params, self.fake(g_params, noise, labels), labels)
+        return g_loss_terms(self.loss, fake_logits).mean()
+
+    # ---- Task interface -------------------------------------------------------------------
+    def init(self, rng: jax.Array, example_batch: dict) -> GANState:
+        g_rng, d_rng, e_rng, state_rng = jax.random.split(rng, 4)
+        images = to_float(example_batch["image"])
+        n = images.shape[0]
+        labels = jnp.zeros((n,), jnp.int32)
+        noise = jnp.zeros((n, self.noise_dim))
+        g_params = self.generator.init(g_rng, noise, self._labels(labels))["params"]
+        d_params = self.discriminator.init(d_rng, images, self._labels(labels))["params"]
+        enc_params, ae_opt_state = {}, {}
+        if self.pretrain_steps:
+            enc_params = self.encoder.init(e_rng, images)["params"]
+            ae_opt_state = self.ae_optimizer.init((enc_params, g_params))
+        return GANState(
+            step=jnp.zeros((), jnp.int32),
+            g_params=g_params,
+            d_params=d_params,
+            g_opt_state=self.g_optimizer.init(g_params),
+            d_opt_state=self.d_optimizer.init(d_params),
+            ema_params=g_params,
+            rng=state_rng,
+            enc_params=enc_params,
+            ae_opt_state=ae_opt_state,
+        )
+
+    def _adversarial_step(self, state: GANState, batch: dict) -> tuple[GANState, dict]:
+        key = jax.random.fold_in(state.rng, state.step)
+        real = to_float(batch["image"])
+        real_labels = batch["label"].astype(jnp.int32)
+        n = real.shape[0] // self.n_disc
+        d_params, d_opt_state, d_metrics = state.d_params, state.d_opt_state, []
+        for i in range(self.n_disc):
+            noise_key, label_key = jax.random.split(jax.random.fold_in(key, i))
+            fake_labels = self.sample_labels(label_key, n)
+            fake = self.fake(state.g_params, self.sample_noise(noise_key, n), fake_labels)
+            part = slice(i * n, (i + 1) * n)
+            grads, aux = jax.grad(self.d_loss, has_aux=True)(
+                d_params, real[part], real_labels[part], fake, fake_labels
+            )
+            updates, d_opt_state = self.d_optimizer.update(grads, d_opt_state, d_params)
+            d_params = optax.apply_updates(d_params, updates)
+            d_metrics.append({**aux, "d_grad_norm": optax.global_norm(grads)})
+
+        noise_key, label_key = jax.random.split(jax.random.fold_in(key, self.n_disc))
+        fake_labels = self.sample_labels(label_key, real.shape[0])
+        noise = self.sample_noise(noise_key, real.shape[0])
+        g_loss, grads = jax.value_and_grad(self.g_loss)(
+            state.g_params, d_params, noise, fake_labels
+        )
+        updates, g_opt_state = self.g_optimizer.update(grads, state.g_opt_state, state.g_params)
+        g_params = optax.apply_updates(state.g_params, updates)
+        decay = ema_decay(self.ema, state.step) if self.ema else 0.0
+        ema_params = jax.tree.map(
+            lambda e, p: decay * e + (1 - decay) * p, state.ema_params, g_params
+        )
+        metrics = jax.tree.map(lambda *v: jnp.mean(jnp.stack(v)), *d_metrics)
+        metrics.update(
+            g_loss=g_loss,
+            g_grad_norm=optax.global_norm(grads),
+            g_learning_rate=self.g_schedule(state.step),
+            d_learning_rate=self.d_schedule(state.step),
+        )
+        new_state = state.replace(
+            step=state.step + 1,
+            g_params=g_params,
+            d_params=d_params,
+            g_opt_state=g_opt_state,
+            d_opt_state=d_opt_state,
+            ema_params=ema_params,
+        )
+        return new_state, metrics
+
+    def _autoencoder_step(self, state: GANState, batch: dict) -> tuple[GANState, dict]:
+        """Encoder + generator as an autoencoder (mean squared error in [-1, 1]); the
+        EMA follows the generator so that sampling works from the first step."""
+        real = to_float(batch["image"])
+        labels = batch["label"].astype(jnp.int32)
+
+        def loss_fn(params):
+            enc_params, g_params = params
+            codes = self.encoder.apply({"params": enc_params}, real)
+            return ((self.fake(g_params, codes, labels) - real) ** 2).mean()
+
+        params = (state.enc_params, state.g_params)
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, ae_opt_state = self.ae_optimizer.update(grads, state.ae_opt_state, params)
+        enc_params, g_params = optax.apply_updates(params, updates)
+        return state.replace(
+            step=state.step + 1,
+            g_params=g_params,
+            ema_params=g_params,
+            enc_params=enc_params,
+            ae_opt_state=ae_opt_state,
+        ), {"ae_loss": loss}
+
+    def train_step(self, state: GANState, batch: dict) -> tuple[GANState, dict]:
+        if not self.pretrain_steps:
+            return self._adversarial_step(state, batch)
+        # Both phases report every metric (zeros where a phase has none) so the trainer
+        # sees one set of names; lax.cond runs only the phase the step is in.
+        shapes = jax.eval_shape(self._adversarial_step, state, batch)[1]
+        zeros = {k: jnp.zeros(v.shape, v.dtype) for k, v in shapes.items()}
+
+        def pretrain(state, batch):
+            state, metrics = self._autoencoder_step(state, batch)
+            return state, {**zeros, **metrics}
+
+        def adversarial(state, batch):
+            state, metrics = self._adversarial_step(state, batch)
+            return state, {**metrics, "ae_loss": jnp.zeros(())}
+
+        return jax.lax.cond(state.step < self.pretrain_steps, pretrain, adversarial, state, batch)
+
+    def eval_step(self, state: GANState, batch: dict) -> dict:
+        """The discriminator on test images and on as many EMA samples (fixed noise):
+        its loss and mean probability of 'real' for each."""
+        real = to_float(batch["image"])
+        labels = batch["label"].astype(jnp.int32)
+        noise = self.sample_noise(jax.random.PRNGKey(_EVAL_KEY), real.shape[0])
+        fake = self.fake(state.ema_params, noise, labels)
+        real_logits = self.score(state.d_params, real, labels)
+        fake_logits = self.score(state.d_params, fake, labels)
+        mask = batch.get("mask")
+        return {
+            "d_loss": losses.Mean.of(d_loss_terms(self.loss, real_logits, fake_logits), mask),
+            "d_real": losses.Mean.of(jax.nn.sigmoid(real_logits), mask),
+            "d_fake": losses.Mean.of(jax.nn.sigmoid(fake_logits), mask),
+        }
+
+    def images(self, state: GANState, batch: dict) -> dict:
+        """EMA samples from fixed noise: one row per class (conditional) or a 10 x 10 grid."""
+        rows = max(self.num_classes, 1) if self.conditional else 10
+        rows = min(rows, 10)
+        noise = self.sample_noise(jax.random.PRNGKey(_EVAL_KEY), rows * 10)
+        labels = jnp.repeat(jnp.arange(rows, dtype=jnp.int32), 10)
+        samples = self.generate(state, noise, labels)
+        return {"samples": image_grid(samples.reshape(rows, 10, *samples.shape[1:]))}

@@ -1,0 +1,113 @@
+"""Judging a GAN with an independent classifier run (the impure side: runs and data).
+
+For `num_samples` EMA samples (conditional: the same number of each class) and a
+classifier trained on the real data:
+  - class_correct: the fraction the classifier assigns to the requested class, and its
+    ratio to the classifier's accuracy on the real test images;
+  - fd: the Fréchet distance between the classifier's penultimate features of the samples
+    and of the test images; floor: the same between as many train and test images
+    (what real data scores); fd_ratio = fd / floor;
+  - class_entropy: the entropy (bits) of the classes the classifier sees in the samples;
+    log2(10) = 3.32 when all ten appear equally often, low under mode collapse;
+  - d_score: the discriminator's mean logit on the samples (refinement raises it).
+"""
+
+import copy
+import math
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdl import data
+from jaxdl.errors import UserError
+from jaxdl.frechet import feature_statistics, frechet_distance
+from jaxdl.train.run_info import load_run
+
+_BATCH = 500
+
+
+class Judge:
+    """A classifier run's logits and penultimate features, and the real-data reference."""
+
+    def __init__(self, workdir: str | Path, num_real: int = 10_000, seed: int = 0):
+        config, _, self.task, self.state = load_run(workdir)
+        if not hasattr(self.task, "features"):
+            raise UserError(f"{workdir} is not a classifier run (task {config.task.name!r})")
+        self._apply = jax.jit(lambda s, x: (self.task.logits(s, x), self.task.features(s, x)))
+        test = data.load(config.data.name, config.data.eval_split).arrays
+        train = data.load(config.data.name, config.data.train_split).arrays
+        pick = np.random.default_rng(seed).permutation(len(train["label"]))[:num_real]
+        test_logits, test_features = self.judge(test["image"][:num_real])
+        _, train_features = self.judge(train["image"][pick])
+        self.real_accuracy = float((test_logits.argmax(1) == test["label"][:num_real]).mean())
+        self.test_stats = feature_statistics(test_features)
+        self.floor = frechet_distance(*feature_statistics(train_features), *self.test_stats)
+
+    def judge(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(logits, features) of uint8 images (N, H, W, C), in batches."""
+        out = [
+            self._apply(self.state, images[i : i + _BATCH]) for i in range(0, len(images), _BATCH)
+        ]
+        return tuple(np.concatenate([np.asarray(o[k]) for o in out]) for k in range(2))
+
+
+def generate_samples(task, state, num_samples: int, seed: int = 0, refine_steps: int = 0):
+    """(uint8 images, requested labels, discriminator logits) of `num_samples` samples,
+    with `refine_steps` discriminator-guided noise steps (0 = plain samples)."""
+    task = copy.copy(task)
+    task.refine_steps = refine_steps
+    classes = max(task.num_classes, 1)
+    labels = jnp.arange(num_samples, dtype=jnp.int32) % classes
+
+    @jax.jit
+    def batch(noise, labels):
+        images = task.generate(state, noise, labels)
+        return jnp.round(images * 255).astype(jnp.uint8), task.score(
+            state.d_params, images * 2 - 1, labels
+        )
+
+    noise = task.sample_noise(jax.random.PRNGKey(seed), num_samples)
+    out = [
+        batch(noise[i : i + _BATCH], labels[i : i + _BATCH]) for i in range(0, num_samples, _BATCH)
+    ]
+    images, scores = (np.concatenate([np.asarray(o[k]) for o in out]) for k in range(2))
+    return images, np.asarray(labels), scores
+
+
+def class_entropy_bits(predicted: np.ndarray, num_classes: int) -> float:
+    counts = np.bincount(predicted, minlength=num_classes)
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log2(p)).sum())
+
+
+def evaluate_gan(
+    task, state, judge: Judge, num_samples: int = 10_000, seed: int = 0, refine_steps: int = 0
+) -> dict:
+    images, labels, scores = generate_samples(task, state, num_samples, seed, refine_steps)
+    logits, features = judge.judge(images)
+    predicted = logits.argmax(1)
+    fd = frechet_distance(*feature_statistics(features), *judge.test_stats)
+    result = {
+        "step": int(state.step),
+        "fd": fd,
+        "floor": judge.floor,
+        "fd_ratio": fd / judge.floor,
+        "class_entropy": class_entropy_bits(predicted, logits.shape[1]),
+        "max_entropy": math.log2(logits.shape[1]),
+        "d_score": float(scores.mean()),
+        "real_accuracy": judge.real_accuracy,
+    }
+    if task.conditional:
+        result["class_correct"] = float((predicted == labels).mean())
+        result["class_correct_ratio"] = result["class_correct"] / judge.real_accuracy
+    return result
+
+
+def evaluate_run(workdir, judge: Judge, step=None, **kwargs) -> dict:
+    """evaluate_gan on a GAN run's newest (or given) checkpoint."""
+    config, _, task, state = load_run(workdir, step)
+    if config.task.name != "gan":
+        raise UserError(f"{workdir} is not a GAN run (task {config.task.name!r})")
+    return evaluate_gan(task, state, judge, **kwargs)

@@ -1,0 +1,88 @@
+"""Judge a GAN run with a Fashion-MNIST classifier run:
+
+    python launch/gan_eval.py --workdir=runs/fashion_cgan --judge=runs/bench/fashion_cnn \
+        [--num_samples=10000] [--refine_steps=0] [--all_checkpoints]
+
+Prints, per checkpoint (the newest, or every kept one), the class-correct rate of
+conditional samples against the classifier's real test accuracy, the Fréchet distance of
+the classifier's penultimate features (samples vs test images) against the train-vs-test
+floor, and the entropy of the predicted classes (jaxdl/train/gan_eval.py). With
+--all_checkpoints also writes workdir/gan_eval.jsonl.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+from absl import app, flags, logging
+
+flags.DEFINE_string("workdir", None, "Run directory of a GAN run.")
+flags.DEFINE_string("judge", None, "Run directory of a classifier run on the same data.")
+flags.DEFINE_integer("num_samples", 10_000, "Samples to judge (and real images per set).")
+flags.DEFINE_integer("refine_steps", 0, "Discriminator-guided noise steps per sample.")
+flags.DEFINE_integer("seed", 0, "Noise seed.")
+flags.DEFINE_bool("all_checkpoints", False, "Judge every kept checkpoint, not the newest.")
+flags.mark_flags_as_required(["workdir", "judge"])
+FLAGS = flags.FLAGS
+
+
+def format_row(r: dict) -> str:
+    correct = (
+        f"{r['class_correct']:.1%} ({r['class_correct_ratio']:.3f}x real)"
+        if "class_correct" in r
+        else "-"
+    )
+    return (
+        f"| {r['step']} | {correct} | {r['fd']:.2f} | {r['floor']:.3f} | "
+        f"{r['fd_ratio']:.1f}x | {r['class_entropy']:.3f} | {r['d_score']:.3f} |"
+    )
+
+
+HEADER = (
+    "| step | class-correct | Fréchet distance | floor (train vs test) | FD / floor | "
+    "class entropy (bits) | D logit |\n|---|---|---|---|---|---|---|"
+)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.get_absl_handler().addFilter(lambda record: "/orbax/" not in record.pathname)
+    from jaxdl.errors import UserError, check
+    from jaxdl.train import checkpoint
+    from jaxdl.train.gan_eval import Judge, evaluate_run
+
+    try:
+        check(FLAGS.num_samples > 0, f"--num_samples={FLAGS.num_samples} must be positive")
+        check(FLAGS.refine_steps >= 0, f"--refine_steps={FLAGS.refine_steps} must be >= 0")
+        judge = Judge(FLAGS.judge, FLAGS.num_samples)
+        steps = [None]
+        if FLAGS.all_checkpoints:
+            ckpts = checkpoint.Checkpoints(Path(FLAGS.workdir) / "checkpoints", read_only=True)
+            steps = ckpts.all_steps()
+            ckpts.close()
+        print(HEADER, flush=True)
+        results = []
+        for step in steps:
+            result = evaluate_run(
+                FLAGS.workdir,
+                judge,
+                step,
+                num_samples=FLAGS.num_samples,
+                seed=FLAGS.seed,
+                refine_steps=FLAGS.refine_steps,
+            )
+            results.append(result)
+            print(format_row(result), flush=True)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"classifier test accuracy on real images: {judge.real_accuracy:.2%}")
+    if FLAGS.all_checkpoints:
+        lines = "".join(json.dumps(r) + "\n" for r in results)
+        (Path(FLAGS.workdir) / "gan_eval.jsonl").write_text(lines)
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,210 @@
+"""GAN: model shapes, losses against hand computation, each network changed only by its
+own optimizer, EMA, refinement, autoencoder pre-training, a tiny run with resume."""
+
+import math
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import experiments.fashion_cgan_tiny as tiny
+from jaxdl import tasks
+from jaxdl.errors import UserError
+from jaxdl.tasks.gan import GANTask, d_loss_terms, ema_decay, g_loss_terms
+from jaxdl.train import read_metrics
+from tests.conftest import ROOT, make_images
+from tests.test_train_e2e import keep_checkpoints_up_to, saved_state
+
+INFO = {"name": "test", "class_names": list("0123456789"), "image_shape": [28, 28, 1]}
+
+
+def tiny_task(conditional=True, **task_overrides):
+    config = tiny.get_config()
+    config.model.conditional = conditional
+    config.task.update(task_overrides)
+    return tasks.build(config, INFO, total_steps=20)
+
+
+def image_batch(n=16, seed=0):
+    images, labels = make_images(n, seed)
+    return {"image": jnp.asarray(images[..., None]), "label": jnp.asarray(labels, jnp.int32)}
+
+
+@pytest.mark.parametrize("conditional", [True, False])
+def test_shapes_and_ranges(conditional):
+    task = tiny_task(conditional)
+    state = task.init(jax.random.PRNGKey(0), image_batch())
+    noise = task.sample_noise(jax.random.PRNGKey(1), 5)
+    labels = jnp.arange(5, dtype=jnp.int32)
+    images = task.generate(state, noise, labels)
+    assert images.shape == (5, 28, 28, 1) and images.dtype == jnp.float32
+    assert float(images.min()) >= 0.0 and float(images.max()) <= 1.0
+    assert task.score(state.d_params, images * 2 - 1, labels).shape == (5,)
+    assert task.conditional == conditional and task.noise_dim == 100
+    # The label changes a conditional sample and nothing else.
+    other = task.generate(state, noise, (labels + 1) % 10)
+    assert bool(jnp.any(other != images)) == conditional
+    grid = task.images(state, image_batch())["samples"]
+    assert grid.shape == (10 * 29, 10 * 29) and grid.dtype == jnp.uint8
+
+
+def test_noise_distributions():
+    key = jax.random.PRNGKey(0)
+    uniform = tiny_task().sample_noise(key, 4000)
+    assert uniform.shape == (4000, 100)
+    assert -1.0 <= float(uniform.min()) < -0.99 and 0.99 < float(uniform.max()) <= 1.0
+    np.testing.assert_allclose(float(uniform.var()), 1 / 3, rtol=0.02)
+    normal = tiny_task(noise_distribution="normal").sample_noise(key, 4000)
+    np.testing.assert_allclose(float(normal.std()), 1.0, rtol=0.02)
+
+
+def test_losses_match_hand_computation():
+    real, fake = jnp.array([2.0, 0.5]), jnp.array([-1.0, -0.3])
+    sp = lambda x: math.log1p(math.exp(x))
+    np.testing.assert_allclose(
+        d_loss_terms("non_saturating", real, fake), [sp(-2.0) + sp(-1.0), sp(-0.5) + sp(-0.3)]
+    )
+    np.testing.assert_allclose(d_loss_terms("hinge", real, fake), [0.0, 0.5 + 0.7], rtol=1e-6)
+    np.testing.assert_allclose(g_loss_terms("non_saturating", fake), [sp(1.0), sp(0.3)])
+    np.testing.assert_allclose(g_loss_terms("hinge", fake), [1.0, 0.3])
+
+
+def test_r1_is_the_squared_input_gradient_of_d():
+    task = tiny_task(r1_gamma=2.0)
+    batch = image_batch(4)
+    state = task.init(jax.random.PRNGKey(0), batch)
+    real = batch["image"].astype(jnp.float32) / 127.5 - 1.0
+    fake = -real
+    loss, aux = task.d_loss(state.d_params, real, batch["label"], fake, batch["label"])
+    one = lambda x, label: task.score(state.d_params, x[None], label[None])[0]
+    grads = [jax.grad(one)(real[i], batch["label"][i]) for i in range(4)]
+    r1 = np.mean([float((g**2).sum()) for g in grads])
+    np.testing.assert_allclose(float(aux["r1"]), r1, rtol=1e-4)
+    np.testing.assert_allclose(float(loss), float(aux["d_loss"]) + 1.0 * r1, rtol=1e-5)
+
+
+def test_ema_decay_ramps_up():
+    assert float(ema_decay(0.999, jnp.array(0))) == pytest.approx(0.1)
+    assert float(ema_decay(0.999, jnp.array(10**6))) == pytest.approx(0.999)
+
+
+def _with_optimizers(task: GANTask, g_optimizer, d_optimizer) -> GANTask:
+    return GANTask(
+        task.generator,
+        task.discriminator,
+        g_optimizer,
+        d_optimizer,
+        task.g_schedule,
+        task.d_schedule,
+        n_disc=2,
+        ema=0.0,
+    )
+
+
+@pytest.mark.parametrize("frozen", ["generator", "discriminator"])
+def test_each_network_changes_only_by_its_own_step(frozen):
+    sgd, zero = optax.sgd(0.1), optax.set_to_zero()
+    task = tiny_task()
+    task = _with_optimizers(
+        task, zero if frozen == "generator" else sgd, zero if frozen == "discriminator" else sgd
+    )
+    batch = image_batch()
+    state = task.init(jax.random.PRNGKey(0), batch)
+    new, metrics = jax.jit(task.train_step)(state, batch)
+    assert int(new.step) == 1 and set(metrics) >= {"d_loss", "g_loss", "d_real", "d_fake"}
+    same, changed = ("g_params", "d_params")[:: 1 if frozen == "generator" else -1]
+    chex.assert_trees_all_equal(getattr(new, same), getattr(state, same))
+    diffs = jax.tree.leaves(
+        jax.tree.map(
+            lambda a, b: jnp.abs(a - b).max(), getattr(new, changed), getattr(state, changed)
+        )
+    )
+    assert max(float(d) for d in diffs) > 0
+    # With EMA off, samples come from the current generator.
+    chex.assert_trees_all_equal(new.ema_params, new.g_params)
+
+
+def test_refinement_increases_d_on_average():
+    task = tiny_task()
+    batch = image_batch()
+    state = task.init(jax.random.PRNGKey(0), batch)
+    step = jax.jit(task.train_step)
+    for _ in range(3):
+        state, _ = step(state, batch)
+    noise = task.sample_noise(jax.random.PRNGKey(5), 64)
+    labels = jnp.arange(64, dtype=jnp.int32) % 10
+    score = lambda z: task.score(state.d_params, task.fake(state.ema_params, z, labels), labels)
+    refined = task.refine(state, noise, labels, steps=3, step_size=0.05)
+    assert float(jnp.abs(refined).max()) <= 1.0  # uniform noise stays in its range
+    assert float(score(refined).mean()) > float(score(noise).mean())
+
+
+def test_autoencoder_pretraining_touches_only_encoder_and_generator():
+    task = tiny_task(pretrain_steps=2)
+    batch = image_batch()
+    state = task.init(jax.random.PRNGKey(0), batch)
+    step = jax.jit(task.train_step)
+    first, metrics = step(state, batch)
+    chex.assert_trees_all_equal(first.d_params, state.d_params)
+    chex.assert_trees_all_equal(first.ema_params, first.g_params)
+    assert float(metrics["ae_loss"]) > 0 and float(metrics["d_loss"]) == 0
+    second, _ = step(first, batch)
+    assert float(second.step) == 2
+    third, metrics = step(second, batch)  # adversarial from here on
+    assert float(metrics["ae_loss"]) == 0 and float(metrics["d_loss"]) > 0
+    chex.assert_trees_all_equal(third.enc_params, second.enc_params)
+    assert (
+        float(
+            jnp.abs(
+                third.d_params["Dense_1"]["kernel"] - second.d_params["Dense_1"]["kernel"]
+            ).max()
+        )
+        > 0
+    )
+
+
+def test_bad_gan_configs_are_one_line_errors():
+    with pytest.raises(UserError, match=r"task\.loss"):
+        tiny_task(loss="wasserstein")
+    with pytest.raises(UserError, match="n_disc"):
+        tiny_task(n_disc=3)  # batch 16 does not split in 3
+    with pytest.raises(UserError, match="needs a data set with labels"):
+        config = tiny.get_config()
+        tasks.build(config, {"name": "x", "image_shape": [28, 28, 1]}, 10)
+
+
+@pytest.mark.slow
+def test_tiny_cgan_run_writes_grids_and_resumes_exactly(launch, synthetic_data_dir, tmp_path):
+    args = (
+        f"--config={ROOT}/experiments/fashion_cgan_tiny.py",
+        f"--config.data.data_dir={synthetic_data_dir}",
+    )
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    for workdir in (straight, resumed):
+        result = launch(*args, f"--workdir={workdir}")
+        assert result.returncode == 0, result.stderr[-3000:]
+    pictures = sorted(p.name for p in (straight / "images").iterdir())
+    assert pictures == ["samples_0000003.png", "samples_0000006.png"]
+    from PIL import Image
+
+    assert Image.open(straight / "images" / "samples_0000006.png").size == (290, 290)
+    rows = read_metrics(straight)
+    assert {"train/d_loss", "train/g_loss", "eval/d_real", "eval/d_fake"} <= set(rows[-1])
+    assert (straight / "metrics.png").is_file()
+
+    keep_checkpoints_up_to(resumed, 3)
+    result = launch(*args, f"--workdir={resumed}")
+    assert result.returncode == 0 and "resumed from step 3" in result.stderr
+    # Both parameter sets, both optimizer states, the EMA: bit-equal after the resume.
+    chex.assert_trees_all_equal(saved_state(straight, 6), saved_state(resumed, 6))
+
+
+def test_class_entropy_is_log2_k_when_uniform_and_zero_when_collapsed():
+    from jaxdl.train.gan_eval import class_entropy_bits
+
+    assert class_entropy_bits(np.arange(1000) % 10, 10) == pytest.approx(math.log2(10))
+    assert class_entropy_bits(np.full(50, 3), 10) == 0.0
+    assert class_entropy_bits(np.array([0, 0, 1, 1]), 10) == pytest.approx(1.0)
