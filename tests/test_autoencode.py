@@ -14,7 +14,7 @@ from jaxdl import losses, tasks
 from jaxdl.models import autoencoder
 from jaxdl.tasks.autoencode import image_grid, iwae_bound
 from jaxdl.train import read_metrics
-from tests.conftest import ROOT, make_images
+from tests.conftest import make_images
 
 INFO = {"name": "test", "class_names": list("0123456789"), "image_shape": [28, 28, 1]}
 
@@ -171,14 +171,8 @@ def test_image_grid_places_tiles_row_by_row():
 
 
 @pytest.mark.slow
-def test_tiny_vae_run_writes_metrics_and_pictures(launch, synthetic_data_dir, tmp_path):
-    workdir = tmp_path / "run"
-    result = launch(
-        f"--config={ROOT}/experiments/fashion_vae_tiny.py",
-        f"--workdir={workdir}",
-        f"--config.data.data_dir={synthetic_data_dir}",
-        "--config.model.arch=conv",
-    )
+def test_tiny_vae_run_writes_metrics_and_pictures(tiny_vae_run):
+    workdir, result = tiny_vae_run
     assert result.returncode == 0, result.stderr[-3000:]
     last = read_metrics(workdir)[-1]
     assert last["step"] == 20
