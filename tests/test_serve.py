@@ -313,9 +313,11 @@ def wait_until(browser, condition) -> str:
     from selenium.webdriver.support.ui import WebDriverWait
 
     def drawn(driver):
-        src = driver.find_element("id", "image").get_attribute("src")
+        # In this order: once the page is ready, nothing the test did is left to draw.
         ready = driver.execute_script("return document.body.dataset.state") == "ready"
-        return src if ready and src and condition() else False
+        if not (ready and condition()):
+            return False
+        return driver.find_element("id", "image").get_attribute("src") or False
 
     return WebDriverWait(browser, 30).until(drawn)
 
