@@ -5,11 +5,11 @@
 Starts `launch/serve.py --workdir=... --port=0` on 127.0.0.1 as a user does, waits for its
 first line, and sends each request as the page does: a JSON noise vector (a fresh one each
 time, the noise of seed i) and, for a conditional run, a label; one keep-alive connection
-per client. For each number of concurrent clients, --requests requests or --max_seconds,
-whichever comes first, after 20 unmeasured ones. A reference row times the same work
-in-process without HTTP (`Service.png`: the compiled generator and the PNG). A missing
-run is trained first with experiments/fashion_vae.py's defaults (5 minutes). Writes
-bench/results/serve.md.
+per client. For each number of concurrent clients: --requests requests or --max_seconds,
+whichever comes first, after 20 unmeasured ones; measured --repeats times, the median
+shown. A reference row times the same work in-process without HTTP (`Service.png`: the
+compiled generator and the PNG). A missing run is trained first with
+experiments/fashion_vae.py's defaults (5 minutes). Writes bench/results/serve.md.
 """
 
 import http.client
@@ -32,6 +32,7 @@ flags.DEFINE_string("workdir", str(common.ROOT / "runs/bench/fashion_vae"), "Gen
 flags.DEFINE_integer("requests", 500, "Measured requests per row (at most).")
 flags.DEFINE_float("max_seconds", 30.0, "Time limit of each row's measured requests.")
 flags.DEFINE_list("clients", ["1", "4"], "Numbers of concurrent clients, one row each.")
+flags.DEFINE_integer("repeats", 3, "Times each row is measured; the median one is shown.")
 FLAGS = flags.FLAGS
 WARMUP = 20
 
@@ -93,9 +94,7 @@ def load(host: str, port: int, bodies: list[bytes], clients: int, seconds: float
     return latencies, time.perf_counter() - start
 
 
-def in_process(workdir: Path, info: dict, count: int, seconds: float) -> tuple:
-    _, data_info, task, state = load_run(workdir)
-    service = Service(task, state, data_info.get("class_names", []))
+def in_process(service: Service, info: dict, count: int, seconds: float) -> tuple:
     noises = [
         draw_noise(i, info["noise_dim"], info["noise_distribution"]) for i in range(WARMUP + count)
     ]
@@ -112,11 +111,17 @@ def in_process(workdir: Path, info: dict, count: int, seconds: float) -> tuple:
     return latencies, time.perf_counter() - start
 
 
-def row(what: str, latencies: list[float], wall: float) -> str:
+def row(what: str, measure) -> str:
+    """`measure()` -> (latencies, wall) FLAGS.repeats times; the repeat of median
+    requests/s is shown, with the range of requests/s over all repeats."""
+    repeats = sorted((measure() for _ in range(FLAGS.repeats)), key=lambda r: len(r[0]) / r[1])
+    rates = [len(latencies) / wall for latencies, wall in repeats]
+    latencies, wall = repeats[len(repeats) // 2]
     ms = np.array(latencies) * 1000
     return (
-        f"| {what} | {len(ms)} | {wall:.1f} | {len(ms) / wall:.0f} | "
-        f"{np.median(ms):.1f} | {np.percentile(ms, 90):.1f} |"
+        f"| {what} | {len(ms)} | {wall:.2f} | {len(ms) / wall:.0f} "
+        f"({min(rates):.0f}-{max(rates):.0f}) | {np.median(ms):.1f} | "
+        f"{np.percentile(ms, 90):.1f} |"
     )
 
 
@@ -135,13 +140,15 @@ def main(_) -> None:
         load(host, port, bodies[:WARMUP], 1, FLAGS.max_seconds)
         rows = []
         for clients in (int(c) for c in FLAGS.clients):
-            latencies, wall = load(host, port, bodies[WARMUP:], clients, FLAGS.max_seconds)
-            rows.append(row(f"HTTP, {clients} client{'s' * (clients > 1)}", latencies, wall))
+            measure = lambda c=clients: load(host, port, bodies[WARMUP:], c, FLAGS.max_seconds)
+            rows.append(row(f"HTTP, {clients} client{'s' * (clients > 1)}", measure))
     finally:
         server.terminate()
         server.wait()
-    latencies, wall = in_process(workdir, info, FLAGS.requests, FLAGS.max_seconds)
-    rows.append(row("in-process `Service.png` (no HTTP)", latencies, wall))
+    _, data_info, task, state = load_run(workdir)
+    service = Service(task, state, data_info.get("class_names", []))
+    measure = lambda: in_process(service, info, FLAGS.requests, FLAGS.max_seconds)
+    rows.append(row("in-process `Service.png` (no HTTP)", measure))
     load_average = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     kind = "conditional" if info["conditional"] else "unconditional"
     table = "\n".join(
@@ -154,9 +161,10 @@ def main(_) -> None:
             f"{info['noise_distribution']} noise numbers -> {info['image_shape']} PNG",
             f"- launch/serve.py on {host}:{port} (Werkzeug threaded server); each request a "
             f"fresh JSON noise vector; at most {FLAGS.requests} requests or "
-            f"{FLAGS.max_seconds:g} s per row, after {WARMUP} unmeasured",
+            f"{FLAGS.max_seconds:g} s per measurement, after {WARMUP} unmeasured; each row "
+            f"the median of {FLAGS.repeats} measurements (range of requests/s in brackets)",
             "",
-            "| how | requests | wall s | requests/s | median ms | p90 ms |",
+            "| how | requests | wall s | requests/s (range) | median ms | p90 ms |",
             "|---|---|---|---|---|---|",
             *rows,
             "",
