@@ -139,6 +139,12 @@ BAD_REQUESTS = [
     ("/api/generate", b'{"label": 1, "noise": [0, 0, 0, 0, -Infinity, 0]}', "non-finite"),
     ("/api/generate", b'{"label": 1, "noise": [0, 0, 0, 0, 1e39, 0]}', "non-finite"),
     ("/api/generate", b'{"label": 1, "noise": [0, 0, 0, 0, 1e999, 0]}', "non-finite"),
+    (
+        "/api/generate",
+        b'{"label": 1, "noise": [0, 0, 0, 0, 1' + b"0" * 400 + b", 0]}",
+        "non-finite",
+    ),
+    ("/api/generate", b"[" * 2000 + b"]" * 2000, "nests JSON too deeply"),
     ("/api/generate", b'{"label": 1, "seed": -1}', "seed must be an integer"),
     ("/api/generate", b'{"label": 1, "seed": 4294967296}', "seed must be an integer"),
     ("/api/generate", b'{"label": 1, "seed": 1.5}', "seed must be an integer"),

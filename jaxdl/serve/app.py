@@ -107,6 +107,8 @@ def parse_body(body: bytes, fields: tuple[str, ...]) -> dict:
         value = json.loads(body)
     except ValueError as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise RequestError(f"the body is not JSON ({e})") from None
+    except RecursionError:
+        raise RequestError("the body nests JSON too deeply") from None
     if not isinstance(value, dict):
         raise RequestError(f"the body must be a JSON object with fields {list(fields)}")
     unknown = sorted(set(value) - set(fields))
@@ -137,8 +139,11 @@ def parse_generate(body: dict, service: Service) -> tuple[np.ndarray, int]:
             raise RequestError(
                 f"noise has {len(values)} numbers; this generator takes {service.noise_dim}"
             )
-        with np.errstate(over="ignore"):  # numbers beyond float32 become inf: refused below
-            noise = np.asarray(values, np.float64).astype(np.float32)
+        try:
+            with np.errstate(over="ignore"):  # beyond float32 becomes inf: refused below
+                noise = np.asarray(values, np.float64).astype(np.float32)
+        except OverflowError:  # an integer beyond float64
+            noise = np.full(len(values), np.inf, np.float32)
         if not np.all(np.isfinite(noise)):
             raise RequestError("noise has non-finite numbers (NaN, Infinity or beyond float32)")
     return noise, parse_label(body.get("label"), service)
