@@ -11,6 +11,7 @@ says which.
 """
 
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -30,22 +31,29 @@ def main(argv):
     logging.get_absl_handler().addFilter(lambda record: "/orbax/" not in record.pathname)
     from werkzeug.serving import make_server
 
-    from jaxdl.errors import UserError
+    from jaxdl.errors import UserError, check
     from jaxdl.serve import Service, create_app
     from jaxdl.train.run_info import load_run
 
     try:
+        check(0 <= FLAGS.port <= 65535, f"--port={FLAGS.port} must be in [0, 65535]")
         config, info, task, state = load_run(FLAGS.workdir, FLAGS.step)
         title = f"{Path(FLAGS.workdir).resolve().name}: {config.task.name}, step {int(state.step)}"
         service = Service(task, state, info.get("class_names", []), title=title)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    # Bound here, not by Werkzeug, which prints its own message and exits on failure.
+    family = socket.AF_INET6 if ":" in FLAGS.host else socket.AF_INET
     try:
-        server = make_server(FLAGS.host, FLAGS.port, create_app(service), threaded=True)
+        listening = socket.create_server((FLAGS.host, FLAGS.port), family=family)
     except OSError as e:
         print(f"error: cannot listen on {FLAGS.host}:{FLAGS.port}: {e.strerror}", file=sys.stderr)
         return 1
+    with listening:
+        server = make_server(
+            FLAGS.host, FLAGS.port, create_app(service), threaded=True, fd=listening.fileno()
+        )
     host, port = server.socket.getsockname()[:2]
     url_host = f"[{host}]" if ":" in host else host
     print(f"serving {title} at http://{url_host}:{port}/", flush=True)

@@ -12,6 +12,7 @@ import os
 import queue
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -223,13 +224,17 @@ def start_server(*args: str) -> subprocess.Popen:
 def test_launcher_serves_a_vae_run_on_loopback(tiny_vae_run, tmp_path):
     workdir, trained = tiny_vae_run
     assert trained.returncode == 0, trained.stderr[-3000:]
-    # Three at once (start-up is most of the time): default host, --host, and not a run.
+    # All at once (start-up is most of the time): default host, --host, not a run, a port
+    # in use.
+    taken = socket.create_server(("127.0.0.1", 0))
+    taken_port = taken.getsockname()[1]
     servers = [
         start_server(f"--workdir={workdir}"),
         start_server(f"--workdir={workdir}", "--host=0.0.0.0"),
         start_server(f"--workdir={tmp_path}"),
+        start_server(f"--workdir={workdir}", f"--port={taken_port}"),
     ]
-    default, everywhere, not_a_run = servers
+    default, everywhere, not_a_run, port_in_use = servers
     try:
         banner = first_line(default.stdout, timeout=120)
         assert banner.startswith("serving run: autoencode, step 20 at http://127.0.0.1:"), banner
@@ -247,6 +252,8 @@ def test_launcher_serves_a_vae_run_on_loopback(tiny_vae_run, tmp_path):
             400,
             b'{"error":"this generator is unconditional: leave out label"}\n',
         )
+        status, answer = post(url + "api/generate", b'{"noise": [' + b"0, " * 300_000 + b"0]}")
+        assert (status, json.loads(answer)) == (400, {"error": "the body is over 4224 bytes"})
         status, png = post(url + "api/generate", b'{"seed": 1}')
         assert status == 200
         _, _, task, state = load_run(workdir)
@@ -262,7 +269,12 @@ def test_launcher_serves_a_vae_run_on_loopback(tiny_vae_run, tmp_path):
         assert not_a_run.returncode == 1
         error = f"error: {tmp_path} is not a run directory: no config.json"
         assert stderr.splitlines()[-1] == error
+        _, stderr = port_in_use.communicate(timeout=120)
+        assert port_in_use.returncode == 1
+        error = f"error: cannot listen on 127.0.0.1:{taken_port}: Address already in use"
+        assert stderr.splitlines()[-1].startswith(error)
     finally:
+        taken.close()
         for server in servers:
             if server.poll() is None:
                 server.kill()
