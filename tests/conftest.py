@@ -63,3 +63,17 @@ def run_launcher(*args: str, devices: int = 1, timeout: float = 300, wait: bool 
 @pytest.fixture
 def launch():
     return run_launcher
+
+
+@pytest.fixture(scope="session")
+def tiny_vae_run(synthetic_data_dir, tmp_path_factory):
+    """A finished 20-step run of experiments/fashion_vae_tiny.py (conv): (workdir, result).
+    Shared: its own test checks what it wrote, others serve or read it."""
+    workdir = tmp_path_factory.mktemp("tiny_vae") / "run"
+    result = run_launcher(
+        f"--config={ROOT}/experiments/fashion_vae_tiny.py",
+        f"--workdir={workdir}",
+        f"--config.data.data_dir={synthetic_data_dir}",
+        "--config.model.arch=conv",
+    )
+    return workdir, result

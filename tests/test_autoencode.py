@@ -14,7 +14,7 @@ from jaxdl import losses, tasks
 from jaxdl.models import autoencoder
 from jaxdl.tasks.autoencode import image_grid, iwae_bound
 from jaxdl.train import read_metrics
-from tests.conftest import ROOT, make_images
+from tests.conftest import make_images
 
 INFO = {"name": "test", "class_names": list("0123456789"), "image_shape": [28, 28, 1]}
 
@@ -171,14 +171,8 @@ def test_image_grid_places_tiles_row_by_row():
 
 
 @pytest.mark.slow
-def test_tiny_vae_run_writes_metrics_and_pictures(launch, synthetic_data_dir, tmp_path):
-    workdir = tmp_path / "run"
-    result = launch(
-        f"--config={ROOT}/experiments/fashion_vae_tiny.py",
-        f"--workdir={workdir}",
-        f"--config.data.data_dir={synthetic_data_dir}",
-        "--config.model.arch=conv",
-    )
+def test_tiny_vae_run_writes_metrics_and_pictures(tiny_vae_run):
+    workdir, result = tiny_vae_run
     assert result.returncode == 0, result.stderr[-3000:]
     last = read_metrics(workdir)[-1]
     assert last["step"] == 20
@@ -192,3 +186,19 @@ def test_tiny_vae_run_writes_metrics_and_pictures(launch, synthetic_data_dir, tm
     from PIL import Image
 
     assert Image.open(workdir / "images" / "prior_samples_0000020.png").size == (232, 232)
+
+
+def test_generate_decodes_latent_codes_into_unit_images():
+    task = tiny_task()
+    state = jax.jit(task.init)(jax.random.PRNGKey(0), image_batch(4))
+    noise = 3 * jax.random.normal(jax.random.PRNGKey(1), (5, 4))
+    out = np.asarray(task.model.apply({"params": state.params}, noise, method="decode"))
+    labels = jnp.zeros(5, jnp.int32)
+    for likelihood, expected in (("bernoulli", 1 / (1 + np.exp(-out))), ("gaussian", out)):
+        task = tiny_task(task={"likelihood": likelihood})  # the same model and parameters
+        assert (task.noise_dim, task.noise_distribution, task.conditional) == (4, "normal", False)
+        images = jax.jit(task.generate)(state, noise, labels)
+        np.testing.assert_allclose(images, np.clip(expected, 0, 1), atol=1e-6)
+        assert images.shape == (5, 28, 28, 1)
+        other_labels = task.generate(state, noise, jnp.arange(5, dtype=jnp.int32))
+        np.testing.assert_allclose(other_labels, images, atol=1e-6)  # unconditional

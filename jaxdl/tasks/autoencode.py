@@ -66,6 +66,19 @@ class AutoencodeTask:
     def variational(self) -> bool:
         return self.model.variational
 
+    # ---- Generator interface (tasks/base.py): decoding latent codes ------------------
+    noise_distribution = "normal"  # the VAE's prior; an AE's codes follow no set law
+    conditional = False
+
+    @property
+    def noise_dim(self) -> int:
+        return self.model.latent
+
+    def generate(self, state: TrainState, noise: jax.Array, labels: jax.Array) -> jax.Array:
+        """Images in [0, 1] decoded from latent codes `noise` (N, latent); labels unused."""
+        del labels
+        return self.to_image(self.decode(state.params, noise))
+
     # ---- model pieces ---------------------------------------------------------------
     def encode(self, params, x):
         return self.model.apply({"params": params}, x, method="encode")

@@ -1,0 +1,71 @@
+"""Serve a generator run as a web page and a JSON API:
+
+    python launch/serve.py --workdir=runs/fashion_vae [--host=127.0.0.1] [--port=8000]
+
+Loads the run's newest checkpoint (or --step); its task must generate images (a
+conditional GAN's generator; an AE/VAE's decoder, fed latent codes as noise). The
+generator is compiled once here; then http://HOST:PORT/ serves the page (class, new
+noise, seed, a walk between two noise vectors) until Ctrl-C or SIGTERM. The API is
+described in jaxdl/serve/app.py. --port=0 picks a free port; the first line printed
+says which.
+"""
+
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from absl import app, flags, logging
+
+flags.DEFINE_string("workdir", None, "Run directory of a run whose task generates images.")
+flags.DEFINE_string("host", "127.0.0.1", "Address to listen on (0.0.0.0: every interface).")
+flags.DEFINE_integer("port", 8000, "Port to listen on; 0 = any free port.")
+flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
+flags.mark_flags_as_required(["workdir"])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.get_absl_handler().addFilter(lambda record: "/orbax/" not in record.pathname)
+    from werkzeug.serving import make_server
+
+    from jaxdl.errors import UserError, check
+    from jaxdl.serve import Service, create_app
+    from jaxdl.train.run_info import load_run
+
+    try:
+        check(0 <= FLAGS.port <= 65535, f"--port={FLAGS.port} must be in [0, 65535]")
+        config, info, task, state = load_run(FLAGS.workdir, FLAGS.step)
+        title = f"{Path(FLAGS.workdir).resolve().name}: {config.task.name}, step {int(state.step)}"
+        service = Service(task, state, info.get("class_names", []), title=title)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    # Bound here, not by Werkzeug, which prints its own message and exits on failure.
+    family = socket.AF_INET6 if ":" in FLAGS.host else socket.AF_INET
+    try:
+        listening = socket.create_server((FLAGS.host, FLAGS.port), family=family)
+    except OSError as e:
+        print(f"error: cannot listen on {FLAGS.host}:{FLAGS.port}: {e.strerror}", file=sys.stderr)
+        return 1
+    with listening:
+        server = make_server(
+            FLAGS.host, FLAGS.port, create_app(service), threaded=True, fd=listening.fileno()
+        )
+    host, port = server.socket.getsockname()[:2]
+    url_host = f"[{host}]" if ":" in host else host
+    print(f"serving {title} at http://{url_host}:{port}/", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop as Ctrl-C does
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)
