@@ -4,13 +4,14 @@ import ml_collections
 
 from jaxdl import models, optim
 from jaxdl.errors import check, check_choice
-from jaxdl.models import autoencoder
+from jaxdl.models import autoencoder, han
 from jaxdl.tasks.autoencode import LIKELIHOODS, AutoencodeTask
 from jaxdl.tasks.base import Task, TrainState
 from jaxdl.tasks.classify import ClassifyTask
+from jaxdl.tasks.classify_documents import DocumentClassifyTask
 from jaxdl.tasks.lm import LanguageModelTask, LMState
 
-TASKS = ("classify", "lm", "autoencode")
+TASKS = ("classify", "lm", "autoencode", "classify_documents")
 CONV_IMPLS = ("matmul", "xla")
 
 
@@ -75,9 +76,37 @@ def _build_autoencoder(cfg: ml_collections.ConfigDict, data_info: dict):
     )
 
 
-MODELS = {"cnn": _build_cnn, "rnn_lm": _build_rnn_lm, "autoencoder": _build_autoencoder}
+def _build_han(cfg: ml_collections.ConfigDict, data_info: dict):
+    check_choice("model.cell", cfg.cell, han.CELLS)
+    check(
+        min(cfg.embed, cfg.hidden, cfg.attention) > 0,
+        "model.embed, model.hidden and model.attention must be positive",
+    )
+    check(0 <= cfg.dropout < 1, f"model.dropout={cfg.dropout} must be in [0, 1)")
+    return han.HierarchicalAttentionClassifier(
+        num_classes=len(data_info["class_names"]),
+        vocab_size=len(data_info["words"]),
+        embed=cfg.embed,
+        hidden=cfg.hidden,
+        attention=cfg.attention,
+        cell=cfg.cell,
+        dropout=cfg.dropout,
+    )
+
+
+MODELS = {
+    "cnn": _build_cnn,
+    "rnn_lm": _build_rnn_lm,
+    "autoencoder": _build_autoencoder,
+    "han": _build_han,
+}
 # The data a task reads, named in errors: the key of data_info it needs.
-_TASK_DATA = {"classify": "class_names", "lm": "vocab", "autoencode": "image_shape"}
+_TASK_DATA = {
+    "classify": "class_names",
+    "lm": "vocab",
+    "autoencode": "image_shape",
+    "classify_documents": "words",
+}
 
 
 def build_model(cfg: ml_collections.ConfigDict, data_info: dict):
@@ -95,11 +124,22 @@ def build(config: ml_collections.ConfigDict, data_info: dict, total_steps: int) 
         f"task {config.task.name!r} needs a data set with {needed}; "
         f"data.name={data_info.get('name')!r} has none",
     )
+    check(
+        (config.task.name == "classify_documents") == (config.model.name == "han"),
+        f"task {config.task.name!r} and model {config.model.name!r} do not go together "
+        "(documents: task classify_documents with model han)",
+    )
     optimizer, schedule = optim.build_optimizer(config.optimizer, total_steps)
     model = build_model(config.model, data_info)
     cfg = config.task
     if cfg.name == "lm":
         return LanguageModelTask(model, optimizer, schedule)
+    if cfg.name == "classify_documents":
+        check(0 <= cfg.word_dropout < 1, f"task.word_dropout={cfg.word_dropout} must be in [0, 1)")
+        check(0 <= cfg.label_smoothing < 1, "task.label_smoothing must be in [0, 1)")
+        return DocumentClassifyTask(
+            model, optimizer, schedule, cfg.label_smoothing, cfg.word_dropout
+        )
     if cfg.name == "autoencode":
         check_choice("task.likelihood", cfg.likelihood, LIKELIHOODS)
         check(cfg.gaussian_sigma > 0, "task.gaussian_sigma must be > 0")
