@@ -37,9 +37,9 @@ def test_gru_matches_a_step_by_step_reference():
     layer = lstm.GRU(4)
     xs = jax.random.normal(jax.random.PRNGKey(0), (3, 7, 5))
     h0 = jax.random.normal(jax.random.PRNGKey(1), (3, 4))
-    params = layer.init(jax.random.PRNGKey(2), xs, (h0,))["params"]
+    params = jax.jit(layer.init)(jax.random.PRNGKey(2), xs, (h0,))["params"]
     params = jax.tree.map(lambda p: p + 0.1, params)  # non-zero biases
-    hs, (h_last,) = layer.apply({"params": params}, xs, (h0,))
+    hs, (h_last,) = jax.jit(layer.apply)({"params": params}, xs, (h0,))
     p = {k: np.asarray(v) for k, v in params.items()}
     ref_hs, ref_h = reference_gru(
         p["w_x"], p["w_h"], p["b_x"], p["b_h"], np.asarray(xs).swapaxes(0, 1), np.asarray(h0)
@@ -83,10 +83,13 @@ def make_model(cell="gru"):
 
 
 @pytest.mark.parametrize("cell", han.CELLS)
-def test_shapes_and_attention_rows_sum_to_one_over_real_positions(cell):
+def test_attention_is_masked_and_extra_padding_changes_nothing(cell):
     model = make_model(cell)
-    params = model.init(jax.random.PRNGKey(0), TOKENS)["params"]
-    logits, words, sentences = model.apply({"params": params}, TOKENS)
+    params = jax.jit(model.init)(jax.random.PRNGKey(1), TOKENS)["params"]
+    padded = np.zeros((2, 6, 9), np.int32)  # 3 more sentences, 5 more words each
+    padded[:, :3, :4] = TOKENS
+    apply = jax.jit(lambda t: model.apply({"params": params}, t))
+    logits, words, sentences = apply(TOKENS)
     chex.assert_shape(logits, (2, 2))
     chex.assert_shape(words, (2, 3, 4))
     chex.assert_shape(sentences, (2, 3))
@@ -97,15 +100,6 @@ def test_shapes_and_attention_rows_sum_to_one_over_real_positions(cell):
     assert np.all(np.asarray(sentences)[~real_sentences] == 0.0)
     assert np.all(np.asarray(words)[real_words] > 0)
 
-
-@pytest.mark.parametrize("cell", han.CELLS)
-def test_extra_padding_changes_neither_output_nor_attention(cell):
-    model = make_model(cell)
-    params = model.init(jax.random.PRNGKey(1), TOKENS)["params"]
-    padded = np.zeros((2, 6, 9), np.int32)  # 3 more sentences, 5 more words each
-    padded[:, :3, :4] = TOKENS
-    apply = jax.jit(lambda t: model.apply({"params": params}, t))
-    logits, words, sentences = apply(TOKENS)
     logits_p, words_p, sentences_p = apply(padded)
     np.testing.assert_allclose(logits_p, logits, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(words_p[:, :3, :4], words, rtol=1e-5, atol=1e-7)
@@ -151,14 +145,17 @@ def han_config(**model):
     from jaxdl.optim import default_config
 
     config.optimizer = default_config()
+    config.optimizer.update(name="adam", learning_rate=1e-2)
     return config
 
 
 INFO = {"class_names": ["neg", "pos"], "words": ["<pad>", "<unk>", *"abcdefgh"]}
 
 
-def test_task_learns_a_word_and_jit_matches_eager():
-    task = tasks.build(han_config(), INFO, total_steps=60)
+def test_task_learns_the_label_word_and_attends_to_it():
+    config = han_config()
+    config.optimizer.update(schedule="constant", learning_rate=3e-2, warmup_fraction=0.0)
+    task = tasks.build(config, INFO, total_steps=80)
     assert isinstance(task, DocumentClassifyTask)
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 16).astype(np.int32)
@@ -166,22 +163,21 @@ def test_task_learns_a_word_and_jit_matches_eager():
     tokens[:, :, 3] = 0
     tokens[:, 1, 0] = np.where(labels == 1, 2, 3)  # the label's word in sentence 2
     batch = {"tokens": jnp.asarray(tokens), "label": jnp.asarray(labels)}
-    state = task.init(jax.random.PRNGKey(0), batch)
+    state = jax.jit(task.init)(jax.random.PRNGKey(0), batch)
     step = jax.jit(task.train_step)
-    eager_state, eager_metrics = task.train_step(state, batch)
-    state, metrics = step(state, batch)
-    chex.assert_trees_all_close(metrics, eager_metrics, rtol=1e-4)
-    chex.assert_trees_all_close(state.params, eager_state.params, rtol=1e-4, atol=1e-6)
-    for _ in range(59):
-        state, metrics = step(state, batch)
+    for _ in range(80):
+        state, _ = step(state, batch)
+    assert int(state.step) == 80
     eval_batch = {**batch, "mask": jnp.ones(16, bool)}
     result = jax.jit(task.eval_step)(state, eval_batch)
     assert result["accuracy"].compute() == 1.0
     assert result["loss"].compute() < 0.1
-    probabilities, words, _ = task.predict(state, batch["tokens"])
+    probabilities, words, sentences = jax.jit(task.predict)(state, batch["tokens"])
     np.testing.assert_allclose(np.sum(probabilities, -1), 1.0, rtol=1e-6)
-    # The word that decides the label draws most of its sentence's attention.
+    # The word that decides the label draws most of its sentence's attention, and its
+    # sentence most of the document's.
     assert np.mean(np.argmax(words[:, 1], -1) == 0) > 0.8
+    assert np.mean(np.argmax(sentences, -1) == 1) > 0.75
 
 
 def test_bad_han_configs_are_one_line_errors():
