@@ -2,6 +2,7 @@
 beside a bag-of-words logistic regression on the same folds.
 
     python bench/polarity.py [--han_dir=runs/bench/polarity_han] [--skip_han] [--reuse_bow]
+                             [--han_summary_only]
 
 Baseline (jaxdl/bow.py): binary unigram + bigram presence (n-grams in >= 2 training
 documents), L2 logistic regression by L-BFGS. Its L2 strength is chosen per outer fold
@@ -9,7 +10,8 @@ by an inner validation on the training folds only (the next fold round is held o
 then it is refit on all nine training folds. HAN: launch/crossval.py with
 experiments/polarity_han.py, as a user runs it (finished folds are reused). Writes
 bench/results/polarity.md (and .json). --skip_han: the baseline only; --reuse_bow: take
-the baseline's rows from the last polarity.json instead of fitting them again.
+the baseline's rows from the last polarity.json instead of fitting them again;
+--han_summary_only: report the folds --han_dir has finished, without training.
 """
 
 import json
@@ -66,7 +68,7 @@ def bow_crossval(all_docs: list) -> list[dict]:
 
 def main() -> None:
     han_dir = common.ROOT / "runs" / "bench" / "polarity_han"
-    skip_han = reuse_bow = False
+    skip_han = reuse_bow = han_summary_only = False
     for arg in sys.argv[1:]:
         name, _, value = arg.partition("=")
         if name == "--han_dir":
@@ -75,8 +77,13 @@ def main() -> None:
             skip_han = True
         elif name == "--reuse_bow":
             reuse_bow = True
+        elif name == "--han_summary_only":
+            han_summary_only = True
         else:
-            sys.exit(f"unknown argument {arg!r}; use --han_dir=DIR, --skip_han, --reuse_bow")
+            sys.exit(
+                f"unknown argument {arg!r}; "
+                "use --han_dir=DIR, --skip_han, --reuse_bow, --han_summary_only"
+            )
     archive = local_data_dir() / documents.POLARITY_ARCHIVE
     all_docs = documents.read_polarity(archive)
     start = time.perf_counter()
@@ -88,7 +95,9 @@ def main() -> None:
         bow_wall = time.perf_counter() - start
     han = None
     han_wall = None
-    if not skip_han:
+    if han_summary_only:
+        han = crossval.read_summary(han_dir)
+    elif not skip_han:
         start = time.perf_counter()
         command = [
             sys.executable,
@@ -125,7 +134,8 @@ def main() -> None:
         h = han_by_fold.get(row["fold"], {})
         lines.append(
             f"| {row['fold']} | {row['accuracy']:.3f} | {row['l2']:g} | "
-            f"{shown(h.get('eval/accuracy'), '.3f')} | {shown(h.get('wall_s'), '.0f')} | "
+            f"{shown(h.get('eval/accuracy'), '.3f') or h.get('status', '')} | "
+            f"{shown(h.get('wall_s'), '.0f') if h.get('eval/accuracy') is not None else ''} | "
             f"{shown(h.get('truncated_share'), '.1%')} |"
         )
     lines += [
@@ -134,9 +144,11 @@ def main() -> None:
         f"{bow_wall:.0f} s wall for all folds with the inner L2 selection)",
     ]
     if han:
+        done = [r for r in han["folds"] if r["eval/accuracy"] is not None]
+        wall = f"{han_wall:.0f} s wall for the launcher" if han_wall else "launcher wall not timed"
         lines.append(
-            f"- **HAN: {han['mean']:.2%} ± {han['std']:.2%}** ({han_wall:.0f} s wall for the "
-            "launcher over all folds, finished folds reused)"
+            f"- **HAN: {han['mean']:.2%} ± {han['std']:.2%}** over {len(done)} of "
+            f"{len(han['folds'])} folds ({wall}; per-fold wall in the table)"
         )
     text = "\n".join(lines) + "\n"
     print(text)

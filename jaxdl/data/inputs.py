@@ -12,6 +12,7 @@ import ml_collections
 from jaxdl.data import documents, text
 from jaxdl.data.pipeline import ShuffledBatches
 from jaxdl.data.sources import TEXT_DATASETS, load, load_text
+from jaxdl.errors import check
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +78,13 @@ def _document_input(dcfg, seed: int, process_index: int, process_count: int) -> 
     """Documents as (max_sentences, max_words) token ids; the vocabulary (words seen
     `data.min_count` times in the training documents, plus padding and OOV) and the
     share of words cut by the limits go into info."""
+    needed = ["max_sentences", "max_words", "min_count"]
+    needed += ["fold"] if dcfg.name == "review_polarity" else []
+    for name in needed:
+        check(
+            name in dcfg,
+            f"data.name={dcfg.name!r} needs data.{name} (see experiments/polarity_han.py)",
+        )
     train_docs, eval_docs, class_names, origin = documents.load_splits(dcfg)
     vocab = documents.build_vocab(train_docs, dcfg.min_count)
     train, evals = (
