@@ -77,3 +77,41 @@ def tiny_vae_run(synthetic_data_dir, tmp_path_factory):
         "--config.model.arch=conv",
     )
     return workdir, result
+
+
+POLARITY_WORDS = {
+    0: ["dull", "boring", "awful", "mess", "waste"],
+    1: ["great", "superb", "moving", "fun", "brilliant"],
+}
+
+
+def write_polarity_archive(path: Path, per_fold: int = 2, seed: int = 0) -> None:
+    """A review_polarity.tar.gz of `per_fold` neg + `per_fold` pos reviews per fold
+    (cv0xx ... cv9xx), each a few sentences of common words and label words."""
+    import io
+    import tarfile
+
+    rng = np.random.default_rng(seed)
+    common = ["the", "film", "is", "a", "and", "plot", "actor", "caf\xe9"]
+    with tarfile.open(path, "w:gz") as tar:
+        for fold in range(10):
+            for label, polarity in enumerate(("neg", "pos")):
+                for i in range(per_fold):
+                    sentences = [
+                        " ".join(rng.choice(common + POLARITY_WORDS[label], rng.integers(2, 9)))
+                        for _ in range(rng.integers(1, 7))
+                    ]
+                    data = ("\n".join(sentences) + "\n").encode("latin-1")
+                    name = f"txt_sentoken/{polarity}/cv{fold}{label}{i}_{1000 + i}.txt"
+                    info = tarfile.TarInfo(name)
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+
+
+@pytest.fixture(scope="session")
+def polarity_data_dir(tmp_path_factory) -> Path:
+    """A data dir with a synthetic review_polarity/review_polarity.tar.gz (40 reviews)."""
+    root = tmp_path_factory.mktemp("polarity")
+    (root / "review_polarity").mkdir()
+    write_polarity_archive(root / "review_polarity" / "review_polarity.tar.gz")
+    return root

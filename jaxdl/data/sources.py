@@ -208,3 +208,23 @@ def load_text(name: str, source: str = "auto", data_dir: str = "") -> tuple[str,
     if source == "local":
         raise DatasetNotFoundError(_not_found_message(name, "all", data_dir, "source=local"))
     return _load_text_tfds(name, data_dir)
+
+
+def load_reviews_tfds(name: str, split: str, data_dir: str):
+    """(texts, labels, class names, origin) of a TFDS text-classification set such as
+    imdb_reviews or yelp_polarity_reviews (downloaded and prepared by TFDS if needed)."""
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(name)
+        builder.download_and_prepare()
+        batch = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+    except Exception as e:
+        raise DatasetNotFoundError(
+            _not_found_message(
+                name, split, data_dir, f"TFDS failed: {type(e).__name__}: {_first_line(e)}"
+            )
+        ) from e
+    texts = [t.decode("utf-8", errors="replace") for t in batch["text"]]
+    class_names = tuple(builder.info.features["label"].names)
+    return texts, batch["label"].astype(np.int32), class_names, f"TFDS {builder.data_dir}"

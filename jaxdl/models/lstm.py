@@ -1,5 +1,5 @@
 """Recurrent layers run with `lax.scan`: an LSTM with two interchangeable backward passes,
-a plain tanh RNN, and the stacked character language model built from them.
+a GRU, a plain tanh RNN, and the stacked character language model built from them.
 
 `backward="autodiff"`: `jax.grad` differentiates the scan.
 `backward="explicit"`: a hand-written back-propagation through time (a reverse scan that
@@ -139,6 +139,42 @@ class SimpleRNN(nn.Module):
             return h, h
 
         zx = (xs @ w_x + b).swapaxes(0, 1)
+        h_last, hs = jax.lax.scan(step, carry[0], zx, unroll=self.unroll)
+        return hs.swapaxes(0, 1), (h_last,)
+
+    def initial_carry(self, batch_size: int) -> tuple[jax.Array]:
+        return (jnp.zeros((batch_size, self.hidden)),)
+
+
+class GRU(nn.Module):
+    """A GRU layer (Cho et al. 2014) over a batch-major sequence; carry (h,).
+
+    r, u = sigmoid(x W_x + h W_h + b) (reset, update gates); n = tanh(x W_xn + b_xn +
+    r * (h W_hn + b_hn)); h' = (1 - u) * n + u * h. The reset gate acts on the recurrent
+    projection after the matmul (as cuDNN and torch do), so all three input projections
+    are hoisted out of the scan as one matmul.
+    """
+
+    hidden: int
+    unroll: int = 1
+
+    @nn.compact
+    def __call__(self, xs: jax.Array, carry: tuple[jax.Array]):
+        h_size = self.hidden
+        w_x = self.param("w_x", nn.initializers.lecun_normal(), (xs.shape[-1], 3 * h_size))
+        w_h = self.param("w_h", nn.initializers.orthogonal(), (h_size, 3 * h_size))
+        b_x = self.param("b_x", nn.initializers.zeros, (3 * h_size,))
+        b_h = self.param("b_h", nn.initializers.zeros, (3 * h_size,))
+
+        def step(h, zx_t):
+            zh = h @ w_h + b_h
+            r = jax.nn.sigmoid(zx_t[..., :h_size] + zh[..., :h_size])
+            u = jax.nn.sigmoid(zx_t[..., h_size : 2 * h_size] + zh[..., h_size : 2 * h_size])
+            n = jnp.tanh(zx_t[..., 2 * h_size :] + r * zh[..., 2 * h_size :])
+            h = (1.0 - u) * n + u * h
+            return h, h
+
+        zx = (xs @ w_x + b_x).swapaxes(0, 1)
         h_last, hs = jax.lax.scan(step, carry[0], zx, unroll=self.unroll)
         return hs.swapaxes(0, 1), (h_last,)
 

@@ -4,15 +4,16 @@ import ml_collections
 
 from jaxdl import models, optim
 from jaxdl.errors import check, check_choice
-from jaxdl.models import autoencoder
+from jaxdl.models import autoencoder, han
 from jaxdl.models import gan as gan_models
 from jaxdl.tasks.autoencode import LIKELIHOODS, AutoencodeTask
 from jaxdl.tasks.base import Task, TrainState
 from jaxdl.tasks.classify import ClassifyTask
+from jaxdl.tasks.classify_documents import DocumentClassifyTask
 from jaxdl.tasks.gan import GAN_LOSSES, NOISE_DISTRIBUTIONS, GANState, GANTask
 from jaxdl.tasks.lm import LanguageModelTask, LMState
 
-TASKS = ("classify", "lm", "autoencode", "gan")
+TASKS = ("classify", "lm", "autoencode", "gan", "classify_documents")
 CONV_IMPLS = ("matmul", "xla")
 
 
@@ -95,11 +96,30 @@ def _build_dcgan(cfg: ml_collections.ConfigDict, data_info: dict):
     return generator, discriminator
 
 
+def _build_han(cfg: ml_collections.ConfigDict, data_info: dict):
+    check_choice("model.cell", cfg.cell, han.CELLS)
+    check(
+        min(cfg.embed, cfg.hidden, cfg.attention) > 0,
+        "model.embed, model.hidden and model.attention must be positive",
+    )
+    check(0 <= cfg.dropout < 1, f"model.dropout={cfg.dropout} must be in [0, 1)")
+    return han.HierarchicalAttentionClassifier(
+        num_classes=len(data_info["class_names"]),
+        vocab_size=len(data_info["words"]),
+        embed=cfg.embed,
+        hidden=cfg.hidden,
+        attention=cfg.attention,
+        cell=cfg.cell,
+        dropout=cfg.dropout,
+    )
+
+
 MODELS = {
     "cnn": _build_cnn,
     "rnn_lm": _build_rnn_lm,
     "autoencoder": _build_autoencoder,
     "dcgan": _build_dcgan,
+    "han": _build_han,
 }
 # The data a task reads, named in errors: the key of data_info it needs.
 _TASK_DATA = {
@@ -107,6 +127,7 @@ _TASK_DATA = {
     "lm": "vocab",
     "autoencode": "image_shape",
     "gan": "image_shape",
+    "classify_documents": "words",
 }
 
 
@@ -169,6 +190,11 @@ def build(
         f"task {config.task.name!r} needs a data set with {needed}; "
         f"data.name={data_info.get('name')!r} has none",
     )
+    check(
+        (config.task.name == "classify_documents") == (config.model.name == "han"),
+        f"task {config.task.name!r} and model {config.model.name!r} do not go together "
+        "(documents: task classify_documents with model han)",
+    )
     model = build_model(config.model, data_info)
     if config.task.name == "gan":
         # Its two optimizers are built from config alone: per-trial values would be lost.
@@ -178,6 +204,12 @@ def build(
     cfg = config.task
     if cfg.name == "lm":
         return LanguageModelTask(model, optimizer, schedule)
+    if cfg.name == "classify_documents":
+        check(0 <= cfg.word_dropout < 1, f"task.word_dropout={cfg.word_dropout} must be in [0, 1)")
+        check(0 <= cfg.label_smoothing < 1, "task.label_smoothing must be in [0, 1)")
+        return DocumentClassifyTask(
+            model, optimizer, schedule, cfg.label_smoothing, cfg.word_dropout
+        )
     if cfg.name == "autoencode":
         check_choice("task.likelihood", cfg.likelihood, LIKELIHOODS)
         check(cfg.gaussian_sigma > 0, "task.gaussian_sigma must be > 0")

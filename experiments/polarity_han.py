@@ -1,0 +1,38 @@
+"""Hierarchical attention network on review polarity v2.0, one cross-validation fold.
+
+`--config.data.fold=k` holds out the reviews cv{k}xx (the standard ten folds); the
+vocabulary comes from the other nine. 10-fold accuracy: launch/crossval.py (or
+bench/polarity.py, which sets it beside a bag-of-words logistic regression).
+
+Sized for the 2-core CPU machine (a fold in a few minutes there): a small GRU, reviews cut
+to their first max_sentences x max_words (the share of words cut is in run.json), and
+strong regularisation for only 1,800 training reviews and no pretrained embeddings
+(word dropout, embedding / sentence dropout, decoupled weight decay).
+"""
+
+from jaxdl.configs import base_config
+
+
+def get_config():
+    config = base_config()
+    config.data.update(name="review_polarity", batch_size=32, eval_batch_size=200)
+    config.data.fold = 0  # test fold: reviews cv{fold}xx
+    config.data.max_sentences = 36  # 80% of reviews have fewer
+    config.data.max_words = 36  # 85% of sentences have fewer
+    config.data.min_count = 2  # in the training folds; rarer words -> OOV
+    config.task = dict(name="classify_documents", label_smoothing=0.0, word_dropout=0.2)
+    config.model = dict(name="han", embed=48, hidden=32, attention=48, cell="gru", dropout=0.3)
+    config.optimizer.update(
+        name="adamw",
+        learning_rate=3e-3,
+        weight_decay=0.01,
+        schedule="warmup_cosine",
+        warmup_fraction=0.05,
+        final_lr_fraction=0.05,
+        clip="global_norm",
+        clip_norm=5.0,
+    )
+    config.train.update(
+        num_epochs=3, log_every=28, eval_every=0, checkpoint_every=0, keep_checkpoints=1
+    )
+    return config

@@ -1,0 +1,89 @@
+"""Document classification: softmax cross-entropy over a model that also returns its
+word and sentence attention (models/han.py); word dropout on device."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxdl import losses
+from jaxdl.models.han import OOV_ID, PAD_ID
+from jaxdl.tasks.base import TrainState
+
+
+def word_dropout(rng: jax.Array, tokens: jax.Array, rate: float) -> jax.Array:
+    """Each real word becomes OOV with probability `rate`; padding stays padding."""
+    if rate == 0:
+        return tokens
+    dropped = jax.random.bernoulli(rng, rate, tokens.shape) & (tokens != PAD_ID)
+    return jnp.where(dropped, OOV_ID, tokens)
+
+
+class DocumentClassifyTask:
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: optax.GradientTransformation,
+        schedule: optax.Schedule,
+        label_smoothing: float = 0.0,
+        word_dropout: float = 0.0,
+    ):
+        self.model = model
+        self.optimizer = optimizer
+        self.schedule = schedule
+        self.label_smoothing = label_smoothing
+        self.word_dropout = word_dropout
+
+    def init(self, rng: jax.Array, example_batch: dict) -> TrainState:
+        params_rng, state_rng = jax.random.split(rng)
+        params = self.model.init(params_rng, example_batch["tokens"], train=False)["params"]
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            opt_state=self.optimizer.init(params),
+            rng=state_rng,
+            model_state={},
+        )
+
+    def train_step(self, state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+        drop_rng, dropout_rng = jax.random.split(jax.random.fold_in(state.rng, state.step))
+        tokens = word_dropout(drop_rng, batch["tokens"], self.word_dropout)
+        labels = batch["label"]
+
+        def loss_fn(params):
+            logits, _, _ = self.model.apply(
+                {"params": params}, tokens, train=True, rngs={"dropout": dropout_rng}
+            )
+            loss = losses.softmax_cross_entropy(logits, labels, self.label_smoothing).mean()
+            return loss, logits
+
+        (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+        metrics = {
+            "loss": loss,
+            "accuracy": losses.accuracy(logits, labels).mean(),
+            "grad_norm": optax.global_norm(grads),
+            "learning_rate": self.schedule(state.step),
+        }
+        new_state = state.replace(
+            step=state.step + 1,
+            params=optax.apply_updates(state.params, updates),
+            opt_state=opt_state,
+        )
+        return new_state, metrics
+
+    def predict(self, state: TrainState, tokens: jax.Array):
+        """Eval mode: (class probabilities (B, C), word attention (B, S, W), sentence
+        attention (B, S)); what the attention view draws."""
+        logits, word_attention, sentence_attention = self.model.apply(
+            {"params": state.params}, tokens, train=False
+        )
+        return jax.nn.softmax(logits), word_attention, sentence_attention
+
+    def eval_step(self, state: TrainState, batch: dict) -> dict:
+        logits, _, _ = self.model.apply({"params": state.params}, batch["tokens"], train=False)
+        labels, mask = batch["label"], batch.get("mask")
+        return {
+            "loss": losses.Mean.of(losses.softmax_cross_entropy(logits, labels), mask),
+            "accuracy": losses.Mean.of(losses.accuracy(logits, labels), mask),
+        }

@@ -1,0 +1,91 @@
+"""Attention pages of a document-classification run: one HTML page per document for a
+sample of its eval documents (the held-out fold), plus index.html.
+
+    python launch/attention.py --workdir=runs/han --num_docs=20 [--out=DIR] [--step=N]
+
+Each page shades every sentence by its sentence attention and every word by its word
+attention (jaxdl/attention_view.py) and gives the predicted label with its probability.
+Documents are read again from the run's data config and encoded with the vocabulary and
+truncation limits saved with the run. Pages go to --out (default WORKDIR/attention).
+"""
+
+import sys
+from pathlib import Path
+
+from absl import app, flags, logging
+
+flags.DEFINE_string("workdir", None, "Run directory of a classify_documents run.")
+flags.DEFINE_string("out", None, "Where the pages go (default: WORKDIR/attention).")
+flags.DEFINE_integer("num_docs", 20, "Eval documents to draw (a seeded random sample).")
+flags.DEFINE_integer("seed", 0, "Seed of the sample.")
+flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
+flags.mark_flags_as_required(["workdir"])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.get_absl_handler().addFilter(lambda record: "/orbax/" not in record.pathname)
+    import jax
+    import numpy as np
+
+    from jaxdl import attention_view
+    from jaxdl.data import documents
+    from jaxdl.errors import UserError, check
+    from jaxdl.train.run_info import load_run
+
+    try:
+        check(FLAGS.num_docs > 0, f"--num_docs={FLAGS.num_docs} must be positive")
+        config, info, task, state = load_run(FLAGS.workdir, FLAGS.step)
+        check(
+            config.task.name == "classify_documents",
+            f"{FLAGS.workdir} is a {config.task.name!r} run, not classify_documents",
+        )
+        _, eval_docs, class_names, _ = documents.load_splits(config.data)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    rng = np.random.default_rng(FLAGS.seed)
+    chosen = sorted(rng.choice(len(eval_docs), min(FLAGS.num_docs, len(eval_docs)), False))
+    sample = [eval_docs[i] for i in chosen]
+    encoded = documents.encode(sample, info["words"], info["max_sentences"], info["max_words"])
+    probabilities, word_attention, sentence_attention = jax.device_get(
+        jax.jit(task.predict)(state, encoded.tokens)
+    )
+    out = Path(FLAGS.out or Path(FLAGS.workdir) / "attention")
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, doc in enumerate(sample):
+        page = attention_view.document_page(
+            doc.name,
+            doc.sentences,
+            word_attention[i],
+            sentence_attention[i],
+            class_names,
+            doc.label,
+            probabilities[i].tolist(),
+        )
+        (out / f"{doc.name}.html").write_text(page, encoding="utf-8")
+        predicted = int(np.argmax(probabilities[i]))
+        rows.append(
+            {
+                "name": doc.name,
+                "href": f"{doc.name}.html",
+                "label": class_names[doc.label],
+                "predicted": class_names[predicted],
+                "probability": float(probabilities[i, predicted]),
+            }
+        )
+    correct = sum(r["label"] == r["predicted"] for r in rows)
+    title = (
+        f"Attention of {Path(FLAGS.workdir).name} (step {int(state.step)}, "
+        f"fold {info.get('fold')}): {correct} of {len(rows)} sampled documents correct"
+    )
+    (out / "index.html").write_text(attention_view.index_page(title, rows), encoding="utf-8")
+    print(f"{len(rows)} pages and index.html in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,63 @@
+"""k-fold cross-validation: one training run per held-out fold, then per-fold accuracy
+and mean ± std.
+
+    python launch/crossval.py --config=experiments/polarity_han.py --cv_dir=runs/cv
+
+Each fold k is a run of launch/train.py with --config.data.fold=k in cv_dir/<trial>/
+(a sweep over data.fold: jaxdl/train/sweep.py; the same command again skips finished
+folds). Prints the table and writes cv_dir/crossval.{md,json} (and the sweep's summary).
+"""
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
+flags.DEFINE_string("cv_dir", None, "Directory of the cross-validation (a run per fold).")
+flags.DEFINE_list("folds", [str(k) for k in range(10)], "Held-out folds to run.")
+flags.DEFINE_integer("parallel", 1, "Folds at a time (each gets its share of the CPU cores).")
+flags.DEFINE_string("metric", "eval/accuracy", "Final eval metric of each fold.")
+flags.mark_flags_as_required(["config", "cv_dir"])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.get_absl_handler().addFilter(lambda record: "/orbax/" not in record.pathname)
+    from jaxdl import sweeps
+    from jaxdl.errors import UserError, check
+    from jaxdl.train import crossval, validate
+    from jaxdl.train import sweep as sweep_lib
+
+    base_args = [a for a in sys.argv[1:] if a.startswith(("--config=", "--config."))]
+    try:
+        check("fold" in FLAGS.config.data, "the experiment's config.data has no fold")
+        check(FLAGS.folds, "--folds must name at least one fold")
+        folds = [int(k) for k in FLAGS.folds]
+        trials = [{"data.fold": k} for k in folds]
+        for k in folds:
+            config = FLAGS.config.copy_and_resolve_references()
+            config.data.fold = k
+            validate(config)
+        names = [sweeps.trial_name(i, t) for i, t in enumerate(trials)]
+        sweep = sweep_lib.Sweep(base_args, trials, names, FLAGS.cv_dir)
+        slots = sweep_lib.device_slots(FLAGS.parallel)
+    except ValueError as e:
+        print(f"error: --folds={','.join(FLAGS.folds)} must be integers ({e})", file=sys.stderr)
+        return 1
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    logging.info("%d folds, %d at a time, in %s", len(folds), FLAGS.parallel, FLAGS.cv_dir)
+    sweep.run(slots)
+    sweep_lib.write_summary(sweep, FLAGS.metric, "max")
+    print(crossval.write_summary(sweep, FLAGS.metric))
+    if sweep.stopped:
+        return 130
+    return 0 if all(t["status"] == "done" for t in sweep.trials) else 3
+
+
+if __name__ == "__main__":
+    app.run(main)
