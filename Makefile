@@ -25,7 +25,7 @@ train: $(STAMP)
 	$(VENV)/bin/python launch/train.py --config=experiments/fashion_cnn.py --workdir=runs/fashion_cnn
 
 test: $(STAMP) browser
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q --durations=15
 
 test-fast: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -m "not slow"
