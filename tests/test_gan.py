@@ -36,18 +36,19 @@ def image_batch(n=16, seed=0):
 @pytest.mark.parametrize("conditional", [True, False])
 def test_shapes_and_ranges(conditional):
     task = tiny_task(conditional)
-    state = task.init(jax.random.PRNGKey(0), image_batch())
+    state = jax.jit(task.init)(jax.random.PRNGKey(0), image_batch())
     noise = task.sample_noise(jax.random.PRNGKey(1), 5)
     labels = jnp.arange(5, dtype=jnp.int32)
-    images = task.generate(state, noise, labels)
+    generate = jax.jit(task.generate)  # (compiled: op-by-op convolutions are slow)
+    images = generate(state, noise, labels)
     assert images.shape == (5, 28, 28, 1) and images.dtype == jnp.float32
     assert float(images.min()) >= 0.0 and float(images.max()) <= 1.0
     assert task.score(state.d_params, images * 2 - 1, labels).shape == (5,)
     assert task.conditional == conditional and task.noise_dim == 100
     # The label changes a conditional sample and nothing else.
-    other = task.generate(state, noise, (labels + 1) % 10)
+    other = generate(state, noise, (labels + 1) % 10)
     assert bool(jnp.any(other != images)) == conditional
-    grid = task.images(state, image_batch())["samples"]
+    grid = jax.jit(task.images)(state, image_batch())["samples"]
     assert grid.shape == (10 * 29, 10 * 29) and grid.dtype == jnp.uint8
 
 
