@@ -87,7 +87,9 @@ class StackedBatches:
         self.batches_per_epoch = sources[0].batches_per_epoch
 
     def batch(self, index: int) -> dict:
-        batches = [source.batch(index) for source in self.sources]
+        # Trials that share a seed share a source: make its batch once.
+        made = {id(s): s.batch(index) for s in {id(s): s for s in self.sources}.values()}
+        batches = [made[id(source)] for source in self.sources]
         return {name: np.stack([b[name] for b in batches]) for name in batches[0]}
 
 
