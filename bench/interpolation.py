@@ -54,14 +54,28 @@ def same_class_pairs(labels: np.ndarray, per_class: int, seed: int) -> np.ndarra
     return np.array(pairs)
 
 
+def far_partners(pairs: np.ndarray, labels: np.ndarray, images: np.ndarray) -> np.ndarray:
+    """The same first images, each paired with the most different test image of its class
+    (largest pixel L2): the pairs whose midpoints a latent space must fill in most."""
+    flat = images.reshape(len(images), -1)
+    far = []
+    for first in pairs[:, 0]:
+        members = np.flatnonzero(labels == labels[first])
+        far.append(members[((flat[members] - flat[first]) ** 2).sum(1).argmax()])
+    return np.stack([pairs[:, 0], np.array(far)], axis=1)
+
+
 def main(_) -> None:
     workdirs = {name: ensure_run(name) for name in RUNS}
     test = data.load("fashion_mnist", "test")
     train = data.load("fashion_mnist", "train")
     x_test = test.arrays["image"].astype(np.float32) / 255.0
     labels = test.arrays["label"]
-    pairs = same_class_pairs(labels, FLAGS.pairs_per_class, FLAGS.seed)
-    classes = labels[pairs[:, 0]]
+    random_pairs = same_class_pairs(labels, FLAGS.pairs_per_class, FLAGS.seed)
+    pair_sets = {
+        "random same-class pairs": random_pairs,
+        "far same-class pairs": far_partners(random_pairs, labels, x_test),
+    }
 
     _, _, classifier, cls_state = load_run(workdirs["classifier"])
 
@@ -77,42 +91,49 @@ def main(_) -> None:
         sq = (flat**2).sum(1)[:, None] - 2 * flat @ train_flat.T + (train_flat**2).sum(1)[None]
         return probs, jnp.sqrt(jnp.maximum(sq.min(1), 0.0))
 
-    def row(name: str, images: np.ndarray) -> str:
+    def row(name: str, images: np.ndarray, classes: np.ndarray) -> str:
         probs, distance = (np.asarray(a) for a in judge(jnp.asarray(images), train_flat))
         recognised = (probs.argmax(1) == classes).mean()
         confidence = probs[np.arange(len(classes)), classes].mean()
         return f"| {name} | {recognised:.1%} | {confidence:.3f} | {distance.mean():.2f} |"
 
-    a, b = x_test[pairs[:, 0]], x_test[pairs[:, 1]]
-    lines = [
-        row("test images a themselves (reference)", a),
-        row("pixel blend 0.5 a + 0.5 b (reference)", 0.5 * a + 0.5 * b),
-    ]
-    strips = {}
+    models = {}
     for name in ("ae", "vae"):
         _, _, task, state = load_run(workdirs[name])
         encode = jax.jit(lambda x, task=task, state=state: task.encode(state.params, x)[0])
         decode = jax.jit(
             lambda z, task=task, state=state: task.to_image(task.decode(state.params, z))
         )
-        za, zb = encode(a), encode(b)
-        lines.append(row(f"{name.upper()} t = 0 (reconstruction of a)", np.asarray(decode(za))))
-        lines.append(
-            row(
-                f"{name.upper()} t = 0.5 (latent midpoint)", np.asarray(decode(0.5 * za + 0.5 * zb))
-            )
-        )
-        shown = np.arange(0, len(pairs), FLAGS.pairs_per_class)[:10]  # one pair per class
-        path = [decode((1 - t) * za[shown] + t * zb[shown]) for t in STEPS]
-        strips[name] = jnp.stack([a[shown], *path, b[shown]], axis=1)
+        models[name] = encode, decode
+    lines = []
+    strips = {}
+    for pairs_name, pairs in pair_sets.items():
+        classes = labels[pairs[:, 0]]
+        a, b = x_test[pairs[:, 0]], x_test[pairs[:, 1]]
+        lines += [
+            f"| **{pairs_name}** | | | |",
+            row("test images a themselves (reference)", a, classes),
+            row("pixel blend 0.5 a + 0.5 b (reference)", 0.5 * a + 0.5 * b, classes),
+        ]
+        for name, (encode, decode) in models.items():
+            za, zb = encode(a), encode(b)
+            lines += [
+                row(f"{name.upper()} t = 0 (reconstruction of a)", decode(za), classes),
+                row(f"{name.upper()} t = 0.5 (latent midpoint)", decode((za + zb) / 2), classes),
+            ]
+            shown = np.arange(0, len(pairs), FLAGS.pairs_per_class)[:10]  # one pair per class
+            path = [decode((1 - t) * za[shown] + t * zb[shown]) for t in STEPS]
+            strips[pairs_name, name] = jnp.stack([a[shown], *path, b[shown]], axis=1)
 
     table = "\n".join(
         [
             "# Latent interpolation: autoencoder vs VAE (bench/interpolation.py)",
             "",
             common.machine_line(),
-            f"- {len(pairs)} same-class test pairs ({FLAGS.pairs_per_class} per class, seed "
-            f"{FLAGS.seed}); judged by the classifier run {workdirs['classifier']}",
+            f"- {len(random_pairs)} random same-class test pairs ({FLAGS.pairs_per_class} per "
+            f"class, seed {FLAGS.seed}), and the same first images each paired with the most "
+            "different image of its class (pixel L2): the far pairs; judged by the "
+            f"classifier run {workdirs['classifier']}",
             f"- AE run {workdirs['ae']}, VAE run {workdirs['vae']}",
             "",
             "| images | recognised as the shared class | mean confidence in it | "
@@ -120,7 +141,9 @@ def main(_) -> None:
             "|---|---|---|---|",
             *lines,
             "",
-            "![AE (top 10 rows) and VAE (bottom 10 rows): a, t = 0 ... 1, b](interpolation.png)",
+            "Far pairs, AE (top 10 rows) and VAE (bottom 10 rows): a, decoded t = 0 ... 1, b",
+            "",
+            "![far pairs: AE above VAE](interpolation.png)",
             "",
         ]
     )
@@ -129,7 +152,8 @@ def main(_) -> None:
     (common.RESULTS / "interpolation.md").write_text(table)
     from PIL import Image
 
-    grid = np.asarray(image_grid(jnp.concatenate([strips["ae"], strips["vae"]])))
+    far = "far same-class pairs"
+    grid = np.asarray(image_grid(jnp.concatenate([strips[far, "ae"], strips[far, "vae"]])))
     height, width = grid.shape
     Image.fromarray(grid).resize((2 * width, 2 * height), Image.NEAREST).save(
         common.RESULTS / "interpolation.png"

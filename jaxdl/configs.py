@@ -41,6 +41,8 @@ def base_config() -> ml_collections.ConfigDict:
         plot=True,  # write workdir/metrics.png (every metric over steps) when the run stops
     )
     # launch/sweep.py: up to `vmap` trials differing only in seed and optimizer
-    # learning_rate / weight_decay / clip_norm train in one vmapped step (1 = one run each).
-    config.sweep = dict(vmap=1)
+    # learning_rate / weight_decay / clip_norm train in one vmapped step (1 = one run each),
+    # `vmap_chunk` of them vmapped at a time (0: all on GPU/TPU, 1 on CPU, whose caches
+    # a K-trial step overflows; bench/results/sweep_vmap.md).
+    config.sweep = dict(vmap=1, vmap_chunk=0)
     return config
