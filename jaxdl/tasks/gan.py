@@ -213,7 +213,7 @@ class GANTask:
             ae_opt_state=ae_opt_state,
         )
 
-    def _adversarial_step(self, state: GANState, batch: dict) -> tuple[GANState, dict]:
+    def train_step(self, state: GANState, batch: dict) -> tuple[GANState, dict]:
         key = jax.random.fold_in(state.rng, state.step)
         real = to_float(batch["image"])
         real_labels = batch["label"].astype(jnp.int32)
@@ -260,8 +260,9 @@ class GANTask:
         )
         return new_state, metrics
 
-    def _autoencoder_step(self, state: GANState, batch: dict) -> tuple[GANState, dict]:
-        """Encoder + generator as an autoencoder (mean squared error in [-1, 1]); the
+    def pretrain_step(self, state: GANState, batch: dict) -> tuple[GANState, dict]:
+        """The first `pretrain_steps` steps (the trainer's choice, tasks/base.py): encoder +
+        generator as an autoencoder (mean squared error in [-1, 1]); the
         EMA follows the generator so that sampling works from the first step."""
         real = to_float(batch["image"])
         labels = batch["label"].astype(jnp.int32)
@@ -282,24 +283,6 @@ class GANTask:
             enc_params=enc_params,
             ae_opt_state=ae_opt_state,
         ), {"ae_loss": loss}
-
-    def train_step(self, state: GANState, batch: dict) -> tuple[GANState, dict]:
-        if not self.pretrain_steps:
-            return self._adversarial_step(state, batch)
-        # Both phases report every metric (zeros where a phase has none) so the trainer
-        # sees one set of names; lax.cond runs only the phase the step is in.
-        shapes = jax.eval_shape(self._adversarial_step, state, batch)[1]
-        zeros = {k: jnp.zeros(v.shape, v.dtype) for k, v in shapes.items()}
-
-        def pretrain(state, batch):
-            state, metrics = self._autoencoder_step(state, batch)
-            return state, {**zeros, **metrics}
-
-        def adversarial(state, batch):
-            state, metrics = self._adversarial_step(state, batch)
-            return state, {**metrics, "ae_loss": jnp.zeros(())}
-
-        return jax.lax.cond(state.step < self.pretrain_steps, pretrain, adversarial, state, batch)
 
     def eval_step(self, state: GANState, batch: dict) -> dict:
         """The discriminator on test images and on as many EMA samples (fixed noise):

@@ -197,40 +197,49 @@ def train_trials(configs: list[ml_collections.ConfigDict], workdirs: list) -> li
     root_key = jax.random.PRNGKey(config.seed)
     example = shard(batches.batch(0))
     if vmapped:
+        chunk = _trial_chunk(config.sweep.vmap_chunk, len(configs))
 
-        def trial_train_step(trial_values, state, batch):
-            trial_task = tasks.build(config, inputs.info, total_steps, trial_values)
-            return trial_task.train_step(state, batch)
+        def compile_step(method: str):
+            def trial_step(trial_values, state, batch):
+                trial_task = tasks.build(config, inputs.info, total_steps, trial_values)
+                return getattr(trial_task, method)(state, batch)
+
+            step = jax.jit(
+                _over_trials(trial_step, chunk),
+                in_shardings=(replicated, replicated, batch_sharding),
+                out_shardings=(replicated, replicated),
+                donate_argnums=1,
+            )
+            return lambda state, batch: step(values, state, batch)
 
         def trials_eval_step(states, batch):  # every trial on the same eval batch
             return _over_trials(lambda state: task.eval_step(state, batch), chunk)(states)
 
-        chunk = _trial_chunk(config.sweep.vmap_chunk, len(configs))
         root_key = jnp.stack([jax.random.PRNGKey(c.seed) for c in configs])
         init = _jit_unoptimised(jax.vmap(task.init), replicated)
-        vmapped_step = jax.jit(
-            _over_trials(trial_train_step, chunk),
-            in_shardings=(replicated, replicated, batch_sharding),
-            out_shardings=(replicated, replicated),
-            donate_argnums=1,
-        )
-        train_step = lambda state, batch: vmapped_step(values, state, batch)
         eval_step = jax.jit(
             trials_eval_step,
             in_shardings=(replicated, mesh_lib.data_sharded(mesh)),
             out_shardings=replicated,
         )
     else:
+
+        def compile_step(method: str):
+            return jax.jit(
+                getattr(task, method),
+                in_shardings=(replicated, batch_sharding),
+                out_shardings=(replicated, replicated),
+                donate_argnums=0,
+            )
+
         init = _jit_unoptimised(task.init, replicated)
-        train_step = jax.jit(
-            task.train_step,
-            in_shardings=(replicated, batch_sharding),
-            out_shardings=(replicated, replicated),
-            donate_argnums=0,
-        )
         eval_step = jax.jit(
             task.eval_step, in_shardings=(replicated, batch_sharding), out_shardings=replicated
         )
+    train_step = compile_step("train_step")
+    # A task's optional first phase (tasks/base.py), compiled on its own.
+    pretrain_steps = getattr(task, "pretrain_steps", 0)
+    pretrain_step = compile_step("pretrain_step") if pretrain_steps else None
     # `trial` picks trial k out of a host tree; `unstack` splits a device tree in one call
     # (indexing each leaf on its own costs a dispatch per leaf and trial).
     trial = lambda tree, k: jax.tree.map(lambda x: x[k], tree) if vmapped else tree
@@ -336,7 +345,7 @@ def train_trials(configs: list[ml_collections.ConfigDict], workdirs: list) -> li
         stop_reason = "done" if step >= total_steps else None
         while stop_reason is None:
             index, batch = next(prefetch)
-            state, metrics = train_step(state, batch)
+            state, metrics = (pretrain_step if step < pretrain_steps else train_step)(state, batch)
             step, next_batch = step + 1, index + 1
             if pending is not None:
                 take(pending)
