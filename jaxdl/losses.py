@@ -39,6 +39,14 @@ class Mean:
         return float(self.total) / max(float(self.count), 1e-12)
 
 
+def classification_metrics(logits: jax.Array, labels: jax.Array, mask: jax.Array | None) -> dict:
+    """A classifier's eval metrics over a (padded) batch: cross-entropy and accuracy."""
+    return {
+        "loss": Mean.of(softmax_cross_entropy(logits, labels), mask),
+        "accuracy": Mean.of(accuracy(logits, labels), mask),
+    }
+
+
 # ---- Latent-variable models: per-example sums over the last `ndim` axes ---------------
 
 

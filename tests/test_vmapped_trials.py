@@ -1,12 +1,14 @@
 """K trials in one vmapped step == K separate runs (in this process: one device)."""
 
+import shutil
+
 import chex
 import jax
 import numpy as np
 import pytest
 
 from experiments import fashion_cnn_tiny
-from jaxdl.errors import UserError
+from jaxdl.errors import NonFiniteLossError, UserError
 from jaxdl.train import loop, read_metrics, run_info
 
 # Trials 0-2 differ in seed, learning rate, weight decay and clip norm.
@@ -73,3 +75,24 @@ def test_trials_that_differ_in_more_than_numbers_are_refused(synthetic_data_dir)
     assert set(values) == {"learning_rate", "weight_decay", "clip_norm"}
     np.testing.assert_allclose(values["learning_rate"], [3e-3, 3e-3, 1e-2])
     assert jax.tree.leaves(values)[0].shape == (3,)
+
+
+def test_trials_with_checkpoints_at_different_steps_are_refused(
+    synthetic_data_dir, separate_runs, tmp_path
+):
+    finished, fresh = tmp_path / "finished", tmp_path / "fresh"
+    shutil.copytree(separate_runs[0], finished)
+    with pytest.raises(UserError, match=r"checkpoints at different steps \(8, None\)"):
+        loop.train_trials(configs_of(synthetic_data_dir, TRIALS[:2]), [finished, fresh])
+
+
+def test_when_every_vmapped_trial_diverges_the_run_fails(synthetic_data_dir, tmp_path):
+    trials = [dict(seed=0, learning_rate=1e9), dict(seed=1, learning_rate=2e9)]
+    configs = configs_of(synthetic_data_dir, trials)
+    for config in configs:
+        config.optimizer.name = "sgd"  # SGD at 1e9 turns the loss non-finite at once
+    workdirs = [tmp_path / "a", tmp_path / "b"]
+    with pytest.raises(NonFiniteLossError, match=r"trial a: non-finite.*; trial b: non-finite"):
+        loop.train_trials(configs, workdirs)
+    for workdir in workdirs:
+        assert "non-finite train/" in (workdir / loop.FAILED_FILE).read_text()

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxdl import losses
-from jaxdl.tasks.base import TrainState
+from jaxdl.tasks.base import TrainState, apply_gradients
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 _EVAL_KEY = 0x7FFFFFFF  # eval noise: one fixed key, never a training step's
@@ -152,20 +152,10 @@ class AutoencodeTask:
             return loss.mean(), {k: v.mean() for k, v in terms.items()}
 
         (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-        metrics = {
-            "loss": loss,
-            **terms,
-            "grad_norm": optax.global_norm(grads),
-            "learning_rate": self.schedule(state.step),
-        }
+        new_state, step_metrics = apply_gradients(state, grads, self.optimizer, self.schedule)
+        metrics = {"loss": loss, **terms, **step_metrics}
         if self.variational:
             metrics["kl_weight"] = kl_weight
-        new_state = state.replace(
-            step=state.step + 1,
-            params=optax.apply_updates(state.params, updates),
-            opt_state=opt_state,
-        )
         return new_state, metrics
 
     def eval_step(self, state: TrainState, batch: dict) -> dict:

@@ -21,6 +21,7 @@ Batches are dicts of arrays; eval batches have a boolean `mask` for padding rows
 from typing import Any, Protocol
 
 import jax
+import optax
 from flax import struct
 
 
@@ -31,6 +32,20 @@ class TrainState:
     opt_state: Any
     rng: jax.Array  # raw uint32 key; step keys are fold_in(rng, step)
     model_state: Any  # non-trained variables, e.g. {"batch_stats": ...}; {} if none
+
+
+def apply_gradients(state, grads, optimizer, schedule, **changes) -> tuple[Any, dict]:
+    """One optimizer step on `state.params` (a state with `params` and `opt_state`):
+    the new state (step + 1, and `changes`) and the step's `grad_norm` (before clipping)
+    and `learning_rate` metrics."""
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    new_state = state.replace(
+        step=state.step + 1,
+        params=optax.apply_updates(state.params, updates),
+        opt_state=opt_state,
+        **changes,
+    )
+    return new_state, {"grad_norm": optax.global_norm(grads), "learning_rate": schedule(state.step)}
 
 
 class Task(Protocol):

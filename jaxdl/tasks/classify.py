@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxdl import losses
-from jaxdl.tasks.base import TrainState
+from jaxdl.tasks.base import TrainState, apply_gradients
 
 
 def to_float(images: jax.Array) -> jax.Array:
@@ -83,20 +83,11 @@ class ClassifyTask:
         (loss, (logits, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params
         )
-        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-        metrics = {
-            "loss": loss,
-            "accuracy": losses.accuracy(logits, labels).mean(),
-            "grad_norm": optax.global_norm(grads),
-            "learning_rate": self.schedule(state.step),
-        }
-        new_state = state.replace(
-            step=state.step + 1,
-            params=optax.apply_updates(state.params, updates),
-            opt_state=opt_state,
-            model_state=model_state,
+        new_state, step_metrics = apply_gradients(
+            state, grads, self.optimizer, self.schedule, model_state=model_state
         )
-        return new_state, metrics
+        accuracy = losses.accuracy(logits, labels).mean()
+        return new_state, {"loss": loss, "accuracy": accuracy, **step_metrics}
 
     def logits(self, state: TrainState, images: jax.Array) -> jax.Array:
         """Class logits of uint8 images, in eval mode (what tools that judge images use)."""
@@ -109,8 +100,4 @@ class ClassifyTask:
 
     def eval_step(self, state: TrainState, batch: dict) -> dict:
         logits = self.logits(state, batch["image"])
-        labels, mask = batch["label"], batch.get("mask")
-        return {
-            "loss": losses.Mean.of(losses.softmax_cross_entropy(logits, labels), mask),
-            "accuracy": losses.Mean.of(losses.accuracy(logits, labels), mask),
-        }
+        return losses.classification_metrics(logits, batch["label"], batch.get("mask"))

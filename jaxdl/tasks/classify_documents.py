@@ -8,7 +8,7 @@ import optax
 
 from jaxdl import losses
 from jaxdl.models.han import OOV_ID, PAD_ID
-from jaxdl.tasks.base import TrainState
+from jaxdl.tasks.base import TrainState, apply_gradients
 
 
 def word_dropout(rng: jax.Array, tokens: jax.Array, rate: float) -> jax.Array:
@@ -58,19 +58,9 @@ class DocumentClassifyTask:
             return loss, logits
 
         (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-        metrics = {
-            "loss": loss,
-            "accuracy": losses.accuracy(logits, labels).mean(),
-            "grad_norm": optax.global_norm(grads),
-            "learning_rate": self.schedule(state.step),
-        }
-        new_state = state.replace(
-            step=state.step + 1,
-            params=optax.apply_updates(state.params, updates),
-            opt_state=opt_state,
-        )
-        return new_state, metrics
+        new_state, step_metrics = apply_gradients(state, grads, self.optimizer, self.schedule)
+        accuracy = losses.accuracy(logits, labels).mean()
+        return new_state, {"loss": loss, "accuracy": accuracy, **step_metrics}
 
     def predict(self, state: TrainState, tokens: jax.Array):
         """Eval mode: (class probabilities (B, C), word attention (B, S, W), sentence
@@ -82,8 +72,4 @@ class DocumentClassifyTask:
 
     def eval_step(self, state: TrainState, batch: dict) -> dict:
         logits, _, _ = self.model.apply({"params": state.params}, batch["tokens"], train=False)
-        labels, mask = batch["label"], batch.get("mask")
-        return {
-            "loss": losses.Mean.of(losses.softmax_cross_entropy(logits, labels), mask),
-            "accuracy": losses.Mean.of(losses.accuracy(logits, labels), mask),
-        }
+        return losses.classification_metrics(logits, batch["label"], batch.get("mask"))

@@ -17,6 +17,7 @@ import optax
 from flax import struct
 
 from jaxdl import losses
+from jaxdl.tasks.base import apply_gradients
 
 
 @struct.dataclass
@@ -71,19 +72,10 @@ class LanguageModelTask:
             return loss, new_carry
 
         (loss, new_carry), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-        metrics = {
-            "loss": loss,  # nats per character
-            "grad_norm": optax.global_norm(grads),  # before clipping
-            "learning_rate": self.schedule(state.step),
-        }
-        new_state = state.replace(
-            step=state.step + 1,
-            params=optax.apply_updates(state.params, updates),
-            opt_state=opt_state,
-            carry=new_carry,
+        new_state, step_metrics = apply_gradients(
+            state, grads, self.optimizer, self.schedule, carry=new_carry
         )
-        return new_state, metrics
+        return new_state, {"loss": loss, **step_metrics}  # loss: nats per character
 
     def eval_step(self, state: LMState, batch: dict) -> dict:
         """Loss over streams (S, windows, K) of eval text, each stream run from a zero

@@ -263,11 +263,13 @@ def train_trials(configs: list[ml_collections.ConfigDict], workdirs: list) -> li
         checkpoint.Checkpoints(w / "checkpoints", train_cfg.keep_checkpoints) for w in workdirs
     ]
     resume_steps = {c.latest_step() for c in ckpts}
-    check(
-        len(resume_steps) == 1,
-        f"vmapped trials have checkpoints at different steps ({sorted(resume_steps, key=str)}); "
-        "run them separately",
-    )
+    if len(resume_steps) != 1:
+        for c in ckpts:
+            c.close()
+        raise UserError(
+            f"vmapped trials have checkpoints at different steps "
+            f"({sorted(resume_steps, key=str)}); run them separately"
+        )
     resume_step = resume_steps.pop()
     if resume_step is None:
         state = init(root_key, example)
