@@ -9,10 +9,10 @@ Documents are read again from the run's data config and encoded with the vocabul
 truncation limits saved with the run. Pages go to --out (default WORKDIR/attention).
 """
 
-import sys
 from pathlib import Path
 
-from absl import app, flags, logging
+from _tool import tool_main
+from absl import app, flags
 
 flags.DEFINE_string("workdir", None, "Run directory of a classify_documents run.")
 flags.DEFINE_string("out", None, "Where the pages go (default: WORKDIR/attention).")
@@ -23,29 +23,23 @@ flags.mark_flags_as_required(["workdir"])
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    logging.get_absl_handler().addFilter(lambda record: "/orbax/" not in record.pathname)
+@tool_main
+def main():
     import jax
     import numpy as np
 
     from jaxdl import attention_view
     from jaxdl.data import documents
-    from jaxdl.errors import UserError, check
+    from jaxdl.errors import check
     from jaxdl.train.run_info import load_run
 
-    try:
-        check(FLAGS.num_docs > 0, f"--num_docs={FLAGS.num_docs} must be positive")
-        config, info, task, state = load_run(FLAGS.workdir, FLAGS.step)
-        check(
-            config.task.name == "classify_documents",
-            f"{FLAGS.workdir} is a {config.task.name!r} run, not classify_documents",
-        )
-        _, eval_docs, class_names, _ = documents.load_splits(config.data)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    check(FLAGS.num_docs > 0, f"--num_docs={FLAGS.num_docs} must be positive")
+    config, info, task, state = load_run(FLAGS.workdir, FLAGS.step)
+    check(
+        config.task.name == "classify_documents",
+        f"{FLAGS.workdir} is a {config.task.name!r} run, not classify_documents",
+    )
+    _, eval_docs, class_names, _ = documents.load_splits(config.data)
     rng = np.random.default_rng(FLAGS.seed)
     chosen = sorted(rng.choice(len(eval_docs), min(FLAGS.num_docs, len(eval_docs)), False))
     sample = [eval_docs[i] for i in chosen]

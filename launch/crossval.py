@@ -10,6 +10,7 @@ folds). Prints the table and writes cv_dir/crossval.{md,json} (and the sweep's s
 
 import sys
 
+from _tool import tool_main
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -22,12 +23,10 @@ flags.mark_flags_as_required(["config", "cv_dir"])
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    logging.get_absl_handler().addFilter(lambda record: "/orbax/" not in record.pathname)
+@tool_main
+def main():
     from jaxdl import sweeps
-    from jaxdl.errors import UserError, check
+    from jaxdl.errors import check
     from jaxdl.train import crossval, validate
     from jaxdl.train import sweep as sweep_lib
 
@@ -46,9 +45,6 @@ def main(argv):
         slots = sweep_lib.device_slots(FLAGS.parallel)
     except ValueError as e:
         print(f"error: --folds={','.join(FLAGS.folds)} must be integers ({e})", file=sys.stderr)
-        return 1
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
         return 1
     logging.info("%d folds, %d at a time, in %s", len(folds), FLAGS.parallel, FLAGS.cv_dir)
     sweep.run(slots)

@@ -11,10 +11,10 @@ floor, and the entropy of the predicted classes (jaxdl/train/gan_eval.py). With
 """
 
 import json
-import sys
 from pathlib import Path
 
-from absl import app, flags, logging
+from _tool import tool_main
+from absl import app, flags
 
 flags.DEFINE_string("workdir", None, "Run directory of a GAN run.")
 flags.DEFINE_string("judge", None, "Run directory of a classifier run on the same data.")
@@ -44,39 +44,33 @@ HEADER = (
 )
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    logging.get_absl_handler().addFilter(lambda record: "/orbax/" not in record.pathname)
-    from jaxdl.errors import UserError, check
+@tool_main
+def main():
+    from jaxdl.errors import check
     from jaxdl.train import checkpoint
     from jaxdl.train.gan_eval import Judge, evaluate_run
 
-    try:
-        check(FLAGS.num_samples > 0, f"--num_samples={FLAGS.num_samples} must be positive")
-        check(FLAGS.refine_steps >= 0, f"--refine_steps={FLAGS.refine_steps} must be >= 0")
-        judge = Judge(FLAGS.judge, FLAGS.num_samples)
-        steps = [None]
-        if FLAGS.all_checkpoints:
-            ckpts = checkpoint.Checkpoints(Path(FLAGS.workdir) / "checkpoints", read_only=True)
-            steps = ckpts.all_steps()
-            ckpts.close()
-        print(HEADER, flush=True)
-        results = []
-        for step in steps:
-            result = evaluate_run(
-                FLAGS.workdir,
-                judge,
-                step,
-                num_samples=FLAGS.num_samples,
-                seed=FLAGS.seed,
-                refine_steps=FLAGS.refine_steps,
-            )
-            results.append(result)
-            print(format_row(result), flush=True)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    check(FLAGS.num_samples > 0, f"--num_samples={FLAGS.num_samples} must be positive")
+    check(FLAGS.refine_steps >= 0, f"--refine_steps={FLAGS.refine_steps} must be >= 0")
+    judge = Judge(FLAGS.judge, FLAGS.num_samples)
+    steps = [None]
+    if FLAGS.all_checkpoints:
+        ckpts = checkpoint.Checkpoints(Path(FLAGS.workdir) / "checkpoints", read_only=True)
+        steps = ckpts.all_steps()
+        ckpts.close()
+    print(HEADER, flush=True)
+    results = []
+    for step in steps:
+        result = evaluate_run(
+            FLAGS.workdir,
+            judge,
+            step,
+            num_samples=FLAGS.num_samples,
+            seed=FLAGS.seed,
+            refine_steps=FLAGS.refine_steps,
+        )
+        results.append(result)
+        print(format_row(result), flush=True)
     print(f"classifier test accuracy on real images: {judge.real_accuracy:.2%}")
     if FLAGS.all_checkpoints:
         lines = "".join(json.dumps(r) + "\n" for r in results)

@@ -6,9 +6,8 @@ Loads the newest checkpoint (or --step) and the vocabulary saved with the run; t
 --seed gives the same text.
 """
 
-import sys
-
-from absl import app, flags, logging
+from _tool import tool_main
+from absl import app, flags
 
 flags.DEFINE_string("workdir", None, "Run directory of a language-model run.")
 flags.DEFINE_string("prompt", "\n", "Text to continue (characters of the run's vocabulary).")
@@ -21,30 +20,24 @@ flags.mark_flags_as_required(["workdir"])
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    logging.get_absl_handler().addFilter(lambda record: "/orbax/" not in record.pathname)
+@tool_main
+def main():
     import jax
     import jax.numpy as jnp
 
     from jaxdl.data import CharVocab
-    from jaxdl.errors import UserError, check
+    from jaxdl.errors import check
     from jaxdl.train.run_info import load_run
 
-    try:
-        check(FLAGS.length > 0, f"--length={FLAGS.length} must be positive")
-        check(FLAGS.temperature >= 0, f"--temperature={FLAGS.temperature} must be >= 0")
-        check(FLAGS.top_k >= 0, f"--top_k={FLAGS.top_k} must be >= 0")
-        check(FLAGS.prompt != "", "--prompt must not be empty")
-        config, info, task, state = load_run(FLAGS.workdir, FLAGS.step)
-        check(config.task.name == "lm", f"{FLAGS.workdir} is a {config.task.name!r} run, not lm")
-        vocab = CharVocab(info["vocab"])
-        check(FLAGS.top_k <= vocab.size, f"--top_k={FLAGS.top_k} exceeds the {vocab.size} chars")
-        prompt = jnp.asarray(vocab.encode(FLAGS.prompt))
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    check(FLAGS.length > 0, f"--length={FLAGS.length} must be positive")
+    check(FLAGS.temperature >= 0, f"--temperature={FLAGS.temperature} must be >= 0")
+    check(FLAGS.top_k >= 0, f"--top_k={FLAGS.top_k} must be >= 0")
+    check(FLAGS.prompt != "", "--prompt must not be empty")
+    config, info, task, state = load_run(FLAGS.workdir, FLAGS.step)
+    check(config.task.name == "lm", f"{FLAGS.workdir} is a {config.task.name!r} run, not lm")
+    vocab = CharVocab(info["vocab"])
+    check(FLAGS.top_k <= vocab.size, f"--top_k={FLAGS.top_k} exceeds the {vocab.size} chars")
+    prompt = jnp.asarray(vocab.encode(FLAGS.prompt))
     sample = jax.jit(task.sample, static_argnums=(2, 4, 5))
     tokens = sample(
         state.params,

@@ -15,7 +15,8 @@ import socket
 import sys
 from pathlib import Path
 
-from absl import app, flags, logging
+from _tool import tool_main
+from absl import app, flags
 
 flags.DEFINE_string("workdir", None, "Run directory of a run whose task generates images.")
 flags.DEFINE_string("host", "127.0.0.1", "Address to listen on (0.0.0.0: every interface).")
@@ -25,24 +26,18 @@ flags.mark_flags_as_required(["workdir"])
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    logging.get_absl_handler().addFilter(lambda record: "/orbax/" not in record.pathname)
+@tool_main
+def main():
     from werkzeug.serving import make_server
 
-    from jaxdl.errors import UserError, check
+    from jaxdl.errors import check
     from jaxdl.serve import Service, create_app
     from jaxdl.train.run_info import load_run
 
-    try:
-        check(0 <= FLAGS.port <= 65535, f"--port={FLAGS.port} must be in [0, 65535]")
-        config, info, task, state = load_run(FLAGS.workdir, FLAGS.step)
-        title = f"{Path(FLAGS.workdir).resolve().name}: {config.task.name}, step {int(state.step)}"
-        service = Service(task, state, info.get("class_names", []), title=title)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    check(0 <= FLAGS.port <= 65535, f"--port={FLAGS.port} must be in [0, 65535]")
+    config, info, task, state = load_run(FLAGS.workdir, FLAGS.step)
+    title = f"{Path(FLAGS.workdir).resolve().name}: {config.task.name}, step {int(state.step)}"
+    service = Service(task, state, info.get("class_names", []), title=title)
     # Bound here, not by Werkzeug, which prints its own message and exits on failure.
     family = socket.AF_INET6 if ":" in FLAGS.host else socket.AF_INET
     try:

@@ -16,6 +16,7 @@ import importlib.util
 import json
 import sys
 
+from _tool import tool_main
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -40,12 +41,9 @@ def defined_trials(config_path: str) -> list[dict] | None:
     return module.sweep() if hasattr(module, "sweep") else None
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    logging.get_absl_handler().addFilter(lambda record: "/orbax/" not in record.pathname)
+@tool_main
+def main():
     from jaxdl import data, sweeps
-    from jaxdl.errors import UserError
     from jaxdl.train import sweep as sweep_lib
     from jaxdl.train import validate
     from jaxdl.train.loop import vmap_key
@@ -53,29 +51,23 @@ def main(argv):
     # What every trial's launch/train.py gets first: this --config=FILE[:ARG] and any
     # --config.a.b=v given here; then its own overrides.
     base_args = [a for a in sys.argv[1:] if a.startswith(("--config=", "--config."))]
-    try:
-        axes = [sweeps.parse_axis(spec) for spec in FLAGS.sweep]
-        path = config_flags.get_config_filename(FLAGS["config"])
-        trials = sweeps.combine(defined_trials(path), axes)
-        inputs = {}  # data config -> built input, shared by the trials that use it
-        groups = []  # trials with equal keys may train in one vmapped step
-        for overrides in trials:
-            config = sweeps.apply_overrides(FLAGS.config, overrides)
-            key = config.data.to_json()
-            if key not in inputs:
-                inputs[key] = data.build_input(config.data, config.seed)
-            validate(config, inputs[key])
-            groups.append(json.dumps(vmap_key(config), sort_keys=True))
-        names = [sweeps.trial_name(i, t) for i, t in enumerate(trials)]
-        sweep = sweep_lib.Sweep(
-            base_args, trials, names, FLAGS.sweep_dir, FLAGS.config.sweep.vmap, groups
-        )
-        slots = (
-            sweep_lib.device_slots(FLAGS.parallel, FLAGS.gpus) if FLAGS.backend == "local" else []
-        )
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    axes = [sweeps.parse_axis(spec) for spec in FLAGS.sweep]
+    path = config_flags.get_config_filename(FLAGS["config"])
+    trials = sweeps.combine(defined_trials(path), axes)
+    inputs = {}  # data config -> built input, shared by the trials that use it
+    groups = []  # trials with equal keys may train in one vmapped step
+    for overrides in trials:
+        config = sweeps.apply_overrides(FLAGS.config, overrides)
+        key = config.data.to_json()
+        if key not in inputs:
+            inputs[key] = data.build_input(config.data, config.seed)
+        validate(config, inputs[key])
+        groups.append(json.dumps(vmap_key(config), sort_keys=True))
+    names = [sweeps.trial_name(i, t) for i, t in enumerate(trials)]
+    sweep = sweep_lib.Sweep(
+        base_args, trials, names, FLAGS.sweep_dir, FLAGS.config.sweep.vmap, groups
+    )
+    slots = sweep_lib.device_slots(FLAGS.parallel, FLAGS.gpus) if FLAGS.backend == "local" else []
     logging.info(
         "%d trials, %d at a time (%s), in %s",
         len(trials),
@@ -83,14 +75,10 @@ def main(argv):
         FLAGS.backend,
         FLAGS.sweep_dir,
     )
-    try:
-        if FLAGS.backend == "local":
-            sweep.run(slots)
-        else:
-            sweep.run_slurm(FLAGS.parallel, FLAGS.sbatch)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    if FLAGS.backend == "local":
+        sweep.run(slots)
+    else:
+        sweep.run_slurm(FLAGS.parallel, FLAGS.sbatch)
     best = sweep_lib.write_summary(sweep, FLAGS.metric, FLAGS.mode)
     counts = {s: sum(t["status"] == s for t in sweep.trials) for s in ("done", "failed")}
     logging.info(

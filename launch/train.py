@@ -9,6 +9,7 @@ a JSON list of {"workdir", "overrides"} trained together in one vmapped step.
 import json
 import sys
 
+from _tool import tool_main
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -23,12 +24,6 @@ flags.register_multi_flags_validator(
     "flag --workdir must have a value other than None",
 )
 FLAGS = flags.FLAGS
-
-
-def _quiet_logs() -> None:
-    """Short log lines, without the per-save chatter of orbax."""
-    FLAGS.showprefixforinfo = False
-    logging.get_absl_handler().addFilter(lambda record: "/orbax/" not in record.pathname)
 
 
 def _one_line(error: Exception, argv: list[str]) -> str:
@@ -57,39 +52,33 @@ def parse_flags(argv: list[str]) -> list[str]:
     return remaining
 
 
-def main(argv):
-    _quiet_logs()
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+@tool_main
+def main():
+    FLAGS.showprefixforinfo = False  # short log lines
     import jax
 
     from jaxdl import sweeps
-    from jaxdl.errors import UserError
     from jaxdl.train import train_and_evaluate, train_trials
     from jaxdl.train.loop import FAILED_FILE
     from jaxdl.train.sweep import SOME_TRIALS_FAILED
 
     if FLAGS.jax_distributed:
         jax.distributed.initialize()
-    try:
-        if FLAGS.vmap_trials:
-            with open(FLAGS.vmap_trials) as listing:
-                trials = json.load(listing)
-            configs = [sweeps.apply_overrides(FLAGS.config, t["overrides"]) for t in trials]
-            results = train_trials(configs, [t["workdir"] for t in trials])
-            if None in results:
-                print(
-                    f"error: {results.count(None)} of {len(results)} vmapped trials stopped on "
-                    f"non-finite values (see their {FAILED_FILE})",
-                    file=sys.stderr,
-                )
-                return SOME_TRIALS_FAILED
-            metrics = results
-        else:
-            metrics = train_and_evaluate(FLAGS.config, FLAGS.workdir)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    if FLAGS.vmap_trials:
+        with open(FLAGS.vmap_trials) as listing:
+            trials = json.load(listing)
+        configs = [sweeps.apply_overrides(FLAGS.config, t["overrides"]) for t in trials]
+        results = train_trials(configs, [t["workdir"] for t in trials])
+        if None in results:
+            print(
+                f"error: {results.count(None)} of {len(results)} vmapped trials stopped on "
+                f"non-finite values (see their {FAILED_FILE})",
+                file=sys.stderr,
+            )
+            return SOME_TRIALS_FAILED
+        metrics = results
+    else:
+        metrics = train_and_evaluate(FLAGS.config, FLAGS.workdir)
     if metrics:  # empty when stopped by SIGTERM: no eval then, the run resumes later
         logging.info("final eval: %s", metrics)
     return 0
