@@ -82,7 +82,7 @@ def test_trials_with_checkpoints_at_different_steps_are_refused(
 ):
     finished, fresh = tmp_path / "finished", tmp_path / "fresh"
     shutil.copytree(separate_runs[0], finished)
-    with pytest.raises(UserError, match=r"checkpoints at different steps \(8, None\)"):
+    with pytest.raises(UserError, match=r"checkpoints at different steps \(\[8, None\]\)"):
         loop.train_trials(configs_of(synthetic_data_dir, TRIALS[:2]), [finished, fresh])
 
 
