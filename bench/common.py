@@ -23,11 +23,16 @@ def train(config: str, workdir: Path, overrides: list[str]) -> float:
         f"--workdir={workdir}",
         *overrides,
     ]
+    return timed_run(command)
+
+
+def timed_run(command: list[str]) -> float:
+    """Runs `command`; returns its wall seconds, or exits with its stderr's tail."""
     start = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if result.returncode != 0:
-        sys.exit(f"run failed: {' '.join(command)}\n{result.stderr[-3000:]}")
+        sys.exit(f"failed: {' '.join(command)}\n{result.stderr[-3000:]}")
     return wall
 
 

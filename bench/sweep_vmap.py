@@ -20,13 +20,11 @@ import argparse
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from common import RESULTS, ROOT, machine_line
+from common import RESULTS, ROOT, machine_line, timed_run
 
 LEARNING_RATES = "[0.001,0.002,0.004,0.008]"
 # The tiny config's 500 overflows this CPU's caches: 100 costs 2.3x less per image.
@@ -56,12 +54,7 @@ def sweep(sweep_dir: Path, steps: int, flags: list[str]) -> float:
         "--config.model.batch_norm=False",
         *flags,
     ]
-    start = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if result.returncode != 0:
-        sys.exit(f"sweep failed: {' '.join(command)}\n{result.stderr[-3000:]}")
-    return wall
+    return timed_run(command)
 
 
 def final_losses(sweep_dir: Path) -> list[float]:
