@@ -75,6 +75,10 @@ def test_trials_that_differ_in_more_than_numbers_are_refused(synthetic_data_dir)
     assert set(values) == {"learning_rate", "weight_decay", "clip_norm"}
     np.testing.assert_allclose(values["learning_rate"], [3e-3, 3e-3, 1e-2])
     assert jax.tree.leaves(values)[0].shape == (3,)
+    assert loop._trial_chunk(2, 3) == 2 and loop._trial_chunk(5, 3) == 3
+    assert loop._trial_chunk(0, 3) == 1  # this CPU: one trial at a time
+    with pytest.raises(UserError, match=r"sweep\.vmap_chunk=-1 must be >= 0"):
+        loop._trial_chunk(-1, 3)
 
 
 def test_trials_with_checkpoints_at_different_steps_are_refused(

@@ -423,6 +423,7 @@ def train_trials(configs: list[ml_collections.ConfigDict], workdirs: list) -> li
 def _trial_chunk(chunk: int, num_trials: int) -> int:
     """Trials per vmapped slice of the step: `chunk`, or when 0 all of them on
     accelerators and one on CPU (8 tiny-CNN trials: 30 ms a step vs 75 ms for all 8)."""
+    check(chunk >= 0, f"sweep.vmap_chunk={chunk} must be >= 0 (0: the backend's choice)")
     if chunk:
         return min(chunk, num_trials)
     return 1 if jax.default_backend() == "cpu" else num_trials
