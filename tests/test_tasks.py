@@ -2,10 +2,12 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 import experiments.fashion_cnn_tiny as tiny
 from jaxdl import data, tasks
 from jaxdl.tasks import classify
+from jaxdl.tasks.base import TrainState
 from tests.conftest import make_images
 
 
@@ -99,3 +101,14 @@ def test_step_keys_differ_per_step():
         for k in keys
     )
     assert not jnp.array_equal(a, b)
+
+
+def test_train_state_create_starts_at_step_zero_with_a_fresh_optimizer_state():
+    params = {"w": jnp.ones((2, 3)), "b": jnp.zeros(3)}
+    optimizer = optax.adam(1e-3)
+    state = TrainState.create(params, optimizer, jax.random.PRNGKey(0))
+    assert state.step.dtype == jnp.int32 and int(state.step) == 0
+    assert state.model_state == {}
+    chex.assert_trees_all_equal(state.opt_state, optimizer.init(params))
+    stats = {"batch_stats": {"mean": jnp.zeros(3)}}
+    assert TrainState.create(params, optimizer, state.rng, stats).model_state is stats

@@ -133,13 +133,7 @@ class AutoencodeTask:
     def init(self, rng: jax.Array, example_batch: dict) -> TrainState:
         params_rng, state_rng = jax.random.split(rng)
         params = self.model.init(params_rng, to_unit(example_batch["image"]))["params"]
-        return TrainState(
-            step=jnp.zeros((), jnp.int32),
-            params=params,
-            opt_state=self.optimizer.init(params),
-            rng=state_rng,
-            model_state={},
-        )
+        return TrainState.create(params, self.optimizer, state_rng)
 
     def train_step(self, state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         key = jax.random.fold_in(state.rng, state.step)

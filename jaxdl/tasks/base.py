@@ -21,6 +21,7 @@ Batches are dicts of arrays; eval batches have a boolean `mask` for padding rows
 from typing import Any, Protocol
 
 import jax
+import jax.numpy as jnp
 import optax
 from flax import struct
 
@@ -32,6 +33,17 @@ class TrainState:
     opt_state: Any
     rng: jax.Array  # raw uint32 key; step keys are fold_in(rng, step)
     model_state: Any  # non-trained variables, e.g. {"batch_stats": ...}; {} if none
+
+    @classmethod
+    def create(cls, params, optimizer: optax.GradientTransformation, rng, model_state=None):
+        """Step 0 with a fresh optimizer state for `params`."""
+        return cls(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            opt_state=optimizer.init(params),
+            rng=rng,
+            model_state={} if model_state is None else model_state,
+        )
 
 
 def apply_gradients(state, grads, optimizer, schedule, **changes) -> tuple[Any, dict]:

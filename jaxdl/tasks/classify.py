@@ -60,13 +60,7 @@ class ClassifyTask:
         params_rng, state_rng = jax.random.split(rng)
         variables = self.model.init(params_rng, to_float(example_batch["image"]), train=False)
         params = variables.pop("params")
-        return TrainState(
-            step=jnp.zeros((), jnp.int32),
-            params=params,
-            opt_state=self.optimizer.init(params),
-            rng=state_rng,
-            model_state=dict(variables),
-        )
+        return TrainState.create(params, self.optimizer, state_rng, dict(variables))
 
     def train_step(self, state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         augment_rng, dropout_rng = jax.random.split(jax.random.fold_in(state.rng, state.step))

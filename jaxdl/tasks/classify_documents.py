@@ -37,13 +37,7 @@ class DocumentClassifyTask:
     def init(self, rng: jax.Array, example_batch: dict) -> TrainState:
         params_rng, state_rng = jax.random.split(rng)
         params = self.model.init(params_rng, example_batch["tokens"], train=False)["params"]
-        return TrainState(
-            step=jnp.zeros((), jnp.int32),
-            params=params,
-            opt_state=self.optimizer.init(params),
-            rng=state_rng,
-            model_state={},
-        )
+        return TrainState.create(params, self.optimizer, state_rng)
 
     def train_step(self, state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         drop_rng, dropout_rng = jax.random.split(jax.random.fold_in(state.rng, state.step))
