@@ -15,6 +15,7 @@ the baseline's rows from the last polarity.json instead of fitting them again;
 """
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -95,6 +96,7 @@ def main() -> None:
         bow_wall = time.perf_counter() - start
     han = None
     han_wall = None
+    load_before = os.getloadavg()[0]
     if han_summary_only:
         han = crossval.read_summary(han_dir)
     elif not skip_han:
@@ -117,7 +119,7 @@ def main() -> None:
     lines = [
         "# Review polarity v2.0, 10-fold cross-validation",
         "",
-        common.machine_line() + " (shared with other jobs: wall times are loaded times)",
+        common.machine_line() + f"; load average {load_before:.1f} before the HAN folds",
         "- folds: file-name prefixes cv0xx ... cv9xx; vocabularies from the nine training "
         "folds only",
         "- BoW LR: binary unigrams + bigrams (in >= 2 training documents), L2 logistic "

@@ -43,10 +43,12 @@ def document_page(
     class_names: Sequence[str],
     label: int,
     probabilities: Sequence[float],
+    first_read: int = 0,
 ) -> str:
     """One document's page. `word_attention` (S, W) and `sentence_attention` (S,) are the
-    model's weights for the words it read: sentence s word w of the document, for s < S
-    and w < W; words beyond the truncation limits are shown grey, marked 'not read'."""
+    model's weights for the words it read: word w of sentence first_read + s of the
+    document, for s < S and w < W; words beyond the truncation limits are shown grey,
+    marked 'not read'."""
     predicted = max(range(len(probabilities)), key=lambda c: probabilities[c])
     verdict = "correct" if predicted == label else "wrong"
     body = [
@@ -59,8 +61,9 @@ def document_page(
     ]
     num_read_sentences, num_read_words = len(sentence_attention), len(word_attention[0])
     sentence_peak = max((float(w) for w in sentence_attention), default=0.0)
-    for s, words in enumerate(sentences):
-        read = s < num_read_sentences
+    for index, words in enumerate(sentences):
+        s = index - first_read
+        read = 0 <= s < num_read_sentences
         weight = float(sentence_attention[s]) if read else 0.0
         alpha = _shade(weight, sentence_peak)
         spans = []

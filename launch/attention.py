@@ -43,7 +43,10 @@ def main():
     rng = np.random.default_rng(FLAGS.seed)
     chosen = sorted(rng.choice(len(eval_docs), min(FLAGS.num_docs, len(eval_docs)), False))
     sample = [eval_docs[i] for i in chosen]
-    encoded = documents.encode(sample, info["words"], info["max_sentences"], info["max_words"])
+    keep = info.get("keep_sentences", "first")  # runs from before the option kept the first
+    encoded = documents.encode(
+        sample, info["words"], info["max_sentences"], info["max_words"], keep
+    )
     probabilities, word_attention, sentence_attention = jax.device_get(
         jax.jit(task.predict)(state, encoded.tokens)
     )
@@ -59,6 +62,7 @@ def main():
             class_names,
             doc.label,
             probabilities[i].tolist(),
+            documents.first_read_sentence(len(doc.sentences), info["max_sentences"], keep),
         )
         (out / f"{doc.name}.html").write_text(page, encoding="utf-8")
         predicted = int(np.argmax(probabilities[i]))

@@ -9,7 +9,7 @@ import pytest
 from jaxdl import bow
 from jaxdl.data import build_input, documents
 from jaxdl.data.sources import SHARED_DATA_DIR
-from jaxdl.errors import DatasetNotFoundError, UserError
+from jaxdl.errors import ConfigError, DatasetNotFoundError, UserError
 from tests.conftest import POLARITY_WORDS
 
 
@@ -85,6 +85,20 @@ def test_encode_truncates_pads_and_maps_unknown_words_to_oov():
     np.testing.assert_array_equal(encoded.labels, [0, 0])
     assert (encoded.num_tokens, encoded.num_kept) == (10, 8)
     assert encoded.truncated_share == pytest.approx(0.2)
+
+
+def test_encode_can_keep_the_last_sentences():
+    vocab = ["<pad>", "<unk>", "good", "film"]
+    docs = [doc("x", "good", "film", "good film", "film good"), doc("y", "film")]
+    encoded = documents.encode(docs, vocab, max_sentences=2, max_words=2, keep="last")
+    expected = np.zeros((2, 2, 2), np.int32)
+    expected[0] = [[2, 3], [3, 2]]  # sentences 3 and 4 of 4
+    expected[1, 0, 0] = 3  # a short document starts at the top, as with keep="first"
+    np.testing.assert_array_equal(encoded.tokens, expected)
+    assert (encoded.num_tokens, encoded.num_kept) == (7, 5)
+    assert [documents.first_read_sentence(n, 2, "last") for n in (0, 1, 2, 4)] == [0, 0, 0, 2]
+    with pytest.raises(ConfigError, match="keep_sentences='middle'"):
+        documents.encode(docs, vocab, 2, 2, keep="middle")
 
 
 def test_document_input_builds_vocabulary_from_training_folds_only(polarity_data_dir):

@@ -221,6 +221,26 @@ def test_html_page_holds_every_word_with_its_weight_escaped():
     assert '<a href="cv000_1.html">cv000_1</a>' in index and "run &lt;x&gt;" in index
 
 
+def test_html_page_of_the_last_sentences_read_greys_the_first():
+    sentences = [["skipped", "intro"], ["so", "good"], ["loved", "it"]]
+    page = attention_view.document_page(
+        "cv000_1",
+        sentences,
+        np.array([[0.4, 0.6], [0.9, 0.1]]),
+        np.array([0.3, 0.7]),
+        ["neg", "pos"],
+        1,
+        [0.2, 0.8],
+        first_read=1,
+    )
+    read = re.findall(r'<span class="word" data-weight="([0-9.]+)"[^>]*>([^<]*)</span>', page)
+    assert [w for _, w in read] == ["so", "good", "loved", "it"]
+    np.testing.assert_allclose([float(v) for v, _ in read], [0.4, 0.6, 0.9, 0.1])
+    assert re.findall(r'<span class="word cut"[^>]*>([^<]*)</span>', page) == ["skipped", "intro"]
+    sentence_weights = re.findall(r'<div class="sentence" data-weight="([0-9.]+)"', page)
+    np.testing.assert_allclose([float(v) for v in sentence_weights], [0.0, 0.3, 0.7])
+
+
 def test_tiny_experiment_builds():
     import importlib.util
 

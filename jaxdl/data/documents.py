@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxdl.data import sources
-from jaxdl.errors import DatasetNotFoundError, check
+from jaxdl.errors import DatasetNotFoundError, check, check_choice
 
 PAD, OOV = "<pad>", "<unk>"  # ids 0 and 1 of every vocabulary
 POLARITY_CLASSES = ("neg", "pos")
@@ -125,11 +125,26 @@ class Encoded:
         return 1.0 - self.num_kept / max(self.num_tokens, 1)
 
 
+KEEP_SENTENCES = ("first", "last")
+
+
+def first_read_sentence(num_sentences: int, max_sentences: int, keep: str) -> int:
+    """Index of the first of the `max_sentences` sentences read from a document of
+    `num_sentences`: 0 when keeping the first ones, else where the last ones start."""
+    check_choice("data.keep_sentences", keep, KEEP_SENTENCES)
+    return 0 if keep == "first" else max(0, num_sentences - max_sentences)
+
+
 def encode(
-    documents: Sequence[Document], vocab: Sequence[str], max_sentences: int, max_words: int
+    documents: Sequence[Document],
+    vocab: Sequence[str],
+    max_sentences: int,
+    max_words: int,
+    keep: str = "first",
 ) -> Encoded:
-    """Token ids, the first `max_sentences` sentences and first `max_words` words of each;
-    unknown words -> OOV id 1."""
+    """Token ids: `max_sentences` sentences of each document (its first ones, or with
+    keep="last" its last ones, where reviews give their verdict), the first `max_words`
+    words of each; unknown words -> OOV id 1."""
     check(max_sentences >= 1, f"data.max_sentences={max_sentences} must be >= 1")
     check(max_words >= 1, f"data.max_words={max_words} must be >= 1")
     ids = {w: i for i, w in enumerate(vocab)}
@@ -138,7 +153,8 @@ def encode(
     num_tokens = 0
     for row, document in enumerate(documents):
         num_tokens += sum(len(s) for s in document.sentences)
-        for index, sentence in enumerate(document.sentences[:max_sentences]):
+        first = first_read_sentence(len(document.sentences), max_sentences, keep)
+        for index, sentence in enumerate(document.sentences[first : first + max_sentences]):
             kept = sentence[:max_words]
             tokens[row, index, : len(kept)] = [ids.get(w, oov) for w in kept]
     return Encoded(

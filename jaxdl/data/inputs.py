@@ -87,8 +87,9 @@ def _document_input(dcfg, seed: int, process_index: int, process_count: int) -> 
         )
     train_docs, eval_docs, class_names, origin = documents.load_splits(dcfg)
     vocab = documents.build_vocab(train_docs, dcfg.min_count)
+    keep = dcfg.get("keep_sentences", "first")
     train, evals = (
-        documents.encode(docs, vocab, dcfg.max_sentences, dcfg.max_words)
+        documents.encode(docs, vocab, dcfg.max_sentences, dcfg.max_words, keep)
         for docs in (train_docs, eval_docs)
     )
     return Input(
@@ -109,6 +110,7 @@ def _document_input(dcfg, seed: int, process_index: int, process_count: int) -> 
             "fold": dcfg.get("fold"),
             "max_sentences": dcfg.max_sentences,
             "max_words": dcfg.max_words,
+            "keep_sentences": keep,
             "truncated_share": {
                 "train": round(train.truncated_share, 4),
                 "eval": round(evals.truncated_share, 4),
