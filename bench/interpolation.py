@@ -65,6 +65,15 @@ def far_partners(pairs: np.ndarray, labels: np.ndarray, images: np.ndarray) -> n
     return np.stack([pairs[:, 0], np.array(far)], axis=1)
 
 
+def spherical_midpoint(za: jax.Array, zb: jax.Array) -> jax.Array:
+    """(za + zb) / 2 stretched to the endpoints' mean norm: slerp's t = 0.5 point when
+    they have equal norms. A linear midpoint is shorter than both endpoints, which in
+    many dimensions puts it inside the shell where a Gaussian prior's samples lie."""
+    mid = (za + zb) / 2
+    target = (jnp.linalg.norm(za, axis=-1) + jnp.linalg.norm(zb, axis=-1)) / 2
+    return mid * (target / jnp.maximum(jnp.linalg.norm(mid, axis=-1), 1e-12))[:, None]
+
+
 def main(_) -> None:
     workdirs = {name: ensure_run(name) for name in RUNS}
     test = data.load("fashion_mnist", "test")
@@ -120,6 +129,11 @@ def main(_) -> None:
             lines += [
                 row(f"{name.upper()} t = 0 (reconstruction of a)", decode(za), classes),
                 row(f"{name.upper()} t = 0.5 (latent midpoint)", decode((za + zb) / 2), classes),
+                row(
+                    f"{name.upper()} t = 0.5, spherical (midpoint at the endpoints' norm)",
+                    decode(spherical_midpoint(za, zb)),
+                    classes,
+                ),
             ]
             shown = np.arange(0, len(pairs), FLAGS.pairs_per_class)[:10]  # one pair per class
             path = [decode((1 - t) * za[shown] + t * zb[shown]) for t in STEPS]
