@@ -36,7 +36,14 @@ def get_config():
         refine_step_size=0.05,
         d_optimizer=d_optimizer,  # the discriminator's; config.optimizer is the generator's
     )
-    config.model = dict(name="dcgan", conditional=True, g_width=16, d_width=16, conv_impl="xla")
+    config.model = dict(
+        name="dcgan",
+        conditional=True,
+        g_width=16,
+        d_width=16,
+        d_minibatch_std=0,  # > 0: D sees the feature spread over groups of this many images
+        conv_impl="xla",
+    )
     config.optimizer.update(
         name="adam",
         learning_rate=2e-4,

@@ -13,6 +13,7 @@ import pytest
 import experiments.fashion_cgan_tiny as tiny
 from jaxdl import tasks
 from jaxdl.errors import UserError
+from jaxdl.models.gan import minibatch_std
 from jaxdl.tasks.gan import GANTask, d_loss_terms, ema_decay, g_loss_terms
 from jaxdl.train import read_metrics
 from tests.conftest import ROOT, make_images
@@ -50,6 +51,34 @@ def test_shapes_and_ranges(conditional):
     assert bool(jnp.any(other != images)) == conditional
     grid = jax.jit(task.images)(state, image_batch())["samples"]
     assert grid.shape == (10 * 29, 10 * 29) and grid.dtype == jnp.uint8
+
+
+def test_minibatch_std_is_the_mean_feature_spread_of_each_group():
+    x = jax.random.normal(jax.random.PRNGKey(0), (6, 3, 3, 2))
+    out = np.asarray(minibatch_std(x, 4))  # 6 images: groups of 3 (the largest divisor <= 4)
+    assert out.shape == (6, 3, 3, 3)
+    np.testing.assert_array_equal(out[..., :2], x)
+    groups = np.asarray(x).reshape(3, 2, 3, 3, 2)  # image i is in group i mod 2
+    spread = np.sqrt(groups.var(axis=0) + 1e-8).mean(axis=(1, 2, 3))
+    expected = np.broadcast_to(np.tile(spread, 3)[:, None, None], (6, 3, 3))
+    np.testing.assert_allclose(out[..., 2], expected, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(minibatch_std(x[:1], 4))[..., 2], 1e-4, rtol=1e-3)
+
+
+@pytest.mark.parametrize("group", [0, 2])
+def test_minibatch_std_lets_a_score_depend_only_on_its_group(group):
+    config = tiny.get_config()
+    config.model.d_minibatch_std = group
+    task = tasks.build(config, INFO, total_steps=20)
+    batch = image_batch(8)
+    state = task.init(jax.random.PRNGKey(0), batch)
+    images = batch["image"].astype(jnp.float32) / 127.5 - 1
+    score = lambda x: np.asarray(task.score(state.d_params, x, batch["label"]))
+    base = score(images)
+    same_group = score(images.at[4].set(-images[4]))  # image 0's group: {0, 4}
+    other_group = score(images.at[1].set(-images[1]))
+    assert np.array_equal(other_group[0], base[0])
+    assert (same_group[0] != base[0]) == (group > 0)
 
 
 def test_noise_distributions():

@@ -8,6 +8,11 @@ convolution (bench/gan_layers.py measures the alternatives). Images are in [-1, 
 Class-conditional models (`num_classes` > 0): the generator concatenates a learned label
 embedding to the noise; the discriminator adds a projection term <embed(y), features>
 to its unconditional score (Miyato & Koyama, 2018).
+
+The discriminator can see how varied a batch is: `minibatch_std` > 0 appends, before its
+last convolution, a channel holding the mean standard deviation of the features over
+groups of that many images (Karras et al., 2018), so a generator that makes too little
+variety is told apart from real data and pushed to spread out.
 """
 
 import flax.linen as nn
@@ -43,23 +48,41 @@ class Generator(nn.Module):
         return jnp.tanh(Conv(c, impl=self.conv_impl)(x))
 
 
+def minibatch_std(x: jax.Array, group: int) -> jax.Array:
+    """x (N, h, w, c) with one more channel: for each image, the standard deviation of every
+    feature over its group, averaged. Image i is in group i mod (N / g), g the largest
+    divisor of N up to `group`; a group of one gives 0."""
+    n = x.shape[0]
+    g = max(d for d in range(1, min(group, n) + 1) if n % d == 0)
+    grouped = x.reshape(g, n // g, *x.shape[1:])
+    std = jnp.sqrt(grouped.var(axis=0) + 1e-8).mean(axis=(1, 2, 3))
+    return jnp.concatenate(
+        [x, jnp.broadcast_to(jnp.tile(std, g)[:, None, None, None], (*x.shape[:3], 1))], -1
+    )
+
+
 class Discriminator(nn.Module):
     """images (N, h, w, c) in [-1, 1] [+ labels (N,)] -> real-vs-fake logits (N,).
 
     A 3x3 convolution at full resolution, then two stages of space-to-depth by 2 and a 3x3
-    convolution (2 * width, 4 * width channels), a dense feature layer and the score."""
+    convolution (2 * width, 4 * width channels), a dense feature layer and the score.
+    With `minibatch_std` > 0 an image's score depends on the others in its group."""
 
     width: int = 64
     num_classes: int = 0
     features: int = 256
     conv_impl: str = "matmul"
+    minibatch_std: int = 0  # group size; 0 = off
 
     @nn.compact
     def __call__(self, images: jax.Array, labels: jax.Array | None = None) -> jax.Array:
         act = lambda x: nn.leaky_relu(x, 0.2)
         x = act(Conv(self.width // 2, impl=self.conv_impl)(images))
         for width in (2 * self.width, 4 * self.width):
-            x = act(Conv(width, impl=self.conv_impl)(space_to_depth(x, 2)))
+            x = space_to_depth(x, 2)
+            if width == 4 * self.width and self.minibatch_std:
+                x = minibatch_std(x, self.minibatch_std)
+            x = act(Conv(width, impl=self.conv_impl)(x))
         x = act(nn.Dense(self.features)(x.reshape(x.shape[0], -1)))
         score = nn.Dense(1)(x)[:, 0]
         if self.num_classes:
