@@ -101,6 +101,13 @@ def test_encode_can_keep_the_last_sentences():
         documents.encode(docs, vocab, 2, 2, keep="middle")
 
 
+def test_bad_keep_sentences_is_caught_before_the_archive_is_read(tmp_path):
+    config = polarity_config(tmp_path / "no_data_here", fold=0)
+    config.keep_sentences = "middle"
+    with pytest.raises(ConfigError, match="keep_sentences='middle'"):
+        build_input(config, seed=0)
+
+
 def test_document_input_builds_vocabulary_from_training_folds_only(polarity_data_dir):
     inputs = build_input(polarity_config(polarity_data_dir, fold=3), seed=0)
     info = inputs.info

@@ -12,7 +12,7 @@ import ml_collections
 from jaxdl.data import documents, text
 from jaxdl.data.pipeline import ShuffledBatches
 from jaxdl.data.sources import TEXT_DATASETS, load, load_text
-from jaxdl.errors import check
+from jaxdl.errors import check, check_choice
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,9 +85,10 @@ def _document_input(dcfg, seed: int, process_index: int, process_count: int) -> 
             name in dcfg,
             f"data.name={dcfg.name!r} needs data.{name} (see experiments/polarity_han.py)",
         )
+    keep = dcfg.get("keep_sentences", "first")
+    check_choice("data.keep_sentences", keep, documents.KEEP_SENTENCES)  # before reading
     train_docs, eval_docs, class_names, origin = documents.load_splits(dcfg)
     vocab = documents.build_vocab(train_docs, dcfg.min_count)
-    keep = dcfg.get("keep_sentences", "first")
     train, evals = (
         documents.encode(docs, vocab, dcfg.max_sentences, dcfg.max_words, keep)
         for docs in (train_docs, eval_docs)
