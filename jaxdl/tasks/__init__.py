@@ -82,6 +82,8 @@ def _build_dcgan(cfg: ml_collections.ConfigDict, data_info: dict):
     """(generator, discriminator); conditional models need the data's class names."""
     check_choice("model.conv_impl", cfg.conv_impl, CONV_IMPLS)
     check(cfg.g_width > 0 and cfg.d_width > 0, "model.g_width and model.d_width must be > 0")
+    minibatch_std = cfg.get("d_minibatch_std", 0)
+    check(minibatch_std >= 0, f"model.d_minibatch_std must be >= 0, not {minibatch_std}")
     image_shape = tuple(data_info["image_shape"])
     check(
         image_shape[0] % 4 == 0 and image_shape[1] % 4 == 0,
@@ -92,7 +94,9 @@ def _build_dcgan(cfg: ml_collections.ConfigDict, data_info: dict):
         check("class_names" in data_info, "model.conditional=True needs a data set with labels")
         num_classes = len(data_info["class_names"])
     generator = gan_models.Generator(image_shape, cfg.g_width, num_classes, conv_impl=cfg.conv_impl)
-    discriminator = gan_models.Discriminator(cfg.d_width, num_classes, conv_impl=cfg.conv_impl)
+    discriminator = gan_models.Discriminator(
+        cfg.d_width, num_classes, conv_impl=cfg.conv_impl, minibatch_std=minibatch_std
+    )
     return generator, discriminator
 
 
