@@ -30,6 +30,7 @@ def get_config():
         noise_distribution="uniform",  # uniform in [-1, 1] | normal
         n_disc=1,  # discriminator steps per generator step (the batch is split among them)
         r1_gamma=0.0,  # weight of the R1 penalty on real images (0 = none)
+        mode_seeking=0.0,  # weight of the generator's mode-seeking term (0 = none)
         ema=0.999,  # decay of the generator's weight average used for samples (0 = none)
         pretrain_steps=0,  # > 0: first train the generator as an autoencoder's decoder
         refine_steps=0,  # > 0: discriminator-guided steps on the noise when sampling

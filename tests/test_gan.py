@@ -116,6 +116,24 @@ def test_r1_is_the_squared_input_gradient_of_d():
     np.testing.assert_allclose(float(loss), float(aux["d_loss"]) + 1.0 * r1, rtol=1e-5)
 
 
+def test_mode_seeking_adds_the_inverse_image_to_noise_distance_ratio():
+    plain, seeking = tiny_task(), tiny_task(mode_seeking=2.0)
+    state = plain.init(jax.random.PRNGKey(0), image_batch(8))
+    noise = plain.sample_noise(jax.random.PRNGKey(1), 8)
+    labels = jnp.tile(jnp.arange(4, dtype=jnp.int32), 2)  # pairs (i, i + 4) share a label
+    adversarial, aux = plain.g_loss(state.g_params, state.d_params, noise, labels)
+    loss, seeking_aux = seeking.g_loss(state.g_params, state.d_params, noise, labels)
+    images = np.asarray(plain.fake(state.g_params, noise, labels), np.float64)
+    z = np.asarray(noise, np.float64)
+    ratio = np.abs(images[:4] - images[4:]).mean((1, 2, 3)) / np.abs(z[:4] - z[4:]).mean(1)
+    np.testing.assert_allclose(seeking_aux["mode_ratio"], ratio.mean(), rtol=1e-5)
+    np.testing.assert_allclose(seeking_aux["g_loss"], adversarial, rtol=1e-6)
+    np.testing.assert_allclose(loss, adversarial + 2.0 * np.mean(1 / (ratio + 1e-5)), rtol=1e-5)
+    assert "mode_ratio" not in aux
+    _, metrics = jax.jit(seeking.train_step)(state, image_batch(8))
+    assert metrics["mode_ratio"] > 0
+
+
 def test_ema_decay_ramps_up():
     assert float(ema_decay(0.999, jnp.array(0))) == pytest.approx(0.1)
     assert float(ema_decay(0.999, jnp.array(10**6))) == pytest.approx(0.999)

@@ -150,6 +150,12 @@ def _build_gan(config: ml_collections.ConfigDict, models: tuple, total_steps: in
         f"data.batch_size={config.data.batch_size} must divide into task.n_disc={cfg.n_disc}",
     )
     check(cfg.r1_gamma >= 0, f"task.r1_gamma={cfg.r1_gamma} must be >= 0")
+    mode_seeking = cfg.get("mode_seeking", 0.0)
+    check(mode_seeking >= 0, f"task.mode_seeking={mode_seeking} must be >= 0")
+    check(
+        not mode_seeking or config.data.batch_size % 2 == 0,
+        f"task.mode_seeking needs an even data.batch_size, not {config.data.batch_size}",
+    )
     check(0 <= cfg.ema < 1, f"task.ema={cfg.ema} must be in [0, 1)")
     check(cfg.pretrain_steps >= 0 and cfg.refine_steps >= 0, "task step counts must be >= 0")
     check(cfg.refine_step_size > 0, "task.refine_step_size must be > 0")
@@ -166,6 +172,7 @@ def _build_gan(config: ml_collections.ConfigDict, models: tuple, total_steps: in
         loss=cfg.loss,
         n_disc=cfg.n_disc,
         r1_gamma=cfg.r1_gamma,
+        mode_seeking=mode_seeking,
         ema=cfg.ema,
         pretrain_steps=cfg.pretrain_steps,
         refine_steps=cfg.refine_steps,

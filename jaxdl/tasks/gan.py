@@ -4,8 +4,11 @@ Each train_step takes `n_disc` discriminator steps (real images -> 1, generated 
 real batch is split into n_disc parts) and then one generator step against the updated
 discriminator. Losses: `non_saturating` (D: -log s(D(x)) - log(1 - s(D(G(z)))), G:
 -log s(D(G(z)))) or `hinge` (D: relu(1 - D(x)) + relu(1 + D(G(z))), G: -D(G(z))); optional
-R1 penalty r1_gamma / 2 * |grad_x D(x)|^2 on real images. Samples come from an
-exponential moving average (EMA) of the generator's weights.
+R1 penalty r1_gamma / 2 * |grad_x D(x)|^2 on real images; optional mode-seeking term
+(Mao et al., 2019) for the generator: its batch is pairs with the same label, and it
+minimises mode_seeking / (mean |G(z1) - G(z2)| / mean |z1 - z2| + 1e-5), so two noise
+vectors of one class must give different images. Samples come from an exponential moving
+average (EMA) of the generator's weights.
 
 Seed ideas, as options:
 - `pretrain_steps` > 0: the first steps train an encoder and the generator as its decoder
@@ -88,6 +91,7 @@ class GANTask:
         loss: str = "non_saturating",
         n_disc: int = 1,
         r1_gamma: float = 0.0,
+        mode_seeking: float = 0.0,
         ema: float = 0.999,
         pretrain_steps: int = 0,
         refine_steps: int = 0,
@@ -104,6 +108,7 @@ class GANTask:
         self.loss = loss
         self.n_disc = n_disc
         self.r1_gamma = r1_gamma
+        self.mode_seeking = mode_seeking
         self.ema = ema
         self.pretrain_steps = pretrain_steps
         self.refine_steps = refine_steps
@@ -185,8 +190,18 @@ class GANTask:
         return loss, aux
 
     def g_loss(self, g_params, d_params, noise, labels):
-        fake_logits = self.score(d_params, self.fake(g_params, noise, labels), labels)
-        return g_loss_terms(self.loss, fake_logits).mean()
+        """(loss, {"g_loss": adversarial part[, "mode_ratio": image / noise distance]});
+        with mode_seeking, example i and i + N/2 are a pair (the same label)."""
+        fake = self.fake(g_params, noise, labels)
+        adversarial = g_loss_terms(self.loss, self.score(d_params, fake, labels)).mean()
+        aux = {"g_loss": adversarial}
+        if not self.mode_seeking:
+            return adversarial, aux
+        fake1, fake2 = jnp.split(fake, 2)
+        noise1, noise2 = jnp.split(noise, 2)
+        ratio = jnp.abs(fake1 - fake2).mean(axis=(1, 2, 3)) / jnp.abs(noise1 - noise2).mean(-1)
+        aux["mode_ratio"] = ratio.mean()
+        return adversarial + self.mode_seeking * (1.0 / (ratio + 1e-5)).mean(), aux
 
     # ---- Task interface -------------------------------------------------------------------
     def init(self, rng: jax.Array, example_batch: dict) -> GANState:
@@ -232,9 +247,12 @@ class GANTask:
             d_metrics.append({**aux, "d_grad_norm": optax.global_norm(grads)})
 
         noise_key, label_key = jax.random.split(jax.random.fold_in(key, self.n_disc))
-        fake_labels = self.sample_labels(label_key, real.shape[0])
+        if self.mode_seeking:  # pairs with the same label (g_loss)
+            fake_labels = jnp.tile(self.sample_labels(label_key, real.shape[0] // 2), 2)
+        else:
+            fake_labels = self.sample_labels(label_key, real.shape[0])
         noise = self.sample_noise(noise_key, real.shape[0])
-        g_loss, grads = jax.value_and_grad(self.g_loss)(
+        (_, g_aux), grads = jax.value_and_grad(self.g_loss, has_aux=True)(
             state.g_params, d_params, noise, fake_labels
         )
         updates, g_opt_state = self.g_optimizer.update(grads, state.g_opt_state, state.g_params)
@@ -245,7 +263,7 @@ class GANTask:
         )
         metrics = jax.tree.map(lambda *v: jnp.mean(jnp.stack(v)), *d_metrics)
         metrics.update(
-            g_loss=g_loss,
+            **g_aux,
             g_grad_norm=optax.global_norm(grads),
             g_learning_rate=self.g_schedule(state.step),
             d_learning_rate=self.d_schedule(state.step),
