@@ -126,7 +126,8 @@ def main() -> None:
         "regression (L-BFGS); L2 strength chosen per fold on an inner held-out training "
         "fold",
         "- HAN: `launch/crossval.py --config=experiments/polarity_han.py` (GRU word and "
-        "sentence encoders, no pretrained embeddings)",
+        "sentence encoders; no pretrained embeddings: the embedding starts from PPMI-SVD "
+        "vectors of the training folds' text when task.embed_init='ppmi')",
         "- published: Pang & Lee 2004 87.2%; NBSVM (Wang & Manning 2012) 89.45%",
         "",
         "| fold | BoW LR accuracy | BoW L2 | HAN accuracy | HAN wall s | HAN eval words cut |",

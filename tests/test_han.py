@@ -16,6 +16,7 @@ from jaxdl import attention_view, tasks
 from jaxdl.errors import ConfigError
 from jaxdl.models import han, lstm
 from jaxdl.tasks.classify_documents import DocumentClassifyTask, word_dropout
+from jaxdl.word_vectors import ppmi_svd_vectors
 from tests.conftest import ROOT
 
 
@@ -177,6 +178,36 @@ def test_task_learns_the_label_word_and_attends_to_it():
     # sentence most of the document's.
     assert np.mean(np.argmax(words[:, 1], -1) == 0) > 0.8
     assert np.mean(np.asarray(sentences)[:, 1]) > 0.4  # uniform would be 1/3
+
+
+def test_ppmi_start_replaces_only_the_word_rows_of_the_embedding():
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, 10, (20, 3, 4)).astype(np.int32)
+    batch = {"tokens": jnp.asarray(tokens), "label": jnp.zeros(20, jnp.int32)}
+    config = han_config()
+    random_task = tasks.build(config, INFO, total_steps=10)
+    state = jax.jit(random_task.init)(jax.random.PRNGKey(0), batch)
+    assert random_task.init_from_data(state, {"tokens": tokens}) is state
+
+    config.task.embed_init = "ppmi"
+    task = tasks.build(config, INFO, total_steps=10)
+    started = task.init_from_data(state, {"tokens": tokens})
+    before = np.asarray(state.params["encoder"]["embedding"]["embedding"])
+    after = np.asarray(started.params["encoder"]["embedding"]["embedding"])
+    np.testing.assert_array_equal(after[:2], before[:2])  # padding and OOV stay random
+    vectors = ppmi_svd_vectors(tokens, 10, 6, window=5)
+    scale = after[2:] / vectors[2:]
+    np.testing.assert_allclose(scale, scale.flat[0], rtol=1e-4)  # the vectors, rescaled
+    np.testing.assert_allclose(after.std(), before.std(), rtol=0.3)
+    for path, leaf in jax.tree_util.tree_leaves_with_path(started.params):
+        if "embedding" not in jax.tree_util.keystr(path):
+            old = state.params
+            for key in path:
+                old = old[key.key]
+            np.testing.assert_array_equal(leaf, old)
+    with pytest.raises(ConfigError, match=r"task\.embed_init"):
+        config.task.embed_init = "glove"
+        tasks.build(config, INFO, total_steps=10)
 
 
 def test_bad_han_configs_are_one_line_errors():

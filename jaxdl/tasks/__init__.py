@@ -9,7 +9,7 @@ from jaxdl.models import gan as gan_models
 from jaxdl.tasks.autoencode import LIKELIHOODS, AutoencodeTask
 from jaxdl.tasks.base import Task, TrainState
 from jaxdl.tasks.classify import ClassifyTask
-from jaxdl.tasks.classify_documents import DocumentClassifyTask
+from jaxdl.tasks.classify_documents import EMBED_INITS, DocumentClassifyTask
 from jaxdl.tasks.gan import GAN_LOSSES, NOISE_DISTRIBUTIONS, GANState, GANTask
 from jaxdl.tasks.lm import LanguageModelTask, LMState
 
@@ -218,8 +218,18 @@ def build(
     if cfg.name == "classify_documents":
         check(0 <= cfg.word_dropout < 1, f"task.word_dropout={cfg.word_dropout} must be in [0, 1)")
         check(0 <= cfg.label_smoothing < 1, "task.label_smoothing must be in [0, 1)")
+        embed_init = cfg.get("embed_init", "random")
+        check_choice("task.embed_init", embed_init, EMBED_INITS)
+        ppmi_window = cfg.get("ppmi_window", 5)
+        check(ppmi_window >= 1, f"task.ppmi_window={ppmi_window} must be >= 1")
         return DocumentClassifyTask(
-            model, optimizer, schedule, cfg.label_smoothing, cfg.word_dropout
+            model,
+            optimizer,
+            schedule,
+            cfg.label_smoothing,
+            cfg.word_dropout,
+            embed_init=embed_init,
+            ppmi_window=ppmi_window,
         )
     if cfg.name == "autoencode":
         check_choice("task.likelihood", cfg.likelihood, LIKELIHOODS)

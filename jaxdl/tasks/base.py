@@ -9,6 +9,9 @@ A Task is pure. The trainer calls, under `jax.jit`:
 A task may also define `pretrain_steps` (int) and `pretrain_step(state, batch)`: the
 trainer then runs its first `pretrain_steps` steps with `pretrain_step`, compiled on its
 own (one step that switched phases with `lax.cond` ran 2.7x slower on CPU).
+It may define `init_from_data(state, train_arrays) -> state`, a data-dependent start
+(a document classifier's word vectors from its training text): the trainer calls it once,
+outside jit, on a fresh run's state (never on resume), with the training set's arrays.
 
 `state` is any pytree with an integer `step` field (the trainer reads nothing else);
 `TrainState` below serves single-model tasks. A task that needs more (an LM's carried

@@ -1,14 +1,19 @@
 """Document classification: softmax cross-entropy over a model that also returns its
-word and sentence attention (models/han.py); word dropout on device."""
+word and sentence attention (models/han.py); word dropout on device; optionally word
+vectors learned from the training text as the embedding's start (word_vectors.py)."""
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxdl import losses
 from jaxdl.models.han import OOV_ID, PAD_ID
 from jaxdl.tasks.base import TrainState, apply_gradients
+from jaxdl.word_vectors import ppmi_svd_vectors
+
+EMBED_INITS = ("random", "ppmi")
 
 
 def word_dropout(rng: jax.Array, tokens: jax.Array, rate: float) -> jax.Array:
@@ -27,17 +32,37 @@ class DocumentClassifyTask:
         schedule: optax.Schedule,
         label_smoothing: float = 0.0,
         word_dropout: float = 0.0,
+        embed_init: str = "random",
+        ppmi_window: int = 5,
     ):
         self.model = model
         self.optimizer = optimizer
         self.schedule = schedule
         self.label_smoothing = label_smoothing
         self.word_dropout = word_dropout
+        self.embed_init = embed_init
+        self.ppmi_window = ppmi_window
 
     def init(self, rng: jax.Array, example_batch: dict) -> TrainState:
         params_rng, state_rng = jax.random.split(rng)
         params = self.model.init(params_rng, example_batch["tokens"], train=False)["params"]
         return TrainState.create(params, self.optimizer, state_rng)
+
+    def init_from_data(self, state: TrainState, train_arrays: dict) -> TrainState:
+        """With embed_init="ppmi", the word embedding starts as PPMI-SVD vectors of the
+        training tokens, scaled to the random start's standard deviation; padding and OOV
+        keep their random rows. (A vmapped state's trials all get the same vectors.)"""
+        if self.embed_init == "random":
+            return state
+        table = state.params["encoder"]["embedding"]["embedding"]  # (..., vocab, embed)
+        vectors = ppmi_svd_vectors(
+            np.asarray(train_arrays["tokens"]), table.shape[-2], table.shape[-1], self.ppmi_window
+        )
+        vectors *= float(jnp.std(table)) / max(float(vectors[2:].std()), 1e-12)
+        start = jnp.broadcast_to(vectors, table.shape).at[..., :2, :].set(table[..., :2, :])
+        params = {**state.params}
+        params["encoder"] = {**params["encoder"], "embedding": {"embedding": start}}
+        return state.replace(params=params)
 
     def train_step(self, state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         drop_rng, dropout_rng = jax.random.split(jax.random.fold_in(state.rng, state.step))

@@ -273,6 +273,8 @@ def train_trials(configs: list[ml_collections.ConfigDict], workdirs: list) -> li
     resume_step = resume_steps.pop()
     if resume_step is None:
         state = init(root_key, example)
+        if hasattr(task, "init_from_data"):  # tasks/base.py; the same start for every trial
+            state = jax.device_put(task.init_from_data(state, inputs.train.arrays), replicated)
         position = {"next_batch": 0, "elapsed_s": 0.0}
     else:
         one_trial = jax.eval_shape(task.init, jax.random.PRNGKey(0), single_example)
