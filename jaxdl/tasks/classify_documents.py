@@ -58,8 +58,10 @@ class DocumentClassifyTask:
         vectors = ppmi_svd_vectors(
             np.asarray(train_arrays["tokens"]), table.shape[-2], table.shape[-1], self.ppmi_window
         )
-        vectors *= float(jnp.std(table)) / max(float(vectors[2:].std()), 1e-12)
-        start = jnp.broadcast_to(vectors, table.shape).at[..., :2, :].set(table[..., :2, :])
+        words = OOV_ID + 1  # the first real word's id
+        vectors *= float(jnp.std(table)) / max(float(vectors[words:].std()), 1e-12)
+        start = jnp.broadcast_to(vectors, table.shape)
+        start = start.at[..., :words, :].set(table[..., :words, :])
         params = {**state.params}
         params["encoder"] = {**params["encoder"], "embedding": {"embedding": start}}
         return state.replace(params=params)
