@@ -12,18 +12,19 @@ import scipy.sparse
 import scipy.sparse.linalg
 
 from jaxdl.errors import check
+from jaxdl.models.han import OOV_ID, PAD_ID
 
 
 def cooccurrence_counts(
     tokens: np.ndarray, vocab_size: int, window: int
 ) -> scipy.sparse.csr_matrix:
     """Symmetric (V, V) counts of word pairs at most `window` apart within a row of
-    `tokens` (..., L) int; ids 0 (padding) and 1 (OOV) are not counted."""
+    `tokens` (..., L) int; padding and OOV ids are not counted."""
     rows = tokens.reshape(-1, tokens.shape[-1])
     pairs = []
     for offset in range(1, window + 1):
         left, right = rows[:, :-offset].ravel(), rows[:, offset:].ravel()
-        real = (left > 1) & (right > 1)
+        real = (left > max(PAD_ID, OOV_ID)) & (right > max(PAD_ID, OOV_ID))
         pairs.append((left[real], right[real]))
     left = np.concatenate([p[0] for p in pairs])
     right = np.concatenate([p[1] for p in pairs])
