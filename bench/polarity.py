@@ -1,14 +1,15 @@
 """Review polarity v2.0, 10-fold cross-validation: the hierarchical attention network
 beside a bag-of-words logistic regression on the same folds.
 
-    python bench/polarity.py [--han_dir=runs/bench/polarity_han] [--skip_han] [--reuse_bow]
-                             [--han_summary_only]
+    python bench/polarity.py [--han_dir=runs/bench/polarity_han] [--han_seeds=N]
+                             [--skip_han] [--reuse_bow] [--han_summary_only]
 
 Baseline (jaxdl/bow.py): binary unigram + bigram presence (n-grams in >= 2 training
 documents), L2 logistic regression by L-BFGS. Its L2 strength is chosen per outer fold
 by an inner validation on the training folds only (the next fold round is held out),
 then it is refit on all nine training folds. HAN: launch/crossval.py with
-experiments/polarity_han.py, as a user runs it (finished folds are reused). Writes
+experiments/polarity_han.py, as a user runs it (finished folds are reused; --han_seeds=N:
+N seeds per fold, their mean and their ensemble, `launch/crossval.py --seeds=N`). Writes
 bench/results/polarity.md (and .json). --skip_han: the baseline only; --reuse_bow: take
 the baseline's rows from the last polarity.json instead of fitting them again;
 --han_summary_only: report the folds --han_dir has finished, without training.
@@ -70,10 +71,13 @@ def bow_crossval(all_docs: list) -> list[dict]:
 def main() -> None:
     han_dir = common.ROOT / "runs" / "bench" / "polarity_han"
     skip_han = reuse_bow = han_summary_only = False
+    han_seeds = 1
     for arg in sys.argv[1:]:
         name, _, value = arg.partition("=")
         if name == "--han_dir":
             han_dir = common.Path(value)
+        elif name == "--han_seeds" and value.isdigit() and int(value) >= 1:
+            han_seeds = int(value)
         elif name == "--skip_han":
             skip_han = True
         elif name == "--reuse_bow":
@@ -83,7 +87,8 @@ def main() -> None:
         else:
             sys.exit(
                 f"unknown argument {arg!r}; "
-                "use --han_dir=DIR, --skip_han, --reuse_bow, --han_summary_only"
+                "use --han_dir=DIR, --han_seeds=N (N >= 1), --skip_han, --reuse_bow, "
+                "--han_summary_only"
             )
     archive = local_data_dir() / documents.POLARITY_ARCHIVE
     all_docs = documents.read_polarity(archive)
@@ -106,6 +111,7 @@ def main() -> None:
             str(common.ROOT / "launch/crossval.py"),
             f"--config={common.ROOT / 'experiments/polarity_han.py'}",
             f"--cv_dir={han_dir}",
+            f"--seeds={han_seeds}",
         ]
         result = subprocess.run(command, capture_output=True, text=True)
         han_wall = time.perf_counter() - start
@@ -115,6 +121,8 @@ def main() -> None:
     bow_acc = [r["accuracy"] for r in bow_rows]
     bow_mean, bow_std = crossval.mean_std(bow_acc)
     han_by_fold = {r["fold"]: r for r in han["folds"]} if han else {}
+    seeds = han.get("seeds", 1) if han else 1
+    seeds_note = f" (mean of {seeds} seeds)" if seeds > 1 else ""
     shown = lambda v, fmt: "" if v is None else format(v, fmt)
     lines = [
         "# Review polarity v2.0, 10-fold cross-validation",
@@ -130,15 +138,18 @@ def main() -> None:
         "vectors of the training folds' text when task.embed_init='ppmi')",
         "- published: Pang & Lee 2004 87.2%; NBSVM (Wang & Manning 2012) 89.45%",
         "",
-        "| fold | BoW LR accuracy | BoW L2 | HAN accuracy | HAN wall s | HAN eval words cut |",
-        "|---|---|---|---|---|---|",
+        f"| fold | BoW LR accuracy | BoW L2 | HAN accuracy{seeds_note} | "
+        + ("HAN ensemble accuracy | " if seeds > 1 else "")
+        + "HAN wall s | HAN eval words cut |",
+        "|---|---|---|---|" + "---|" * (seeds > 1) + "---|---|",
     ]
     for row in bow_rows:
         h = han_by_fold.get(row["fold"], {})
         lines.append(
             f"| {row['fold']} | {row['accuracy']:.3f} | {row['l2']:g} | "
             f"{shown(h.get('eval/accuracy'), '.3f') or h.get('status', '')} | "
-            f"{shown(h.get('wall_s'), '.0f') if h.get('eval/accuracy') is not None else ''} | "
+            + (f"{shown(h.get(crossval.ENSEMBLE), '.3f')} | " if seeds > 1 else "")
+            + f"{shown(h.get('wall_s'), '.0f') if h.get('eval/accuracy') is not None else ''} | "
             f"{shown(h.get('truncated_share'), '.1%')} |"
         )
     lines += [
@@ -151,8 +162,13 @@ def main() -> None:
         wall = f"{han_wall:.0f} s wall for the launcher" if han_wall else "launcher wall not timed"
         lines.append(
             f"- **HAN: {han['mean']:.2%} ± {han['std']:.2%}** over {len(done)} of "
-            f"{len(han['folds'])} folds ({wall}; per-fold wall in the table)"
+            f"{len(han['folds'])} folds{seeds_note} ({wall}; per-fold wall in the table)"
         )
+        if "ensemble_mean" in han:
+            lines.append(
+                f"- **HAN, ensemble of {seeds} seeds: {han['ensemble_mean']:.2%} ± "
+                f"{han['ensemble_std']:.2%}** (their mean class probabilities)"
+            )
     text = "\n".join(lines) + "\n"
     print(text)
     common.RESULTS.mkdir(parents=True, exist_ok=True)

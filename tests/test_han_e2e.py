@@ -1,5 +1,6 @@
 """End-to-end: cross-validation of the tiny HAN experiment on a synthetic review
-polarity archive (two folds), then the attention pages of one fold's run."""
+polarity archive (two folds, two vmapped seeds each), then the attention pages of one
+fold's run."""
 
 import json
 import os
@@ -9,6 +10,7 @@ import sys
 
 import pytest
 
+from jaxdl.train import crossval
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -28,19 +30,28 @@ def test_crossval_then_attention_pages(polarity_data_dir, tmp_path):
         f"--config.data.data_dir={polarity_data_dir}",
         f"--cv_dir={cv_dir}",
         "--folds=0,4",
+        "--seeds=2",
+        "--config.sweep.vmap=2",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((cv_dir / "crossval.json").read_text())
     assert [r["fold"] for r in summary["folds"]] == [0, 4]
+    quarters = (0.0, 0.25, 0.5, 0.75, 1.0)  # 4 test reviews
+    for row in summary["folds"]:
+        assert len(row["runs"]) == 2 and all(a in quarters for a in row["runs"])
+        assert row["eval/accuracy"] == pytest.approx(sum(row["runs"]) / 2)
+        assert row["ensemble/accuracy"] in quarters
     accuracies = [r["eval/accuracy"] for r in summary["folds"]]
-    assert all(a in (0.0, 0.25, 0.5, 0.75, 1.0) for a in accuracies)  # 4 test reviews
     assert summary["mean"] == pytest.approx(sum(accuracies) / 2)
-    assert "eval/accuracy: " in result.stdout and "±" in result.stdout
-    run_json = json.loads((cv_dir / "001_fold=4" / "run.json").read_text())["data"]
+    assert "eval/accuracy: " in result.stdout and "ensemble/accuracy: " in result.stdout
+    run_json = json.loads((cv_dir / "002_fold=4_seed=0" / "run.json").read_text())["data"]
     assert run_json["fold"] == 4 and run_json["num_eval"] == 4
     assert 0 < run_json["truncated_share"]["train"] < 1
 
-    workdir = cv_dir / "001_fold=4"
+    # An ensemble of one run with itself predicts what the run's own eval scored.
+    workdir = cv_dir / "002_fold=4_seed=0"
+    assert crossval.ensemble_accuracy([workdir, workdir]) == summary["folds"][1]["runs"][0]
+
     result = run("launch/attention.py", f"--workdir={workdir}", "--num_docs=3")
     assert result.returncode == 0, result.stderr[-3000:]
     pages = sorted(p.name for p in (workdir / "attention").iterdir())
