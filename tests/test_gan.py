@@ -25,6 +25,7 @@ INFO = {"name": "test", "class_names": list("0123456789"), "image_shape": [28, 2
 def tiny_task(conditional=True, **task_overrides):
     config = tiny.get_config()
     config.model.conditional = conditional
+    config.task.aux_classifier = 0.2 if conditional else 0.0  # the head needs labels
     config.task.update(task_overrides)
     return tasks.build(config, INFO, total_steps=20)
 
@@ -103,7 +104,7 @@ def test_losses_match_hand_computation():
 
 
 def test_r1_is_the_squared_input_gradient_of_d():
-    task = tiny_task(r1_gamma=2.0)
+    task = tiny_task(r1_gamma=2.0, aux_classifier=0.0)
     batch = image_batch(4)
     state = task.init(jax.random.PRNGKey(0), batch)
     real = batch["image"].astype(jnp.float32) / 127.5 - 1.0
@@ -117,7 +118,7 @@ def test_r1_is_the_squared_input_gradient_of_d():
 
 
 def test_mode_seeking_adds_the_inverse_image_to_noise_distance_ratio():
-    plain, seeking = tiny_task(), tiny_task(mode_seeking=2.0)
+    plain, seeking = tiny_task(aux_classifier=0.0), tiny_task(aux_classifier=0.0, mode_seeking=2.0)
     state = plain.init(jax.random.PRNGKey(0), image_batch(8))
     noise = plain.sample_noise(jax.random.PRNGKey(1), 8)
     labels = jnp.tile(jnp.arange(4, dtype=jnp.int32), 2)  # pairs (i, i + 4) share a label
@@ -132,6 +133,39 @@ def test_mode_seeking_adds_the_inverse_image_to_noise_distance_ratio():
     assert "mode_ratio" not in aux
     _, metrics = jax.jit(seeking.train_step)(state, image_batch(8))
     assert metrics["mode_ratio"] > 0
+
+
+def test_aux_classifier_adds_the_class_heads_cross_entropy_to_both_losses():
+    plain = tiny_task(r1_gamma=0.0, aux_classifier=0.0)
+    classifying = tiny_task(r1_gamma=0.0, aux_classifier=0.5)
+    batch = image_batch(8)
+    state = classifying.init(jax.random.PRNGKey(0), batch)
+    real = batch["image"].astype(jnp.float32) / 127.5 - 1.0
+    labels = batch["label"]
+    fake = classifying.fake(state.g_params, plain.sample_noise(jax.random.PRNGKey(1), 8), labels)
+
+    def cross_entropy(images):  # by hand from the class head's logits
+        _, logits = classifying.score_and_classes(state.d_params, images, labels)
+        logits = np.asarray(logits, np.float64)
+        log_z = np.log(np.exp(logits).sum(-1))
+        return np.mean(log_z - logits[np.arange(8), np.asarray(labels)])
+
+    # The head is an extra output: the real-vs-fake score is the plain discriminator's.
+    no_head = {k: v for k, v in state.d_params.items() if k != "Dense_2"}
+    np.testing.assert_array_equal(
+        classifying.score(state.d_params, real, labels), plain.score(no_head, real, labels)
+    )
+    loss, aux = classifying.d_loss(state.d_params, real, labels, fake, labels)
+    plain_loss, _ = plain.d_loss(no_head, real, labels, fake, labels)
+    np.testing.assert_allclose(aux["d_class_loss"], cross_entropy(real), rtol=1e-5)
+    np.testing.assert_allclose(loss, plain_loss + 0.5 * cross_entropy(real), rtol=1e-5)
+
+    noise = plain.sample_noise(jax.random.PRNGKey(1), 8)
+    loss, aux = classifying.g_loss(state.g_params, state.d_params, noise, labels)
+    plain_loss, plain_aux = plain.g_loss(state.g_params, no_head, noise, labels)
+    np.testing.assert_allclose(aux["g_class_loss"], cross_entropy(fake), rtol=1e-5)
+    np.testing.assert_allclose(loss, plain_loss + 0.5 * cross_entropy(fake), rtol=1e-5)
+    assert "g_class_loss" not in plain_aux
 
 
 def test_ema_decay_ramps_up():
@@ -212,6 +246,8 @@ def test_bad_gan_configs_are_one_line_errors():
         tiny_task(loss="wasserstein")
     with pytest.raises(UserError, match="n_disc"):
         tiny_task(n_disc=3)  # batch 16 does not split in 3
+    with pytest.raises(UserError, match="aux_classifier needs a conditional model"):
+        tiny_task(conditional=False, aux_classifier=1.0)
     with pytest.raises(UserError, match="needs a data set with labels"):
         config = tiny.get_config()
         tasks.build(config, {"name": "x", "image_shape": [28, 28, 1]}, 10)

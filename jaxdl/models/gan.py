@@ -7,7 +7,9 @@ convolution (bench/gan_layers.py measures the alternatives). Images are in [-1, 
 
 Class-conditional models (`num_classes` > 0): the generator concatenates a learned label
 embedding to the noise; the discriminator adds a projection term <embed(y), features>
-to its unconditional score (Miyato & Koyama, 2018).
+to its unconditional score (Miyato & Koyama, 2018). With `classify`, the discriminator also
+has a class head on the same features (an auxiliary classifier, as in AC-GAN, Odena et
+al. 2017), for a loss that asks generated images to be recognisably of their class.
 
 The discriminator can see how varied a batch is: `minibatch_std` > 0 appends, before its
 last convolution, a channel holding the mean standard deviation of the features over
@@ -73,9 +75,13 @@ class Discriminator(nn.Module):
     features: int = 256
     conv_impl: str = "matmul"
     minibatch_std: int = 0  # group size; 0 = off
+    classify: bool = False  # a class head on the features (needs num_classes)
 
     @nn.compact
-    def __call__(self, images: jax.Array, labels: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self, images: jax.Array, labels: jax.Array | None = None, with_classes: bool = False
+    ):
+        """Logits (N,); with `with_classes`, (logits, class logits (N, num_classes))."""
         act = lambda x: nn.leaky_relu(x, 0.2)
         x = act(Conv(self.width // 2, impl=self.conv_impl)(images))
         for width in (2 * self.width, 4 * self.width):
@@ -87,6 +93,10 @@ class Discriminator(nn.Module):
         score = nn.Dense(1)(x)[:, 0]
         if self.num_classes:
             score = score + (nn.Embed(self.num_classes, self.features)(labels) * x).sum(-1)
+        # The head exists whenever `classify` is set, so that init creates its weights.
+        class_logits = nn.Dense(self.num_classes)(x) if self.classify else None
+        if with_classes:
+            return score, class_logits
         return score
 
 

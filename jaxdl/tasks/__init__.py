@@ -156,13 +156,23 @@ def _build_gan(config: ml_collections.ConfigDict, models: tuple, total_steps: in
         not mode_seeking or config.data.batch_size % 2 == 0,
         f"task.mode_seeking needs an even data.batch_size, not {config.data.batch_size}",
     )
+    aux_classifier = cfg.get("aux_classifier", 0.0)
+    check(aux_classifier >= 0, f"task.aux_classifier={aux_classifier} must be >= 0")
+    generator, discriminator = models
+    check(
+        not aux_classifier or generator.num_classes,
+        "task.aux_classifier needs a conditional model (model.conditional=True)",
+    )
+    if aux_classifier:
+        discriminator = discriminator.clone(classify=True)
     check(0 <= cfg.ema < 1, f"task.ema={cfg.ema} must be in [0, 1)")
     check(cfg.pretrain_steps >= 0 and cfg.refine_steps >= 0, "task step counts must be >= 0")
     check(cfg.refine_step_size > 0, "task.refine_step_size must be > 0")
     d_optimizer, d_schedule = optim.build_optimizer(cfg.d_optimizer, total_steps)
     g_optimizer, g_schedule = optim.build_optimizer(config.optimizer, total_steps)
     return GANTask(
-        *models,
+        generator,
+        discriminator,
         g_optimizer,
         d_optimizer,
         g_schedule,
@@ -173,6 +183,7 @@ def _build_gan(config: ml_collections.ConfigDict, models: tuple, total_steps: in
         n_disc=cfg.n_disc,
         r1_gamma=cfg.r1_gamma,
         mode_seeking=mode_seeking,
+        aux_classifier=aux_classifier,
         ema=cfg.ema,
         pretrain_steps=cfg.pretrain_steps,
         refine_steps=cfg.refine_steps,

@@ -7,8 +7,11 @@ discriminator. Losses: `non_saturating` (D: -log s(D(x)) - log(1 - s(D(G(z)))), 
 R1 penalty r1_gamma / 2 * |grad_x D(x)|^2 on real images; optional mode-seeking term
 (Mao et al., 2019) for the generator: its batch is pairs with the same label, and it
 minimises mode_seeking / (mean |G(z1) - G(z2)| / mean |z1 - z2| + 1e-5), so two noise
-vectors of one class must give different images. Samples come from an exponential moving
-average (EMA) of the generator's weights.
+vectors of one class must give different images; optional auxiliary classifier (AC-GAN,
+Odena et al., 2017; conditional only): a class head on the discriminator's features learns
+the labels of real images, and the generator's loss adds its cross-entropy on generated
+images against their requested labels, both weighted by `aux_classifier`. Samples come
+from an exponential moving average (EMA) of the generator's weights.
 
 Seed ideas, as options:
 - `pretrain_steps` > 0: the first steps train an encoder and the generator as its decoder
@@ -92,6 +95,7 @@ class GANTask:
         n_disc: int = 1,
         r1_gamma: float = 0.0,
         mode_seeking: float = 0.0,
+        aux_classifier: float = 0.0,
         ema: float = 0.999,
         pretrain_steps: int = 0,
         refine_steps: int = 0,
@@ -109,6 +113,7 @@ class GANTask:
         self.n_disc = n_disc
         self.r1_gamma = r1_gamma
         self.mode_seeking = mode_seeking
+        self.aux_classifier = aux_classifier
         self.ema = ema
         self.pretrain_steps = pretrain_steps
         self.refine_steps = refine_steps
@@ -147,6 +152,12 @@ class GANTask:
         """Discriminator logits of images in [-1, 1]."""
         return self.discriminator.apply({"params": d_params}, images, self._labels(labels))
 
+    def score_and_classes(self, d_params, images, labels) -> tuple[jax.Array, jax.Array | None]:
+        """(discriminator logits, its class head's logits or None without aux_classifier)."""
+        return self.discriminator.apply(
+            {"params": d_params}, images, self._labels(labels), with_classes=True
+        )
+
     def refine(self, state: GANState, noise, labels, steps: int, step_size: float):
         """`steps` steps of gradient ascent on D(G_ema(z)) in z, each of length
         `step_size` per coordinate (the sign of the gradient, so one scale suits any
@@ -173,7 +184,7 @@ class GANTask:
 
     # ---- losses ---------------------------------------------------------------------------
     def d_loss(self, d_params, real, real_labels, fake, fake_labels):
-        real_logits = self.score(d_params, real, real_labels)
+        real_logits, real_classes = self.score_and_classes(d_params, real, real_labels)
         fake_logits = self.score(d_params, fake, fake_labels)
         loss = d_loss_terms(self.loss, real_logits, fake_logits).mean()
         aux = {
@@ -181,6 +192,10 @@ class GANTask:
             "d_real": jax.nn.sigmoid(real_logits).mean(),
             "d_fake": jax.nn.sigmoid(fake_logits).mean(),
         }
+        if self.aux_classifier:
+            class_loss = losses.softmax_cross_entropy(real_classes, real_labels).mean()
+            loss = loss + self.aux_classifier * class_loss
+            aux["d_class_loss"] = class_loss
         if self.r1_gamma:
             per_image = lambda x: self.score(d_params, x, real_labels).sum()
             grad = jax.grad(per_image)(real)
@@ -190,18 +205,24 @@ class GANTask:
         return loss, aux
 
     def g_loss(self, g_params, d_params, noise, labels):
-        """(loss, {"g_loss": adversarial part[, "mode_ratio": image / noise distance]});
-        with mode_seeking, example i and i + N/2 are a pair (the same label)."""
+        """(loss, {"g_loss": adversarial part[, "g_class_loss"][, "mode_ratio": image /
+        noise distance]}); with mode_seeking, example i and i + N/2 are a pair (the same
+        label)."""
         fake = self.fake(g_params, noise, labels)
-        adversarial = g_loss_terms(self.loss, self.score(d_params, fake, labels)).mean()
-        aux = {"g_loss": adversarial}
-        if not self.mode_seeking:
-            return adversarial, aux
-        fake1, fake2 = jnp.split(fake, 2)
-        noise1, noise2 = jnp.split(noise, 2)
-        ratio = jnp.abs(fake1 - fake2).mean(axis=(1, 2, 3)) / jnp.abs(noise1 - noise2).mean(-1)
-        aux["mode_ratio"] = ratio.mean()
-        return adversarial + self.mode_seeking * (1.0 / (ratio + 1e-5)).mean(), aux
+        logits, classes = self.score_and_classes(d_params, fake, labels)
+        adversarial = g_loss_terms(self.loss, logits).mean()
+        loss, aux = adversarial, {"g_loss": adversarial}
+        if self.aux_classifier:
+            class_loss = losses.softmax_cross_entropy(classes, labels).mean()
+            loss = loss + self.aux_classifier * class_loss
+            aux["g_class_loss"] = class_loss
+        if self.mode_seeking:
+            fake1, fake2 = jnp.split(fake, 2)
+            noise1, noise2 = jnp.split(noise, 2)
+            ratio = jnp.abs(fake1 - fake2).mean(axis=(1, 2, 3)) / jnp.abs(noise1 - noise2).mean(-1)
+            aux["mode_ratio"] = ratio.mean()
+            loss = loss + self.mode_seeking * (1.0 / (ratio + 1e-5)).mean()
+        return loss, aux
 
     # ---- Task interface -------------------------------------------------------------------
     def init(self, rng: jax.Array, example_batch: dict) -> GANState:
