@@ -2,6 +2,7 @@
 own optimizer, EMA, refinement, autoencoder pre-training, a tiny run with resume."""
 
 import math
+import types
 
 import chex
 import jax
@@ -281,6 +282,54 @@ def test_tiny_cgan_run_writes_grids_and_resumes_exactly(launch, synthetic_data_d
     assert result.returncode == 0 and "resumed from step 3" in result.stderr
     # Both parameter sets, both optimizer states, the EMA: bit-equal after the resume.
     chex.assert_trees_all_equal(saved_state(straight, 6), saved_state(resumed, 6))
+
+
+class _LabelPainter:
+    """A stand-in conditional generator: image = label / 9 everywhere, D scores 0."""
+
+    conditional, num_classes, refine_steps = True, 10, 0
+
+    def sample_noise(self, key, n):
+        return jax.random.uniform(key, (n, 2))
+
+    def generate(self, state, noise, labels):
+        return jnp.broadcast_to((labels / 9.0)[:, None, None, None], (len(labels), 4, 4, 1))
+
+    def score(self, d_params, images, labels):
+        return jnp.zeros(len(labels))
+
+
+class _PixelJudge:
+    """A stand-in judge: reads the class from the pixel value, but calls every 3 a 4;
+    features (v, v^2) of the pixel value v; test features are shifted by 1 in v."""
+
+    real_accuracy, floor = 0.8, 0.5
+
+    def judge(self, images):
+        value = images[:, 0, 0, 0] / 255.0
+        predicted = np.round(value * 9).astype(int)
+        predicted[predicted == 3] = 4
+        features = np.stack([value, value**2], 1)
+        return np.eye(10)[predicted], features
+
+
+def test_judging_counts_requested_classes_and_measures_features_against_the_test_set():
+    from jaxdl.frechet import feature_statistics
+    from jaxdl.train.gan_eval import evaluate_gan
+
+    judge = _PixelJudge()
+    value = np.round(np.arange(1000) % 10 / 9 * 255) / 255  # the samples' pixel values
+    mean, cov = feature_statistics(np.stack([value, value**2], 1))
+    judge.test_stats = (mean + np.array([1.0, 0.0]), cov)
+    state = types.SimpleNamespace(step=jnp.array(7), d_params=None)
+    result = evaluate_gan(_LabelPainter(), state, judge, num_samples=1000)
+    assert result["class_correct"] == pytest.approx(0.9)  # all but the 3s
+    assert result["class_correct_ratio"] == pytest.approx(0.9 / 0.8)
+    assert result["fd"] == pytest.approx(1.0, abs=1e-6)  # equal covariances, shift 1
+    assert result["fd_ratio"] == pytest.approx(2.0, abs=1e-5)
+    entropy = -(8 * 0.1 * math.log2(0.1) + 0.2 * math.log2(0.2))  # 3 -> 4: one 0.2 share
+    assert result["class_entropy"] == pytest.approx(entropy)
+    assert result["d_score"] == 0.0 and result["step"] == 7
 
 
 def test_class_entropy_is_log2_k_when_uniform_and_zero_when_collapsed():
