@@ -24,11 +24,12 @@ browser:
 train: $(STAMP)
 	$(VENV)/bin/python launch/train.py --config=experiments/fashion_cnn.py --workdir=runs/fashion_cnn
 
+# One pytest worker per core (pytest-xdist): the suite is mostly single-threaded compiles.
 test: $(STAMP) browser
-	$(VENV)/bin/python -m pytest -q --durations=15
+	$(VENV)/bin/python -m pytest -q -n auto --durations=15
 
 test-fast: $(STAMP)
-	$(VENV)/bin/python -m pytest -q -m "not slow"
+	$(VENV)/bin/python -m pytest -q -n auto -m "not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
