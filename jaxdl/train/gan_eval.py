@@ -52,6 +52,10 @@ class Judge:
         ]
         return tuple(np.concatenate([np.asarray(o[k]) for o in out]) for k in range(2))
 
+    def frechet(self, features: np.ndarray) -> float:
+        """Fréchet distance of `features` (from `judge`) to the real test images'."""
+        return frechet_distance(*feature_statistics(features), *self.test_stats)
+
 
 def generate_samples(task, state, num_samples: int, seed: int = 0, refine_steps: int = 0):
     """(uint8 images, requested labels, discriminator logits) of `num_samples` samples,
@@ -88,7 +92,7 @@ def evaluate_gan(
     images, labels, scores = generate_samples(task, state, num_samples, seed, refine_steps)
     logits, features = judge.judge(images)
     predicted = logits.argmax(1)
-    fd = frechet_distance(*feature_statistics(features), *judge.test_stats)
+    fd = judge.frechet(features)
     result = {
         "step": int(state.step),
         "fd": fd,
