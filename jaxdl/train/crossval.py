@@ -28,8 +28,8 @@ def trials(folds: list[int], seeds: list[int]) -> list[dict]:
     return [{"data.fold": k, "seed": s} for k in folds for s in seeds]
 
 
-def ensemble_accuracy(workdirs: list[Path]) -> float:
-    """Accuracy of the mean predicted class probabilities of the runs' newest checkpoints
+def ensemble_probabilities(workdirs: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    """(the mean predicted class probabilities of the runs' newest checkpoints, the labels)
     on their (shared) eval set, rebuilt as the trainer built it."""
     probabilities = []
     for workdir in workdirs:
@@ -41,8 +41,13 @@ def ensemble_accuracy(workdirs: list[Path]) -> float:
         if not probabilities:
             eval_arrays = build_input(config.data, config.seed).eval_arrays
         probabilities.append(jax.device_get(jax.jit(task.predict)(state, eval_arrays["tokens"])[0]))
-    predicted = np.mean(probabilities, axis=0).argmax(-1)
-    return float((predicted == eval_arrays["label"]).mean())
+    return np.mean(probabilities, axis=0), eval_arrays["label"]
+
+
+def ensemble_accuracy(workdirs: list[Path]) -> float:
+    """Accuracy of `ensemble_probabilities`."""
+    probabilities, labels = ensemble_probabilities(workdirs)
+    return float((probabilities.argmax(-1) == labels).mean())
 
 
 def fold_rows(sweep: sweep_lib.Sweep, metric: str) -> list[dict]:
