@@ -180,6 +180,36 @@ def test_task_learns_the_label_word_and_attends_to_it():
     assert np.mean(np.asarray(sentences)[:, 1]) > 0.4  # uniform would be 1/3
 
 
+def test_weight_average_follows_each_step_and_is_what_eval_and_predict_use():
+    config = han_config()
+    config.task.ema = 0.9
+    task = tasks.build(config, INFO, total_steps=10)
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, 10, (8, 3, 4)).astype(np.int32)
+    batch = {"tokens": jnp.asarray(tokens), "label": jnp.asarray(rng.integers(0, 2, 8))}
+    state = jax.jit(task.init)(jax.random.PRNGKey(0), batch)
+    chex.assert_trees_all_equal(state.ema_params, state.params)
+    step = jax.jit(task.train_step)
+    averaged = state.params
+    for t in range(3):  # decay min(0.9, (1 + t) / (10 + t)): 0.1, 2/11, 0.25
+        state, _ = step(state, batch)
+        rate = min(0.9, (1 + t) / (10 + t))
+        averaged = jax.tree.map(lambda a, p, r=rate: r * a + (1 - r) * p, averaged, state.params)
+    chex.assert_trees_all_close(state.ema_params, averaged, rtol=1e-5, atol=1e-7)
+
+    eval_batch = {**batch, "mask": jnp.ones(8, bool)}
+    swapped = state.replace(params=state.ema_params, ema_params=None)
+    for name, value in jax.jit(task.eval_step)(state, eval_batch).items():
+        assert value.compute() == jax.jit(task.eval_step)(swapped, eval_batch)[name].compute()
+    chex.assert_trees_all_equal(
+        jax.jit(task.predict)(state, batch["tokens"]), jax.jit(task.predict)(swapped, tokens)
+    )
+    assert tasks.build(han_config(), INFO, 10).init(jax.random.PRNGKey(0), batch).ema_params is None
+    with pytest.raises(ConfigError, match=r"task\.ema"):
+        config.task.ema = 1.0
+        tasks.build(config, INFO, total_steps=10)
+
+
 def test_ppmi_start_replaces_only_the_word_rows_of_the_embedding():
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, 10, (20, 3, 4)).astype(np.int32)
@@ -205,6 +235,13 @@ def test_ppmi_start_replaces_only_the_word_rows_of_the_embedding():
             for key in path:
                 old = old[key.key]
             np.testing.assert_array_equal(leaf, old)
+    config.task.ema = 0.9  # a weight average starts from the new embedding too
+    averaged = tasks.build(config, INFO, total_steps=10)
+    state = averaged.init(jax.random.PRNGKey(0), batch)
+    chex.assert_trees_all_equal(
+        averaged.init_from_data(state, {"tokens": tokens}).ema_params,
+        averaged.init_from_data(state, {"tokens": tokens}).params,
+    )
     with pytest.raises(ConfigError, match=r"task\.embed_init"):
         config.task.embed_init = "glove"
         tasks.build(config, INFO, total_steps=10)

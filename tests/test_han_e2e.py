@@ -1,6 +1,6 @@
 """End-to-end: cross-validation of the tiny HAN experiment on a synthetic review
-polarity archive (two folds, two vmapped seeds each), then the attention pages of one
-fold's run."""
+polarity archive (two folds, two vmapped seeds each, with a weight average), then the
+attention pages of one fold's run."""
 
 import json
 import os
@@ -32,6 +32,7 @@ def test_crossval_then_attention_pages(polarity_data_dir, tmp_path):
         "--folds=0,4",
         "--seeds=2",
         "--config.sweep.vmap=2",
+        "--config.task.ema=0.9",  # the weight average through the trainer: donated, saved
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((cv_dir / "crossval.json").read_text())

@@ -233,6 +233,8 @@ def build(
         check_choice("task.embed_init", embed_init, EMBED_INITS)
         ppmi_window = cfg.get("ppmi_window", 5)
         check(ppmi_window >= 1, f"task.ppmi_window={ppmi_window} must be >= 1")
+        ema = cfg.get("ema", 0.0)
+        check(0 <= ema < 1, f"task.ema={ema} must be in [0, 1)")
         return DocumentClassifyTask(
             model,
             optimizer,
@@ -241,6 +243,7 @@ def build(
             cfg.word_dropout,
             embed_init=embed_init,
             ppmi_window=ppmi_window,
+            ema=ema,
         )
     if cfg.name == "autoencode":
         check_choice("task.likelihood", cfg.likelihood, LIKELIHOODS)

@@ -36,30 +36,53 @@ class TrainState:
     opt_state: Any
     rng: jax.Array  # raw uint32 key; step keys are fold_in(rng, step)
     model_state: Any  # non-trained variables, e.g. {"batch_stats": ...}; {} if none
+    # An exponential moving average of `params`, which evaluation then uses; None: off.
+    ema_params: Any = None
 
     @classmethod
-    def create(cls, params, optimizer: optax.GradientTransformation, rng, model_state=None):
-        """Step 0 with a fresh optimizer state for `params`."""
+    def create(
+        cls, params, optimizer: optax.GradientTransformation, rng, model_state=None, ema=False
+    ):
+        """Step 0 with a fresh optimizer state for `params` (and their average if `ema`)."""
         return cls(
             step=jnp.zeros((), jnp.int32),
             params=params,
             opt_state=optimizer.init(params),
             rng=rng,
             model_state={} if model_state is None else model_state,
+            ema_params=params if ema else None,
         )
 
+    @property
+    def eval_params(self):
+        """The parameters to evaluate: their moving average when kept."""
+        return self.params if self.ema_params is None else self.ema_params
 
-def apply_gradients(state, grads, optimizer, schedule, **changes) -> tuple[Any, dict]:
+
+def ema_decay(decay: float, step: jax.Array) -> jax.Array:
+    """`decay`, lowered early on ((1 + t) / (10 + t)) so the average forgets the random
+    initial weights within the first few hundred steps."""
+    return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+
+
+def ema_update(average, params, decay: float, step: jax.Array):
+    """One step of the moving average of `params` (decay ramped up by `ema_decay`)."""
+    rate = ema_decay(decay, step)
+    return jax.tree.map(lambda a, p: rate * a + (1 - rate) * p, average, params)
+
+
+def apply_gradients(
+    state, grads, optimizer, schedule, ema: float = 0.0, **changes
+) -> tuple[Any, dict]:
     """One optimizer step on `state.params` (a state with `params` and `opt_state`):
-    the new state (step + 1, and `changes`) and the step's `grad_norm` (before clipping)
-    and `learning_rate` metrics."""
+    the new state (step + 1, and `changes`; `ema_params` moved towards the new params
+    with decay `ema` if the state keeps them) and the step's `grad_norm` (before
+    clipping) and `learning_rate` metrics."""
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    new_state = state.replace(
-        step=state.step + 1,
-        params=optax.apply_updates(state.params, updates),
-        opt_state=opt_state,
-        **changes,
-    )
+    params = optax.apply_updates(state.params, updates)
+    if getattr(state, "ema_params", None) is not None:
+        changes["ema_params"] = ema_update(state.ema_params, params, ema, state.step)
+    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, **changes)
     return new_state, {"grad_norm": optax.global_norm(grads), "learning_rate": schedule(state.step)}
 
 

@@ -34,6 +34,7 @@ class DocumentClassifyTask:
         word_dropout: float = 0.0,
         embed_init: str = "random",
         ppmi_window: int = 5,
+        ema: float = 0.0,
     ):
         self.model = model
         self.optimizer = optimizer
@@ -42,11 +43,12 @@ class DocumentClassifyTask:
         self.word_dropout = word_dropout
         self.embed_init = embed_init
         self.ppmi_window = ppmi_window
+        self.ema = ema  # decay of the parameters' moving average that eval uses; 0: none
 
     def init(self, rng: jax.Array, example_batch: dict) -> TrainState:
         params_rng, state_rng = jax.random.split(rng)
         params = self.model.init(params_rng, example_batch["tokens"], train=False)["params"]
-        return TrainState.create(params, self.optimizer, state_rng)
+        return TrainState.create(params, self.optimizer, state_rng, ema=self.ema > 0)
 
     def init_from_data(self, state: TrainState, train_arrays: dict) -> TrainState:
         """With embed_init="ppmi", the word embedding starts as PPMI-SVD vectors of the
@@ -64,6 +66,8 @@ class DocumentClassifyTask:
         start = start.at[..., :words, :].set(table[..., :words, :])
         params = {**state.params}
         params["encoder"] = {**params["encoder"], "embedding": {"embedding": start}}
+        if state.ema_params is not None:  # a copy: the trainer donates both buffers
+            return state.replace(params=params, ema_params=jax.tree.map(jnp.copy, params))
         return state.replace(params=params)
 
     def train_step(self, state: TrainState, batch: dict) -> tuple[TrainState, dict]:
@@ -79,7 +83,9 @@ class DocumentClassifyTask:
             return loss, logits
 
         (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        new_state, step_metrics = apply_gradients(state, grads, self.optimizer, self.schedule)
+        new_state, step_metrics = apply_gradients(
+            state, grads, self.optimizer, self.schedule, ema=self.ema
+        )
         accuracy = losses.accuracy(logits, labels).mean()
         return new_state, {"loss": loss, "accuracy": accuracy, **step_metrics}
 
@@ -87,10 +93,10 @@ class DocumentClassifyTask:
         """Eval mode: (class probabilities (B, C), word attention (B, S, W), sentence
         attention (B, S)); what the attention view draws."""
         logits, word_attention, sentence_attention = self.model.apply(
-            {"params": state.params}, tokens, train=False
+            {"params": state.eval_params}, tokens, train=False
         )
         return jax.nn.softmax(logits), word_attention, sentence_attention
 
     def eval_step(self, state: TrainState, batch: dict) -> dict:
-        logits, _, _ = self.model.apply({"params": state.params}, batch["tokens"], train=False)
+        logits, _, _ = self.model.apply({"params": state.eval_params}, batch["tokens"], train=False)
         return losses.classification_metrics(logits, batch["label"], batch.get("mask"))

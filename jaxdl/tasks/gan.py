@@ -33,6 +33,7 @@ from flax import struct
 from jaxdl import losses
 from jaxdl.models.gan import Encoder
 from jaxdl.tasks.autoencode import image_grid
+from jaxdl.tasks.base import ema_update
 from jaxdl.tasks.classify import to_float
 
 GAN_LOSSES = ("non_saturating", "hinge")
@@ -72,12 +73,6 @@ def g_loss_terms(loss: str, fake_logits: jax.Array) -> jax.Array:
     if loss == "hinge":
         return -fake_logits
     return jax.nn.softplus(-fake_logits)
-
-
-def ema_decay(decay: float, step: jax.Array) -> jax.Array:
-    """`decay`, lowered early on ((1 + t) / (10 + t)) so the average forgets the random
-    initial weights within the first few hundred steps."""
-    return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
 
 
 class GANTask:
@@ -278,10 +273,7 @@ class GANTask:
         )
         updates, g_opt_state = self.g_optimizer.update(grads, state.g_opt_state, state.g_params)
         g_params = optax.apply_updates(state.g_params, updates)
-        decay = ema_decay(self.ema, state.step) if self.ema else 0.0
-        ema_params = jax.tree.map(
-            lambda e, p: decay * e + (1 - decay) * p, state.ema_params, g_params
-        )
+        ema_params = ema_update(state.ema_params, g_params, self.ema, state.step)
         metrics = jax.tree.map(lambda *v: jnp.mean(jnp.stack(v)), *d_metrics)
         metrics.update(
             **g_aux,
