@@ -33,7 +33,7 @@ def get_config():
         word_dropout=0.3,
         embed_init="ppmi",  # start from word vectors of the training folds' text, or "random"
         ppmi_window=5,  # words either side counted as a word's context
-        ema=0.0,  # decay of a moving average of the weights that eval uses (0: none)
+        ema=0.0,  # decay of a weight average that eval uses (0: none; 0.98 did not help)
     )
     config.model = dict(name="han", embed=48, hidden=32, attention=48, cell="gru", dropout=0.5)
     config.optimizer.update(
