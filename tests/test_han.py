@@ -15,6 +15,7 @@ import pytest
 from jaxdl import attention_view, tasks
 from jaxdl.errors import ConfigError
 from jaxdl.models import han, lstm
+from jaxdl.tasks.base import AveragedTrainState, TrainState
 from jaxdl.tasks.classify_documents import DocumentClassifyTask, word_dropout
 from jaxdl.word_vectors import ppmi_svd_vectors
 from tests.conftest import ROOT
@@ -188,6 +189,7 @@ def test_weight_average_follows_each_step_and_is_what_eval_and_predict_use():
     tokens = rng.integers(0, 10, (8, 3, 4)).astype(np.int32)
     batch = {"tokens": jnp.asarray(tokens), "label": jnp.asarray(rng.integers(0, 2, 8))}
     state = jax.jit(task.init)(jax.random.PRNGKey(0), batch)
+    assert isinstance(state, AveragedTrainState)
     chex.assert_trees_all_equal(state.ema_params, state.params)
     step = jax.jit(task.train_step)
     averaged = state.params
@@ -198,13 +200,16 @@ def test_weight_average_follows_each_step_and_is_what_eval_and_predict_use():
     chex.assert_trees_all_close(state.ema_params, averaged, rtol=1e-5, atol=1e-7)
 
     eval_batch = {**batch, "mask": jnp.ones(8, bool)}
-    swapped = state.replace(params=state.ema_params, ema_params=None)
+    swapped = TrainState(  # no average: its average as its weights
+        state.step, state.ema_params, state.opt_state, state.rng, state.model_state
+    )
     for name, value in jax.jit(task.eval_step)(state, eval_batch).items():
         assert value.compute() == jax.jit(task.eval_step)(swapped, eval_batch)[name].compute()
     chex.assert_trees_all_equal(
         jax.jit(task.predict)(state, batch["tokens"]), jax.jit(task.predict)(swapped, tokens)
     )
-    assert tasks.build(han_config(), INFO, 10).init(jax.random.PRNGKey(0), batch).ema_params is None
+    plain = tasks.build(han_config(), INFO, 10).init(jax.random.PRNGKey(0), batch)
+    assert type(plain) is TrainState  # the checkpoint structure of runs without an average
     with pytest.raises(ConfigError, match=r"task\.ema"):
         config.task.ema = 1.0
         tasks.build(config, INFO, total_steps=10)

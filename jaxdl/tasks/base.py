@@ -36,27 +36,39 @@ class TrainState:
     opt_state: Any
     rng: jax.Array  # raw uint32 key; step keys are fold_in(rng, step)
     model_state: Any  # non-trained variables, e.g. {"batch_stats": ...}; {} if none
-    # An exponential moving average of `params`, which evaluation then uses; None: off.
-    ema_params: Any = None
 
     @classmethod
     def create(
         cls, params, optimizer: optax.GradientTransformation, rng, model_state=None, ema=False
     ):
-        """Step 0 with a fresh optimizer state for `params` (and their average if `ema`)."""
-        return cls(
+        """Step 0 with a fresh optimizer state for `params`; with `ema`, an
+        `AveragedTrainState` whose average starts at `params`."""
+        fields = dict(
             step=jnp.zeros((), jnp.int32),
             params=params,
             opt_state=optimizer.init(params),
             rng=rng,
             model_state={} if model_state is None else model_state,
-            ema_params=params if ema else None,
         )
+        return AveragedTrainState(**fields, ema_params=params) if ema else cls(**fields)
 
     @property
     def eval_params(self):
-        """The parameters to evaluate: their moving average when kept."""
-        return self.params if self.ema_params is None else self.ema_params
+        """The parameters to evaluate."""
+        return self.params
+
+
+@struct.dataclass
+class AveragedTrainState(TrainState):
+    """A TrainState that also keeps an exponential moving average of its parameters,
+    which evaluation uses. (A subclass rather than an optional field, so checkpoints of
+    states without an average keep their structure.)"""
+
+    ema_params: Any
+
+    @property
+    def eval_params(self):
+        return self.ema_params
 
 
 def ema_decay(decay: float, step: jax.Array) -> jax.Array:

@@ -10,7 +10,7 @@ import optax
 
 from jaxdl import losses
 from jaxdl.models.han import OOV_ID, PAD_ID
-from jaxdl.tasks.base import TrainState, apply_gradients
+from jaxdl.tasks.base import AveragedTrainState, TrainState, apply_gradients
 from jaxdl.word_vectors import ppmi_svd_vectors
 
 EMBED_INITS = ("random", "ppmi")
@@ -66,7 +66,7 @@ class DocumentClassifyTask:
         start = start.at[..., :words, :].set(table[..., :words, :])
         params = {**state.params}
         params["encoder"] = {**params["encoder"], "embedding": {"embedding": start}}
-        if state.ema_params is not None:  # a copy: the trainer donates both buffers
+        if isinstance(state, AveragedTrainState):  # a copy: the trainer donates both buffers
             return state.replace(params=params, ema_params=jax.tree.map(jnp.copy, params))
         return state.replace(params=params)
 
