@@ -92,7 +92,7 @@ def apply_gradients(
     clipping) and `learning_rate` metrics."""
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    if getattr(state, "ema_params", None) is not None:
+    if isinstance(state, AveragedTrainState):
         changes["ema_params"] = ema_update(state.ema_params, params, ema, state.step)
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, **changes)
     return new_state, {"grad_norm": optax.global_norm(grads), "learning_rate": schedule(state.step)}
