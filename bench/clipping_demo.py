@@ -16,7 +16,8 @@ import sys
 
 import common
 
-from jaxdl.train import plots, read_metrics
+from jaxdl.train import read_metrics
+from jaxdl.viz import plots
 
 ROOT, RESULTS = common.ROOT, common.RESULTS
 RUNS = {"no clipping": "shakespeare_rnn_noclip", "clip_by_global_norm(1.0)": "shakespeare_rnn_clip"}

@@ -87,8 +87,8 @@ def main(_) -> None:
         common.train("experiments/fashion_cnn.py", judge_dir, [])
     workdirs = {name: ensure_run(name) for name in run_specs()}
 
+    from jaxdl.evaluation.gan_judge import Judge, evaluate_run
     from jaxdl.train import checkpoint
-    from jaxdl.train.gan_eval import Judge, evaluate_run
 
     judge = Judge(judge_dir, FLAGS.num_samples)
     evaluate = lambda name, step=None: evaluate_run(

@@ -29,9 +29,9 @@ import numpy as np
 from absl import app, flags
 
 from jaxdl import data
-from jaxdl.tasks.autoencode import image_grid
-from jaxdl.train.gan_eval import Judge
+from jaxdl.evaluation.gan_judge import Judge
 from jaxdl.train.run_info import load_run
+from jaxdl.viz.images import image_grid
 
 flags.DEFINE_integer("pairs_per_class", 300, "Same-class test pairs per class.")
 flags.DEFINE_string("output", "interpolation", "Results name: bench/results/<output>.md, .png.")

@@ -24,10 +24,9 @@ import time
 import common
 import numpy as np
 
-from jaxdl import bow
 from jaxdl.data import documents
 from jaxdl.data.sources import local_data_dir
-from jaxdl.train import crossval
+from jaxdl.evaluation import bow, crossval
 
 L2_GRID = (1e-4, 1e-3, 1e-2)
 N_MAX, MIN_COUNT = 2, 2

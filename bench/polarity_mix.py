@@ -18,9 +18,9 @@ import common
 import numpy as np
 from polarity import N_MAX, Split
 
-from jaxdl import bow
 from jaxdl.data import documents
-from jaxdl.train import crossval, sweep
+from jaxdl.evaluation import bow, crossval
+from jaxdl.sweeps import runner as sweep
 from jaxdl.train.run_info import load_run
 
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)  # of the HAN; 1 - w of the BoW LR

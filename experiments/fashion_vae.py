@@ -10,26 +10,11 @@ from jaxdl.configs import base_config
 
 
 def get_config():
-    config = base_config()
+    # The autoencoder model and autoencode task defaults (jaxdl/models/autoencoder.py,
+    # jaxdl/tasks/autoencode.py) are this experiment's: MLP 512-256, latent 32, Bernoulli
+    # likelihood, KL warm-up over 2,000 steps, IWAE k=16 at each eval.
+    config = base_config(model="autoencoder", task="autoencode")
     config.data.update(batch_size=128, eval_batch_size=1000)
-    config.task = dict(
-        name="autoencode",
-        likelihood="bernoulli",  # bernoulli | gaussian
-        gaussian_sigma=0.1,  # gaussian only: the fixed pixel noise
-        beta=1.0,  # weight of the KL term (1 = the ELBO)
-        kl_warmup_steps=2000,  # beta ramps up from 0 over these steps
-        iwae_samples=16,  # k of the IWAE bound at each eval (0 = skip); bench/vae.py: 1000
-    )
-    config.model = dict(
-        name="autoencoder",
-        arch="mlp",  # mlp | conv
-        latent=32,
-        hidden=(512, 256),
-        channels=(32, 64),  # conv only
-        variational=True,
-        logvar_min=-10.0,
-        logvar_max=10.0,
-    )
     config.optimizer.update(
         name="adam",
         learning_rate=2e-3,

@@ -23,7 +23,7 @@ def get_config(budget: str = "10min"):
             f"unknown budget {budget!r} for shakespeare_lstm; use one of {list(PRESETS)}"
         )
     preset = PRESETS[budget]
-    config = base_config()
+    config = base_config(model="rnn_lm", task="lm")
     config.data.update(
         name="tiny_shakespeare",
         batch_size=32,  # contiguous streams, each continued from step to step
@@ -31,17 +31,7 @@ def get_config(budget: str = "10min"):
     )
     config.data.window = preset["window"]  # truncation length K: tokens per stream per step
     config.data.eval_fraction = 0.1
-    config.task = dict(name="lm")
-    config.model = dict(
-        name="rnn_lm",
-        cell="lstm",  # lstm | rnn
-        hidden=preset["hidden"],
-        layers=preset["layers"],
-        backward="explicit",  # explicit (hand-written BPTT) | autodiff; lstm only
-        activation="tanh",  # tanh | relu; rnn only
-        dropout=preset["dropout"],
-        unroll=1,
-    )
+    config.model.update(hidden=preset["hidden"], layers=preset["layers"], dropout=preset["dropout"])
     config.optimizer.update(
         name="adamw",
         learning_rate=preset["lr"],

@@ -1,48 +1,137 @@
-"""The config sections every experiment starts from; experiments change what they need."""
+"""The config every experiment starts from, and the checks every config passes.
+
+`base_config(model=..., task=...)` composes the sections: `model` and `task` are the
+registered defaults of the named model and task (jaxdl/registry.py), `optimizer` comes
+from optim.py, `data`, `train` and `sweep` are below. An experiment changes what it needs.
+
+`resolve(config)` is what the trainer and every tool read: a copy in which the `model`
+and `task` sections name registered entries and hold exactly their keys (missing keys
+get the defaults; an unknown name, an unknown key or a value of the wrong type is one
+ConfigError line naming it), and `optimizer`, `train` and `sweep` hold only known keys.
+`switch(config, "model", name)` replaces a section by another entry's defaults: what
+`--config.model.name=<name>` on the command line does before the other overrides apply.
+"""
+
+import copy
 
 import ml_collections
 
-from jaxdl import optim
+from jaxdl import optim, registry
+from jaxdl.errors import ConfigError
+
+DATA_DEFAULTS = dict(
+    name="fashion_mnist",  # a TFDS name
+    source="auto",  # auto | local | tfds (see jaxdl/data/sources.py)
+    data_dir="",  # local copies; else $JAXDL_DATA_DIR, else ../shared/data
+    train_split="train",
+    eval_split="test",
+    batch_size=128,  # global, over all devices and hosts
+    eval_batch_size=1000,
+    prefetch=2,
+)
+TRAIN_DEFAULTS = dict(
+    num_epochs=1.0,
+    num_steps=0,  # > 0 overrides num_epochs
+    max_seconds=0.0,  # wall-clock budget (0 = none): then a final eval and checkpoint
+    log_every=50,
+    eval_every=0,  # steps; 0 = once per epoch (and always at the end)
+    checkpoint_every=1000,  # steps; 0 = only at the end (and on SIGTERM or budget)
+    keep_checkpoints=3,
+    plot=True,  # write workdir/metrics.png (every metric over steps) when the run stops
+)
+# launch/sweep.py: up to `vmap` trials differing only in seed and optimizer
+# learning_rate / weight_decay / clip_norm train in one vmapped step (1 = one run each),
+# `vmap_chunk` of them vmapped at a time (0: all on GPU/TPU, 1 on CPU, whose caches
+# a K-trial step overflows; bench/results/sweep_vmap.md).
+SWEEP_DEFAULTS = dict(vmap=1, vmap_chunk=0)
 
 
-def base_config() -> ml_collections.ConfigDict:
+def section(kind: str, name: str, **changes) -> ml_collections.ConfigDict:
+    """The `kind` ("model" or "task") section of entry `name`: its defaults, with
+    `changes` (which must be keys it has)."""
+    entry = registry.lookup(kind, name)
+    values = {"name": name, **copy.deepcopy(entry.defaults)}
+    for key, value in changes.items():
+        if key not in values:
+            raise ConfigError(_unknown_key(f"{kind}.{key}", f"{kind} {name!r}", entry.defaults))
+        values[key] = value
+    return ml_collections.ConfigDict(values)
+
+
+def base_config(model: str = "cnn", task: str = "classify") -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0
-    config.data = dict(
-        name="fashion_mnist",  # a TFDS name
-        source="auto",  # auto | local | tfds (see jaxdl/data/sources.py)
-        data_dir="",  # local copies; else $JAXDL_DATA_DIR, else ../shared/data
-        train_split="train",
-        eval_split="test",
-        batch_size=128,  # global, over all devices and hosts
-        eval_batch_size=1000,
-        prefetch=2,
-    )
-    config.task = dict(name="classify", label_smoothing=0.0, flip=False, shift=0)
-    config.model = dict(
-        name="cnn",
-        stages=((32, 32), (64, 64)),
-        kernel_size=3,
-        batch_norm=True,
-        dropout=0.0,
-        dense=128,
-        stem_block=1,
-        conv_impl="matmul",
-    )
+    config.data = dict(DATA_DEFAULTS)
+    config.task = section("task", task)
+    config.model = section("model", model)
     config.optimizer = optim.default_config()
-    config.train = dict(
-        num_epochs=1.0,
-        num_steps=0,  # > 0 overrides num_epochs
-        max_seconds=0.0,  # wall-clock budget (0 = none): then a final eval and checkpoint
-        log_every=50,
-        eval_every=0,  # steps; 0 = once per epoch (and always at the end)
-        checkpoint_every=1000,  # steps; 0 = only at the end (and on SIGTERM or budget)
-        keep_checkpoints=3,
-        plot=True,  # write workdir/metrics.png (every metric over steps) when the run stops
-    )
-    # launch/sweep.py: up to `vmap` trials differing only in seed and optimizer
-    # learning_rate / weight_decay / clip_norm train in one vmapped step (1 = one run each),
-    # `vmap_chunk` of them vmapped at a time (0: all on GPU/TPU, 1 on CPU, whose caches
-    # a K-trial step overflows; bench/results/sweep_vmap.md).
-    config.sweep = dict(vmap=1, vmap_chunk=0)
+    config.train = dict(TRAIN_DEFAULTS)
+    config.sweep = dict(SWEEP_DEFAULTS)
     return config
+
+
+def switch(config: ml_collections.ConfigDict, kind: str, name: str) -> None:
+    """Replaces config[kind] by entry `name`'s defaults, unless it already names it."""
+    if config[kind].get("name") != name:
+        with config.unlocked():
+            config[kind] = section(kind, name)
+
+
+def resolve(config: ml_collections.ConfigDict, saved: bool = False) -> ml_collections.ConfigDict:
+    """A complete, checked copy of `config` (see the module doc). `saved`: the config of a
+    run written earlier, whose missing keys take the entries' `legacy` values (what the
+    run was trained with) before their defaults."""
+    resolved = copy.deepcopy(config)
+    resolved.unlock()
+    for kind in registry.KINDS:
+        if kind not in resolved:
+            raise ConfigError(f"the config has no {kind} section")
+        entry = registry.lookup(kind, resolved[kind].get("name"))
+        defaults = {**entry.defaults, **entry.legacy} if saved else entry.defaults
+        resolved[kind] = _complete(resolved[kind], defaults, kind, f"{kind} {entry.name!r}")
+    for kind, defaults in (
+        ("optimizer", optim.default_config().to_dict()),
+        ("train", TRAIN_DEFAULTS),
+        ("sweep", SWEEP_DEFAULTS),
+    ):
+        resolved[kind] = _complete(resolved.get(kind, {}), defaults, kind, f"the {kind} section")
+    return resolved
+
+
+def _complete(values, defaults: dict, path: str, owner: str) -> ml_collections.ConfigDict:
+    given = dict(values.items())
+    # A model or task section's name picked `defaults`; it is kept as it is.
+    out = {"name": given.pop("name")} if "name" in given and "name" not in defaults else {}
+    for key in given:
+        if key not in defaults:
+            raise ConfigError(_unknown_key(f"{path}.{key}", owner, defaults))
+    for key, default in defaults.items():
+        if key not in given:
+            out[key] = copy.deepcopy(default)
+        elif isinstance(default, dict | ml_collections.ConfigDict):
+            if not isinstance(given[key], dict | ml_collections.ConfigDict):
+                raise ConfigError(f"{path}.{key} must be a section, not {given[key]!r}")
+            out[key] = _complete(given[key], dict(default), f"{path}.{key}", owner)
+        else:
+            if not _fits(given[key], default):
+                raise ConfigError(
+                    f"{path}.{key}={given[key]!r} must be a {type(default).__name__} "
+                    f"(like its default {default!r})"
+                )
+            out[key] = given[key]
+    return ml_collections.ConfigDict(out)
+
+
+def _fits(value, default) -> bool:
+    """Whether `value` can stand where `default` does: ints for floats, lists for tuples."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) == isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, int | float)
+    if isinstance(default, tuple | list):
+        return isinstance(value, tuple | list)
+    return isinstance(value, type(default))
+
+
+def _unknown_key(key: str, owner: str, defaults: dict) -> str:
+    return f"unknown config key {key} for {owner} (its keys: {', '.join(sorted(defaults))})"

@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 
@@ -35,8 +36,12 @@ class Mean:
     def merge(self, other: "Mean") -> "Mean":
         return Mean(self.total + other.total, self.count + other.count)
 
-    def compute(self) -> float:
-        return float(self.total) / max(float(self.count), 1e-12)
+    def compute(self):
+        """total / count as a float (float64), or an array of them for stacked Means (a
+        leading axis of vmapped trials)."""
+        total, count = np.asarray(self.total, np.float64), np.asarray(self.count, np.float64)
+        mean = total / np.maximum(count, 1e-12)
+        return float(mean) if mean.ndim == 0 else mean
 
 
 def classification_metrics(logits: jax.Array, labels: jax.Array, mask: jax.Array | None) -> dict:

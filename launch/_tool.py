@@ -1,9 +1,11 @@
-"""What every launcher's main shares (imported by the scripts beside it)."""
+"""What every launcher shares (imported by the scripts beside it)."""
 
 import functools
 import sys
 
-from absl import app, logging
+from absl import app, flags, logging
+from ml_collections import config_flags
+from ml_collections.config_flags.config_flags import ConfigFileFlagParser
 
 
 def tool_main(main):
@@ -25,3 +27,41 @@ def tool_main(main):
             return 1
 
     return run
+
+
+class _ExperimentFileParser(ConfigFileFlagParser):
+    """An experiment file's config, resolved (jaxdl.configs.resolve) before the
+    command line's overrides apply; `--config.model.name=X` (or task) first switches
+    that section to X's registered defaults, so X's own keys can then be overridden."""
+
+    def parse(self, path):
+        from jaxdl import configs
+
+        config = super().parse(path)
+        if not hasattr(config, "unlocked"):  # a file that failed to load: reported later
+            return config
+        prefix = f"--{self.name}."
+        for kind in ("model", "task"):
+            name = _flag_value(sys.argv, f"{prefix}{kind}.name")
+            if name is not None:
+                configs.switch(config, kind, name)
+        resolved = configs.resolve(config)
+        resolved.lock()
+        return resolved
+
+
+def _flag_value(argv: list[str], flag: str) -> str | None:
+    """The last value given as `flag=value` or `flag value` in argv, if any."""
+    value = None
+    for index, arg in enumerate(argv):
+        if arg.startswith(flag + "="):
+            value = arg.split("=", 1)[1]
+        elif arg == flag and index + 1 < len(argv):
+            value = argv[index + 1]
+    return value
+
+
+def define_config_flag(name: str = "config") -> None:
+    """--config=experiments/<name>.py[:arg], with --config.a.b=v overrides."""
+    config_flags.DEFINE_config_file(name, None, "Experiment config file.", lock_config=True)
+    flags.FLAGS[name].parser = _ExperimentFileParser(name=name, lock_config=True)

@@ -28,10 +28,10 @@ def main():
     import jax
     import numpy as np
 
-    from jaxdl import attention_view
     from jaxdl.data import documents
     from jaxdl.errors import check
     from jaxdl.train.run_info import load_run
+    from jaxdl.viz import attention as attention_view
 
     check(FLAGS.num_docs > 0, f"--num_docs={FLAGS.num_docs} must be positive")
     config, info, task, state = load_run(FLAGS.workdir, FLAGS.step)

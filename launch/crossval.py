@@ -15,11 +15,10 @@ one process, one vmapped step.
 
 import sys
 
-from _tool import tool_main
+from _tool import define_config_flag, tool_main
 from absl import app, flags, logging
-from ml_collections import config_flags
 
-config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
+define_config_flag()
 flags.DEFINE_string("cv_dir", None, "Directory of the cross-validation (a run per fold).")
 flags.DEFINE_list("folds", [str(k) for k in range(10)], "Held-out folds to run.")
 flags.DEFINE_integer("seeds", 1, "Runs per fold: seeds config.seed, config.seed + 1, ...")
@@ -33,8 +32,9 @@ FLAGS = flags.FLAGS
 def main():
     from jaxdl import sweeps
     from jaxdl.errors import check
-    from jaxdl.train import crossval, validate
-    from jaxdl.train import sweep as sweep_lib
+    from jaxdl.evaluation import crossval
+    from jaxdl.sweeps import runner as sweep_lib
+    from jaxdl.train import validate
 
     base_args = [a for a in sys.argv[1:] if a.startswith(("--config=", "--config."))]
     try:

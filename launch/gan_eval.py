@@ -47,8 +47,8 @@ HEADER = (
 @tool_main
 def main():
     from jaxdl.errors import check
+    from jaxdl.evaluation.gan_judge import Judge, evaluate_run
     from jaxdl.train import checkpoint
-    from jaxdl.train.gan_eval import Judge, evaluate_run
 
     check(FLAGS.num_samples > 0, f"--num_samples={FLAGS.num_samples} must be positive")
     check(FLAGS.refine_steps >= 0, f"--refine_steps={FLAGS.refine_steps} must be >= 0")

@@ -16,11 +16,11 @@ import importlib.util
 import json
 import sys
 
-from _tool import tool_main
+from _tool import define_config_flag, tool_main
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
+define_config_flag()
 flags.DEFINE_string("sweep_dir", None, "Directory of the sweep (one subdirectory per trial).")
 flags.DEFINE_multi_string("sweep", [], "config.a.b=[v1,v2] or config.a.b=range(n): a grid axis.")
 flags.DEFINE_enum("backend", "local", ["local", "slurm"], "Where trials run.")
@@ -44,9 +44,9 @@ def defined_trials(config_path: str) -> list[dict] | None:
 @tool_main
 def main():
     from jaxdl import data, sweeps
-    from jaxdl.train import sweep as sweep_lib
+    from jaxdl.sweeps import runner as sweep_lib
+    from jaxdl.sweeps.grouping import vmap_key
     from jaxdl.train import validate
-    from jaxdl.train.loop import vmap_key
 
     # What every trial's launch/train.py gets first: this --config=FILE[:ARG] and any
     # --config.a.b=v given here; then its own overrides.

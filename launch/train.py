@@ -9,11 +9,10 @@ a JSON list of {"workdir", "overrides"} trained together in one vmapped step.
 import json
 import sys
 
-from _tool import tool_main
+from _tool import define_config_flag, tool_main
 from absl import app, flags, logging
-from ml_collections import config_flags
 
-config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
+define_config_flag()
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and samples.")
 flags.DEFINE_string("vmap_trials", None, "JSON list of {workdir, overrides}: vmapped trials.")
 flags.DEFINE_bool("jax_distributed", False, "Call jax.distributed.initialize() (multi-host).")
@@ -58,9 +57,9 @@ def main():
     import jax
 
     from jaxdl import sweeps
+    from jaxdl.sweeps.runner import SOME_TRIALS_FAILED
     from jaxdl.train import train_and_evaluate, train_trials
-    from jaxdl.train.loop import FAILED_FILE
-    from jaxdl.train.sweep import SOME_TRIALS_FAILED
+    from jaxdl.train.rundir import FAILED_FILE
 
     if FLAGS.jax_distributed:
         jax.distributed.initialize()

@@ -45,9 +45,12 @@ def synthetic_data_dir(tmp_path_factory) -> Path:
     return root
 
 
-def run_launcher(*args: str, devices: int = 1, timeout: float = 300, wait: bool = True):
-    """Runs launch/train.py in a fresh process (its own JAX, its own device count)."""
-    env = dict(os.environ)
+def run_launcher(
+    *args: str, devices: int = 1, timeout: float = 300, wait: bool = True, env: dict | None = None
+):
+    """Runs launch/train.py in a fresh process (its own JAX, its own device count), with
+    `env` added to this process's environment."""
+    env = {**os.environ, **(env or {})}
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     env["JAX_PLATFORMS"] = "cpu"
     command = [sys.executable, str(ROOT / "launch" / "train.py"), *args]

@@ -23,6 +23,14 @@ class Input:
     items_per_batch: int  # examples (or tokens) per global batch, for the progress line
     item_unit: str  # "ex", "tok" or "doc"
 
+    @property
+    def train_arrays(self) -> dict:
+        """The whole training set as arrays (what Task.init_from_data reads): images and
+        labels, documents' tokens and labels, or a text's token stream ("tokens")."""
+        if isinstance(self.train, text.StreamBatches):
+            return {"tokens": self.train.tokens}
+        return self.train.arrays
+
 
 def build_input(
     dcfg: ml_collections.ConfigDict, seed: int, process_index: int = 0, process_count: int = 1

@@ -13,6 +13,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxdl import registry
+from jaxdl.errors import check, check_choice
 from jaxdl.models.cnn import Conv, space_to_depth
 
 ARCHS = ("mlp", "conv")
@@ -117,3 +119,33 @@ class AutoEncoder(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         """Reconstruction from the posterior mean (used for init and for pictures)."""
         return self.decode(self.encode(x)[0])
+
+
+@registry.model(
+    "autoencoder",
+    family="autoencoder",
+    arch="mlp",  # mlp | conv
+    latent=32,
+    hidden=(512, 256),
+    channels=(32, 64),  # conv only
+    variational=True,
+    logvar_min=-10.0,
+    logvar_max=10.0,
+)
+def build(cfg, info) -> AutoEncoder:
+    check_choice("model.arch", cfg.arch, ARCHS)
+    check(cfg.latent > 0, f"model.latent={cfg.latent} must be positive")
+    hidden = tuple(int(w) for w in cfg.hidden)
+    channels = tuple(int(w) for w in cfg.channels)
+    check(all(w > 0 for w in hidden + channels), "model.hidden/channels must be positive")
+    check(cfg.arch == "mlp" or channels, "model.channels must be non-empty for arch=conv")
+    check(cfg.logvar_min < cfg.logvar_max, "model.logvar_min must be < model.logvar_max")
+    return AutoEncoder(
+        latent=cfg.latent,
+        image_shape=tuple(info["image_shape"]),
+        arch=cfg.arch,
+        hidden=hidden,
+        channels=channels,
+        variational=cfg.variational,
+        logvar_range=(cfg.logvar_min, cfg.logvar_max),
+    )

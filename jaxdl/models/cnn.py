@@ -6,6 +6,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxdl import registry
+from jaxdl.errors import check, check_choice
+
+CONV_IMPLS = ("matmul", "xla")
+
 
 def conv_as_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """A stride-1 'SAME' convolution written as one matrix product over shifted views.
@@ -98,3 +103,36 @@ class CNN(nn.Module):
             return x
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
         return nn.Dense(self.num_classes)(x)
+
+
+@registry.model(
+    "cnn",
+    family="classifier",
+    stages=((32, 32), (64, 64)),
+    kernel_size=3,
+    batch_norm=True,
+    dropout=0.0,
+    dense=128,
+    stem_block=1,
+    conv_impl="matmul",
+)
+def build(cfg, info) -> CNN:
+    check_choice("model.conv_impl", cfg.conv_impl, CONV_IMPLS)
+    check(0 <= cfg.dropout < 1, f"model.dropout={cfg.dropout} must be in [0, 1)")
+    check(cfg.kernel_size % 2 == 1, f"model.kernel_size={cfg.kernel_size} must be odd")
+    check(cfg.stem_block >= 1, f"model.stem_block={cfg.stem_block} must be >= 1")
+    stages = tuple(tuple(int(w) for w in stage) for stage in cfg.stages)
+    check(
+        all(stages) and all(w > 0 for stage in stages for w in stage),
+        f"model.stages={cfg.stages} must be non-empty stages of positive widths",
+    )
+    return CNN(
+        num_classes=len(info["class_names"]),
+        stages=stages,
+        kernel_size=cfg.kernel_size,
+        batch_norm=cfg.batch_norm,
+        dropout=cfg.dropout,
+        dense=cfg.dense,
+        stem_block=cfg.stem_block,
+        conv_impl=cfg.conv_impl,
+    )

@@ -21,8 +21,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxdl import registry
+from jaxdl.errors import check, check_choice
 from jaxdl.models.autoencoder import depth_to_space
-from jaxdl.models.cnn import Conv, space_to_depth
+from jaxdl.models.cnn import CONV_IMPLS, Conv, space_to_depth
 
 
 class Generator(nn.Module):
@@ -112,3 +114,33 @@ class Encoder(nn.Module):
         for width in (self.width, 2 * self.width):
             x = nn.relu(Conv(width)(space_to_depth(x, 2)))
         return jnp.tanh(nn.Dense(self.noise_dim)(x.reshape(x.shape[0], -1)))
+
+
+@registry.model(
+    "dcgan",
+    family="gan",
+    conditional=True,
+    g_width=16,
+    d_width=16,
+    d_minibatch_std=0,  # > 0: D sees the feature spread over groups of this many images
+    conv_impl="xla",
+)
+def build(cfg, info) -> tuple[Generator, Discriminator]:
+    """(generator, discriminator); conditional models need the data's class names."""
+    check_choice("model.conv_impl", cfg.conv_impl, CONV_IMPLS)
+    check(cfg.g_width > 0 and cfg.d_width > 0, "model.g_width and model.d_width must be > 0")
+    check(cfg.d_minibatch_std >= 0, f"model.d_minibatch_std={cfg.d_minibatch_std} must be >= 0")
+    image_shape = tuple(info["image_shape"])
+    check(
+        image_shape[0] % 4 == 0 and image_shape[1] % 4 == 0,
+        f"model dcgan needs image sides divisible by 4, not {image_shape}",
+    )
+    num_classes = 0
+    if cfg.conditional:
+        check("class_names" in info, "model.conditional=True needs a data set with labels")
+        num_classes = len(info["class_names"])
+    generator = Generator(image_shape, cfg.g_width, num_classes, conv_impl=cfg.conv_impl)
+    discriminator = Discriminator(
+        cfg.d_width, num_classes, conv_impl=cfg.conv_impl, minibatch_std=cfg.d_minibatch_std
+    )
+    return generator, discriminator

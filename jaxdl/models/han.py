@@ -15,6 +15,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxdl import registry
+from jaxdl.errors import check, check_choice
 from jaxdl.models.lstm import GRU, LSTM
 
 PAD_ID = 0
@@ -131,3 +133,30 @@ class HierarchicalAttentionClassifier(nn.Module):
         )(tokens, train)
         document = nn.Dropout(self.dropout, deterministic=not train)(document)
         return nn.Dense(self.num_classes, name="head")(document), word_attention, sentence_attention
+
+
+@registry.model(
+    "han",
+    family="document_classifier",
+    embed=48,
+    hidden=32,
+    attention=48,
+    cell="gru",  # gru | lstm
+    dropout=0.5,
+)
+def build(cfg, info) -> HierarchicalAttentionClassifier:
+    check_choice("model.cell", cfg.cell, CELLS)
+    check(
+        min(cfg.embed, cfg.hidden, cfg.attention) > 0,
+        "model.embed, model.hidden and model.attention must be positive",
+    )
+    check(0 <= cfg.dropout < 1, f"model.dropout={cfg.dropout} must be in [0, 1)")
+    return HierarchicalAttentionClassifier(
+        num_classes=len(info["class_names"]),
+        vocab_size=len(info["words"]),
+        embed=cfg.embed,
+        hidden=cfg.hidden,
+        attention=cfg.attention,
+        cell=cfg.cell,
+        dropout=cfg.dropout,
+    )

@@ -16,6 +16,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxdl import registry
+from jaxdl.errors import check, check_choice
+
 
 def _gates(z: jax.Array):
     i, f, g, o = jnp.split(z, 4, axis=-1)
@@ -223,3 +226,33 @@ class RecurrentLanguageModel(nn.Module):
         zeros = jnp.zeros((batch_size, self.hidden))
         per_layer = (zeros, zeros) if self.cell == "lstm" else (zeros,)
         return tuple(per_layer for _ in range(self.layers))
+
+
+@registry.model(
+    "rnn_lm",
+    family="language_model",
+    cell="lstm",  # lstm | rnn
+    hidden=256,
+    layers=2,
+    backward="explicit",  # explicit (hand-written BPTT) | autodiff; lstm only
+    activation="tanh",  # tanh | relu; rnn only
+    dropout=0.0,
+    unroll=1,
+)
+def build(cfg, info) -> RecurrentLanguageModel:
+    check_choice("model.cell", cfg.cell, CELLS)
+    check_choice("model.backward", cfg.backward, tuple(BACKWARDS))
+    check_choice("model.activation", cfg.activation, tuple(ACTIVATIONS))
+    check(cfg.hidden > 0 and cfg.layers > 0, "model.hidden and model.layers must be positive")
+    check(0 <= cfg.dropout < 1, f"model.dropout={cfg.dropout} must be in [0, 1)")
+    check(cfg.unroll >= 1, f"model.unroll={cfg.unroll} must be >= 1")
+    return RecurrentLanguageModel(
+        vocab_size=len(info["vocab"]),
+        hidden=cfg.hidden,
+        layers=cfg.layers,
+        cell=cfg.cell,
+        backward=cfg.backward,
+        activation=cfg.activation,
+        dropout=cfg.dropout,
+        unroll=cfg.unroll,
+    )

@@ -3,6 +3,11 @@
 Images are uint8; the models see grey values in [0, 1]. Likelihoods: `bernoulli`
 (grey values as pixel probabilities; the decoder gives logits) or `gaussian` (fixed
 sigma; the decoder gives means). All losses are nats per image.
+
+Models of the `autoencoder` family: `encode(x)` (x float32 NHWC in [0, 1]) returns
+(mean, logvar) of a diagonal Gaussian posterior, or (code, None) when not
+`variational`; `decode(z)` per-pixel logits (Bernoulli) or means (Gaussian); `latent`
+and `variational` fields.
 """
 
 import math
@@ -12,8 +17,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxdl import losses
-from jaxdl.tasks.base import TrainState, apply_gradients
+from jaxdl import losses, registry
+from jaxdl.errors import check, check_choice
+from jaxdl.tasks.base import BuildContext, Task, TrainState, apply_gradients
+from jaxdl.viz.images import image_grid
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 _EVAL_KEY = 0x7FFFFFFF  # eval noise: one fixed key, never a training step's
@@ -30,16 +37,7 @@ def iwae_bound(log_weights: jax.Array) -> jax.Array:
     return jax.nn.logsumexp(log_weights, axis=0) - math.log(log_weights.shape[0])
 
 
-def image_grid(images: jax.Array, pad: int = 1) -> jax.Array:
-    """(rows, cols, h, w, c) in [0, 1] -> one uint8 (H, W) or (H, W, c) picture."""
-    rows, cols, h, w, c = images.shape
-    padded = jnp.pad(images, ((0, 0), (0, 0), (0, pad), (0, pad), (0, 0)), constant_values=1.0)
-    grid = padded.transpose(0, 2, 1, 3, 4).reshape(rows * (h + pad), cols * (w + pad), c)
-    grid = jnp.round(jnp.clip(grid, 0, 1) * 255).astype(jnp.uint8)
-    return grid[..., 0] if c == 1 else grid
-
-
-class AutoencodeTask:
+class AutoencodeTask(Task):
     def __init__(
         self,
         model: nn.Module,
@@ -194,3 +192,32 @@ class AutoencodeTask:
             jnp.concatenate([ends(first), frames, ends(second)], axis=1)
         )
         return pictures
+
+
+@registry.task(
+    "autoencode",
+    model_family="autoencoder",
+    needs="image_shape",
+    likelihood="bernoulli",  # bernoulli | gaussian
+    gaussian_sigma=0.1,  # gaussian only: the fixed pixel noise
+    beta=1.0,  # weight of the KL term (1 = the ELBO)
+    kl_warmup_steps=2000,  # beta ramps up from 0 over these steps
+    iwae_samples=16,  # k of the IWAE bound at each eval (0 = skip)
+)
+def build(cfg, model, context: BuildContext) -> AutoencodeTask:
+    check_choice("task.likelihood", cfg.likelihood, LIKELIHOODS)
+    check(cfg.gaussian_sigma > 0, "task.gaussian_sigma must be > 0")
+    check(cfg.beta >= 0, f"task.beta={cfg.beta} must be >= 0")
+    check(cfg.kl_warmup_steps >= 0 and cfg.iwae_samples >= 0, "task counts must be >= 0")
+    optimizer, schedule = context.optimizer()
+    return AutoencodeTask(
+        model,
+        optimizer,
+        schedule,
+        likelihood=cfg.likelihood,
+        gaussian_sigma=cfg.gaussian_sigma,
+        beta=cfg.beta,
+        kl_warmup_steps=cfg.kl_warmup_steps,
+        iwae_samples=cfg.iwae_samples,
+        num_classes=len(context.info.get("class_names", ())),
+    )

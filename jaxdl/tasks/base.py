@@ -1,17 +1,17 @@
-"""The Task interface: what the trainer knows about any kind of training.
+"""The Task interface: the trainer's whole view of a kind of training.
 
-A Task is pure. The trainer calls, under `jax.jit`:
+A Task is pure. Every task subclasses `Task` and defines, for use under `jax.jit`:
 
     init(rng, example_batch) -> state
     train_step(state, batch) -> (state, metrics)   # metrics: dict of scalars
     eval_step(state, batch) -> metrics             # metrics: dict of losses.Mean
 
-A task may also define `pretrain_steps` (int) and `pretrain_step(state, batch)`: the
-trainer then runs its first `pretrain_steps` steps with `pretrain_step`, compiled on its
-own (one step that switched phases with `lax.cond` ran 2.7x slower on CPU).
-It may define `init_from_data(state, train_arrays) -> state`, a data-dependent start
-(a document classifier's word vectors from its training text): the trainer calls it once,
-outside jit, on a fresh run's state (never on resume), with the training set's arrays.
+and may override the optional capabilities, whose defaults do nothing:
+
+    pretrain_steps, pretrain_step(state, batch)    # a first phase, compiled on its own
+    images(state, eval_batch) -> {name: uint8}     # pictures drawn at each eval
+    init_from_data(state, train_arrays) -> state   # a data-dependent start, outside jit
+    num_params(state) -> int                       # for the log
 
 `state` is any pytree with an integer `step` field (the trainer reads nothing else);
 `TrainState` below serves single-model tasks. A task that needs more (an LM's carried
@@ -21,12 +21,16 @@ windows inside one eval_step, so the trainer never threads a carry.
 Batches are dicts of arrays; eval batches have a boolean `mask` for padding rows.
 """
 
+import dataclasses
 from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 from flax import struct
+
+from jaxdl import optim
 
 
 @struct.dataclass
@@ -98,12 +102,54 @@ def apply_gradients(
     return new_state, {"grad_norm": optax.global_norm(grads), "learning_rate": schedule(state.step)}
 
 
-class Task(Protocol):
-    def init(self, rng: jax.Array, example_batch: dict) -> Any: ...
+@dataclasses.dataclass(frozen=True)
+class BuildContext:
+    """What a task's builder (registry.task) reads besides its own config section."""
 
-    def train_step(self, state: Any, batch: dict) -> tuple[Any, dict]: ...
+    info: dict  # the data's description (class names, vocabulary, image shape)
+    total_steps: int
+    batch_size: int  # the global training batch
+    optimizer_config: ml_collections.ConfigDict  # config.optimizer
+    # Some of optim.TRACEABLE as traced arrays: one trial's numbers in a vmapped group.
+    optimizer_values: dict = dataclasses.field(default_factory=dict)
 
-    def eval_step(self, state: Any, batch: dict) -> dict: ...
+    def optimizer(self) -> tuple[optax.GradientTransformation, optax.Schedule]:
+        """The optimizer of config.optimizer (with this trial's numbers) and its schedule."""
+        return optim.build_optimizer(self.optimizer_config, self.total_steps, self.optimizer_values)
+
+
+class Task:
+    """The base of every task (see the module doc): the required methods raise, the
+    optional capabilities default to nothing."""
+
+    # The first phase: its `pretrain_steps` steps run `pretrain_step` (compiled on its
+    # own: one step that switched phases with `lax.cond` ran 2.7x slower on CPU).
+    pretrain_steps: int = 0
+
+    def init(self, rng: jax.Array, example_batch: dict) -> Any:
+        raise NotImplementedError
+
+    def train_step(self, state: Any, batch: dict) -> tuple[Any, dict]:
+        raise NotImplementedError
+
+    def eval_step(self, state: Any, batch: dict) -> dict:
+        raise NotImplementedError
+
+    def pretrain_step(self, state: Any, batch: dict) -> tuple[Any, dict]:
+        raise NotImplementedError(f"{type(self).__name__} has no first phase")
+
+    def images(self, state: Any, batch: dict) -> dict:
+        """Pictures of the model on an eval batch, {name: uint8 (H, W[, C])}: none here."""
+        return {}
+
+    def init_from_data(self, state: Any, train_arrays: dict) -> Any:
+        """A fresh state's data-dependent start (never on resume), called once outside jit
+        with the whole training set as arrays (data.Input.train_arrays): none here."""
+        return state
+
+    def num_params(self, state: Any) -> int:
+        """How many numbers the task trains (for the log)."""
+        return sum(x.size for x in jax.tree.leaves(state.params))
 
 
 class Generator(Protocol):

@@ -1,12 +1,19 @@
-"""Image classification: softmax cross-entropy, on-device augmentation."""
+"""Image classification: softmax cross-entropy, on-device augmentation.
+
+Models of the `classifier` family: `model.apply(variables, x, train=..., rngs=...,
+mutable=...)` with x float32 NHWC in [-1, 1] returns class logits (N, classes); with
+`penultimate=True` (eval mode) the features the last layer reads (tools that compare
+image sets use them). Non-trained variables (batch norm's `batch_stats`) are allowed.
+"""
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
-from jaxdl import losses
-from jaxdl.tasks.base import TrainState, apply_gradients
+from jaxdl import losses, registry
+from jaxdl.errors import check
+from jaxdl.tasks.base import BuildContext, Task, TrainState, apply_gradients
 
 
 def to_float(images: jax.Array) -> jax.Array:
@@ -32,15 +39,15 @@ def augment(rng: jax.Array, images: jax.Array, flip: bool, shift: int) -> jax.Ar
     return images
 
 
-class ClassifyTask:
+class ClassifyTask(Task):
     def __init__(
         self,
         model: nn.Module,
         optimizer: optax.GradientTransformation,
         schedule: optax.Schedule,
-        label_smoothing: float = 0.0,
-        flip: bool = False,
-        shift: int = 0,
+        label_smoothing: float,
+        flip: bool,
+        shift: int,
     ):
         self.model = model
         self.optimizer = optimizer
@@ -95,3 +102,21 @@ class ClassifyTask:
     def eval_step(self, state: TrainState, batch: dict) -> dict:
         logits = self.logits(state, batch["image"])
         return losses.classification_metrics(logits, batch["label"], batch.get("mask"))
+
+
+@registry.task(
+    "classify",
+    model_family="classifier",
+    needs="class_names",
+    label_smoothing=0.0,
+    flip=False,  # random horizontal flips
+    shift=0,  # random translations by up to this many pixels
+)
+def build(cfg, model, context: BuildContext) -> ClassifyTask:
+    check(
+        0 <= cfg.label_smoothing < 1,
+        f"task.label_smoothing={cfg.label_smoothing} must be in [0, 1)",
+    )
+    check(cfg.shift >= 0, f"task.shift={cfg.shift} must be >= 0")
+    optimizer, schedule = context.optimizer()
+    return ClassifyTask(model, optimizer, schedule, cfg.label_smoothing, cfg.flip, cfg.shift)

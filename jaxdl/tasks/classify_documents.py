@@ -1,6 +1,13 @@
 """Document classification: softmax cross-entropy over a model that also returns its
 word and sentence attention (models/han.py); word dropout on device; optionally word
-vectors learned from the training text as the embedding's start (word_vectors.py)."""
+vectors learned from the training text as the embedding's start (word_vectors.py).
+
+Models of the `document_classifier` family: `model.apply(variables, tokens (B, S, W)
+int32, train=..., rngs=...)` (padding id models.han.PAD_ID, out-of-vocabulary OOV_ID)
+returns (logits (B, C), word attention (B, S, W), sentence attention (B, S)); with
+`embed_init="ppmi"` its parameters hold the word embedding at
+params["encoder"]["embedding"]["embedding"].
+"""
 
 import flax.linen as nn
 import jax
@@ -8,10 +15,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxdl import losses
+from jaxdl import losses, registry
+from jaxdl.data.word_vectors import ppmi_svd_vectors
+from jaxdl.errors import check, check_choice
 from jaxdl.models.han import OOV_ID, PAD_ID
-from jaxdl.tasks.base import AveragedTrainState, TrainState, apply_gradients
-from jaxdl.word_vectors import ppmi_svd_vectors
+from jaxdl.tasks.base import AveragedTrainState, BuildContext, Task, TrainState, apply_gradients
 
 EMBED_INITS = ("random", "ppmi")
 
@@ -24,17 +32,17 @@ def word_dropout(rng: jax.Array, tokens: jax.Array, rate: float) -> jax.Array:
     return jnp.where(dropped, OOV_ID, tokens)
 
 
-class DocumentClassifyTask:
+class DocumentClassifyTask(Task):
     def __init__(
         self,
         model: nn.Module,
         optimizer: optax.GradientTransformation,
         schedule: optax.Schedule,
-        label_smoothing: float = 0.0,
-        word_dropout: float = 0.0,
-        embed_init: str = "random",
-        ppmi_window: int = 5,
-        ema: float = 0.0,
+        label_smoothing: float,
+        word_dropout: float,
+        embed_init: str,
+        ppmi_window: int,
+        ema: float,
     ):
         self.model = model
         self.optimizer = optimizer
@@ -100,3 +108,33 @@ class DocumentClassifyTask:
     def eval_step(self, state: TrainState, batch: dict) -> dict:
         logits, _, _ = self.model.apply({"params": state.eval_params}, batch["tokens"], train=False)
         return losses.classification_metrics(logits, batch["label"], batch.get("mask"))
+
+
+@registry.task(
+    "classify_documents",
+    model_family="document_classifier",
+    needs="words",
+    label_smoothing=0.0,
+    word_dropout=0.3,  # each real word becomes OOV with this probability when training
+    embed_init="ppmi",  # start from word vectors of the training text, or "random"
+    ppmi_window=5,  # words either side counted as a word's context
+    ema=0.0,  # decay of a weight average that eval uses (0: none)
+    legacy=dict(embed_init="random"),
+)
+def build(cfg, model, context: BuildContext) -> DocumentClassifyTask:
+    check(0 <= cfg.word_dropout < 1, f"task.word_dropout={cfg.word_dropout} must be in [0, 1)")
+    check(0 <= cfg.label_smoothing < 1, "task.label_smoothing must be in [0, 1)")
+    check_choice("task.embed_init", cfg.embed_init, EMBED_INITS)
+    check(cfg.ppmi_window >= 1, f"task.ppmi_window={cfg.ppmi_window} must be >= 1")
+    check(0 <= cfg.ema < 1, f"task.ema={cfg.ema} must be in [0, 1)")
+    optimizer, schedule = context.optimizer()
+    return DocumentClassifyTask(
+        model,
+        optimizer,
+        schedule,
+        cfg.label_smoothing,
+        cfg.word_dropout,
+        embed_init=cfg.embed_init,
+        ppmi_window=cfg.ppmi_window,
+        ema=cfg.ema,
+    )

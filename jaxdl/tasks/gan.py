@@ -20,6 +20,13 @@ Seed ideas, as options:
   respect to z move each sample towards what the discriminator calls real.
 
 Images are uint8 in batches; the models see [-1, 1]; `generate` returns [0, 1].
+
+Models of the `gan` family: the builder returns (generator, discriminator).
+`generator.apply(variables, noise (N, noise_dim), labels (N,) or None)` returns images
+in [-1, 1], with a `num_classes` field (0: unconditional); `discriminator.apply(
+variables, images, labels or None, with_classes=False)` returns logits (N,), and with
+`with_classes=True` (logits, class logits or None); `discriminator.clone(classify=True)`
+gives it the class head; models.gan.Encoder(noise_dim) maps images to codes.
 """
 
 from typing import Any
@@ -30,11 +37,12 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxdl import losses
+from jaxdl import losses, optim, registry
+from jaxdl.errors import check, check_choice
 from jaxdl.models.gan import Encoder
-from jaxdl.tasks.autoencode import image_grid
-from jaxdl.tasks.base import ema_update
+from jaxdl.tasks.base import BuildContext, Task, ema_update
 from jaxdl.tasks.classify import to_float
+from jaxdl.viz.images import image_grid
 
 GAN_LOSSES = ("non_saturating", "hinge")
 NOISE_DISTRIBUTIONS = ("uniform", "normal")
@@ -55,11 +63,6 @@ class GANState:
     enc_params: Any
     ae_opt_state: Any
 
-    @property
-    def params(self) -> dict:
-        """Both networks' trained weights (the trainer counts them)."""
-        return {"generator": self.g_params, "discriminator": self.d_params}
-
 
 def d_loss_terms(loss: str, real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
     """Per-example discriminator loss (real and fake logits paired)."""
@@ -75,7 +78,7 @@ def g_loss_terms(loss: str, fake_logits: jax.Array) -> jax.Array:
     return jax.nn.softplus(-fake_logits)
 
 
-class GANTask:
+class GANTask(Task):
     def __init__(
         self,
         generator: nn.Module,
@@ -169,13 +172,20 @@ class GANTask:
 
         return jax.lax.scan(ascend, noise, None, length=steps)[0]
 
-    def generate(self, state: GANState, noise: jax.Array, labels: jax.Array) -> jax.Array:
+    def generate(
+        self, state: GANState, noise: jax.Array, labels: jax.Array, refine_steps: int | None = None
+    ) -> jax.Array:
         """The Generator protocol (tasks/base.py): images in [0, 1] from the EMA weights,
-        after `refine_steps` discriminator-guided steps when set."""
+        after `refine_steps` (default: the task's) discriminator-guided noise steps."""
         labels = jnp.asarray(labels, jnp.int32)
-        if self.refine_steps:
-            noise = self.refine(state, noise, labels, self.refine_steps, self.refine_step_size)
+        refine_steps = self.refine_steps if refine_steps is None else refine_steps
+        if refine_steps:
+            noise = self.refine(state, noise, labels, refine_steps, self.refine_step_size)
         return (self.fake(state.ema_params, noise, labels) + 1.0) / 2.0
+
+    def critic(self, state: GANState, images: jax.Array, labels: jax.Array) -> jax.Array:
+        """The discriminator's logits (N,) of images in [0, 1]: higher is "more real"."""
+        return self.score(state.d_params, images * 2.0 - 1.0, jnp.asarray(labels, jnp.int32))
 
     # ---- losses ---------------------------------------------------------------------------
     def d_loss(self, d_params, real, real_labels, fake, fake_labels):
@@ -315,6 +325,9 @@ class GANTask:
             ae_opt_state=ae_opt_state,
         ), {"ae_loss": loss}
 
+    def num_params(self, state: GANState) -> int:
+        return sum(x.size for x in jax.tree.leaves((state.g_params, state.d_params)))
+
     def eval_step(self, state: GANState, batch: dict) -> dict:
         """The discriminator on test images and on as many EMA samples (fixed noise):
         its loss and mean probability of 'real' for each."""
@@ -339,3 +352,88 @@ class GANTask:
         labels = jnp.repeat(jnp.arange(rows, dtype=jnp.int32), 10)
         samples = self.generate(state, noise, labels)
         return {"samples": image_grid(samples.reshape(rows, 10, *samples.shape[1:]))}
+
+
+def _d_optimizer_defaults() -> dict:
+    section = optim.default_config().to_dict()
+    section.update(
+        name="adam",
+        learning_rate=2e-4,
+        b1=0.5,
+        b2=0.99,
+        clip="none",
+        schedule="constant",
+        warmup_fraction=0.0,
+    )
+    return section
+
+
+@registry.task(
+    "gan",
+    model_family="gan",
+    needs="image_shape",
+    loss="non_saturating",  # non_saturating | hinge
+    noise_dim=100,
+    noise_distribution="uniform",  # uniform in [-1, 1] | normal
+    n_disc=1,  # discriminator steps per generator step (the batch is split among them)
+    r1_gamma=1.0,  # weight of the R1 penalty on real images (0 = none)
+    mode_seeking=0.0,  # weight of the generator's mode-seeking term (0 = none)
+    aux_classifier=0.2,  # weight of the discriminator's class head's loss (0 = none)
+    ema=0.999,  # decay of the generator's weight average used for samples
+    pretrain_steps=0,  # > 0: first train the generator as an autoencoder's decoder
+    refine_steps=0,  # > 0: discriminator-guided steps on the noise when sampling
+    refine_step_size=0.05,
+    d_optimizer=_d_optimizer_defaults(),  # the discriminator's; config.optimizer: the generator's
+    legacy=dict(aux_classifier=0.0),
+)
+def build(cfg, models: tuple, context: BuildContext) -> GANTask:
+    """config.optimizer trains the generator, task.d_optimizer the discriminator."""
+    # Two optimizers: a vmapped group's per-trial numbers would reach only one of them.
+    check(not context.optimizer_values, "vmapped trials of task 'gan' may differ only in seed")
+    check_choice("task.loss", cfg.loss, GAN_LOSSES)
+    check_choice("task.noise_distribution", cfg.noise_distribution, NOISE_DISTRIBUTIONS)
+    check(cfg.noise_dim > 0, f"task.noise_dim={cfg.noise_dim} must be > 0")
+    check(cfg.n_disc >= 1, f"task.n_disc={cfg.n_disc} must be >= 1")
+    batch_size = context.batch_size
+    check(
+        batch_size % cfg.n_disc == 0,
+        f"data.batch_size={batch_size} must divide into task.n_disc={cfg.n_disc}",
+    )
+    check(cfg.r1_gamma >= 0, f"task.r1_gamma={cfg.r1_gamma} must be >= 0")
+    check(cfg.mode_seeking >= 0, f"task.mode_seeking={cfg.mode_seeking} must be >= 0")
+    check(
+        not cfg.mode_seeking or batch_size % 2 == 0,
+        f"task.mode_seeking needs an even data.batch_size, not {batch_size}",
+    )
+    check(cfg.aux_classifier >= 0, f"task.aux_classifier={cfg.aux_classifier} must be >= 0")
+    generator, discriminator = models
+    check(
+        not cfg.aux_classifier or generator.num_classes,
+        "task.aux_classifier needs a conditional model (model.conditional=True)",
+    )
+    if cfg.aux_classifier:
+        discriminator = discriminator.clone(classify=True)
+    check(0 <= cfg.ema < 1, f"task.ema={cfg.ema} must be in [0, 1)")
+    check(cfg.pretrain_steps >= 0 and cfg.refine_steps >= 0, "task step counts must be >= 0")
+    check(cfg.refine_step_size > 0, "task.refine_step_size must be > 0")
+    g_optimizer, g_schedule = context.optimizer()
+    d_optimizer, d_schedule = optim.build_optimizer(cfg.d_optimizer, context.total_steps)
+    return GANTask(
+        generator,
+        discriminator,
+        g_optimizer,
+        d_optimizer,
+        g_schedule,
+        d_schedule,
+        noise_dim=cfg.noise_dim,
+        noise_distribution=cfg.noise_distribution,
+        loss=cfg.loss,
+        n_disc=cfg.n_disc,
+        r1_gamma=cfg.r1_gamma,
+        mode_seeking=cfg.mode_seeking,
+        aux_classifier=cfg.aux_classifier,
+        ema=cfg.ema,
+        pretrain_steps=cfg.pretrain_steps,
+        refine_steps=cfg.refine_steps,
+        refine_step_size=cfg.refine_step_size,
+    )

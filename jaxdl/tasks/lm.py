@@ -5,6 +5,10 @@ one window is the initial carry of the next: it lives in the state (so it is
 checkpointed and a resumed run continues the same streams), enters each step through
 `stop_gradient` (no gradient crosses a window boundary) and is zeroed where the batch
 says `reset` (the first window of an epoch).
+
+Models of the `language_model` family: `model.apply(variables, tokens (B, T) int32,
+carries, train=..., rngs=...)` returns (logits (B, T, vocab), new carries), and
+`model.initial_carry(batch_size)` the zero carries.
 """
 
 import math
@@ -16,8 +20,8 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxdl import losses
-from jaxdl.tasks.base import apply_gradients
+from jaxdl import losses, registry
+from jaxdl.tasks.base import BuildContext, Task, apply_gradients
 
 
 @struct.dataclass
@@ -33,7 +37,7 @@ def _reset(carry, reset: jax.Array):
     return jax.tree.map(lambda c: jnp.where(reset[:, None], jnp.zeros_like(c), c), carry)
 
 
-class LanguageModelTask:
+class LanguageModelTask(Task):
     def __init__(
         self,
         model: nn.Module,
@@ -131,3 +135,8 @@ class LanguageModelTask:
 
         _, tokens = jax.lax.scan(step, (carry, logits[0, -1]), jax.random.split(rng, length))
         return tokens
+
+
+@registry.task("lm", model_family="language_model", needs="vocab")
+def build(cfg, model, context: BuildContext) -> LanguageModelTask:
+    return LanguageModelTask(model, *context.optimizer())

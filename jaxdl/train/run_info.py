@@ -9,7 +9,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxdl import tasks
+from jaxdl import configs, tasks
 from jaxdl.errors import UserError
 from jaxdl.train import checkpoint
 
@@ -31,12 +31,14 @@ def _parse_spec(spec: str) -> jax.ShapeDtypeStruct:
 
 def load_run(workdir: str | Path, step: int | None = None):
     """(config, data info, task, state) of a run's newest (or given) checkpoint, restored
-    onto the default device."""
+    onto the default device. The saved config is resolved as it was trained: keys it
+    predates take their entries' legacy values (registry.Entry.legacy)."""
     workdir = Path(workdir)
     for name in ("config.json", RUN_INFO_FILE):
         if not (workdir / name).is_file():
             raise UserError(f"{workdir} is not a run directory: no {name}")
     config = ml_collections.ConfigDict(json.loads((workdir / "config.json").read_text()))
+    config = configs.resolve(config, saved=True)
     record = json.loads((workdir / RUN_INFO_FILE).read_text())
     task = tasks.build(config, record["data"], record["total_steps"])
     example = {k: _parse_spec(spec) for k, spec in record["batch"].items()}

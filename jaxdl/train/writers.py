@@ -28,7 +28,8 @@ def read_metrics(workdir: Path) -> list[dict]:
 
 
 class MetricWriter:
-    """Appends one JSON object per logged step: {"step", "elapsed_s", "train/x", "eval/y"}.
+    """Appends one JSON object per logged step: {"step", "elapsed_s", "train/x", "eval/y"}
+    (and "stop": why, on a row written at a stop between the regular rows).
 
     On resume from step k, rows after k (written by a run killed after its last
     checkpoint) are dropped first, so the file always describes one trajectory.
@@ -50,11 +51,14 @@ class MetricWriter:
         if not self._enabled:
             return
         row = {"step": step, "elapsed_s": round(elapsed_s, 3)}
+        numbers = {k: v for k, v in scalars.items() if not isinstance(v, str)}
         # JSON has no NaN/Infinity: non-finite values are written as strings.
-        row.update({k: v if math.isfinite(v) else str(v) for k, v in scalars.items()})
+        row.update(
+            {k: v if isinstance(v, str) or math.isfinite(v) else str(v) for k, v in scalars.items()}
+        )
         self._file.write(json.dumps(row) + "\n")
         self._file.flush()
-        for name, value in scalars.items():
+        for name, value in numbers.items():
             self._tensorboard.add_scalar(name, value, step)
 
     def close(self) -> None:

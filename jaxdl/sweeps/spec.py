@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import ml_collections
 import numpy as np
 
+from jaxdl import configs
 from jaxdl.errors import ConfigError, check
 
 
@@ -104,9 +105,13 @@ def apply_overrides(
     config: ml_collections.ConfigDict, overrides: dict
 ) -> ml_collections.ConfigDict:
     """A copy of `config` with a trial's {"a.b": value} overrides; unknown keys raise
-    ConfigError."""
+    ConfigError. A new `model.name` or `task.name` first switches that section to the
+    entry's defaults (configs.switch), as on the command line."""
     trial = copy.deepcopy(config)
     trial.unlock()
+    for kind in ("model", "task"):
+        if f"{kind}.name" in overrides:
+            configs.switch(trial, kind, overrides[f"{kind}.name"])
     try:
         for name, value in overrides.items():
             *path, leaf = name.split(".")

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from jaxdl.train import crossval
+from jaxdl.evaluation import crossval
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ import pytest
 import experiments.fashion_vae_tiny as tiny
 from jaxdl import losses, tasks
 from jaxdl.models import autoencoder
-from jaxdl.tasks.autoencode import image_grid, iwae_bound
+from jaxdl.tasks.autoencode import iwae_bound
 from jaxdl.train import read_metrics
 from tests.conftest import make_images
 
@@ -161,13 +161,6 @@ def test_eval_masks_padding_and_pictures_have_their_layout():
     assert pictures["prior_samples"].shape == (8 * 29, 8 * 29)
     assert pictures["interpolation"].shape == (10 * 29, 11 * 29)
     assert all(p.dtype == jnp.uint8 for p in pictures.values())
-
-
-def test_image_grid_places_tiles_row_by_row():
-    tiles = jnp.zeros((2, 3, 2, 2, 1)).at[1, 2].set(1.0)
-    grid = image_grid(tiles, pad=1)
-    assert grid.shape == (6, 9)
-    assert int(grid[3, 6]) == 255 and int(grid[0, 0]) == 0 and int(grid[2, 0]) == 255
 
 
 @pytest.mark.slow

@@ -7,8 +7,8 @@ import statistics
 import pytest
 
 from jaxdl import sweeps
-from jaxdl.train import crossval
-from jaxdl.train import sweep as sweep_lib
+from jaxdl.evaluation import crossval
+from jaxdl.sweeps import runner as sweep_lib
 
 
 def test_one_seed_keeps_fold_only_runs():

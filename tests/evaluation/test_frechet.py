@@ -4,7 +4,11 @@ singular covariances."""
 import numpy as np
 from scipy import linalg
 
-from jaxdl.frechet import feature_statistics, frechet_distance, frechet_distance_of_features
+from jaxdl.evaluation.frechet import (
+    feature_statistics,
+    frechet_distance,
+    frechet_distance_of_features,
+)
 
 
 def test_a_set_with_itself_is_zero_even_with_singular_covariance():

@@ -135,7 +135,7 @@ def test_a_bad_trial_is_rejected_before_anything_runs(synthetic_data_dir, tmp_pa
 
 
 def test_slurm_array_script_runs_the_task_ids_trial(tmp_path):
-    from jaxdl.train.sweep import Sweep
+    from jaxdl.sweeps.runner import Sweep
 
     trials = [{"seed": 0}, {"seed": 1, "model.cell": "it's"}]
     names = [sweeps.trial_name(i, t) for i, t in enumerate(trials)]
@@ -188,7 +188,7 @@ def test_slurm_backend_runs_a_tiny_array_on_the_local_cluster(synthetic_data_dir
 
 
 def test_units_group_up_to_vmap_trials_with_one_key(tmp_path):
-    from jaxdl.train.sweep import Sweep
+    from jaxdl.sweeps.runner import Sweep
 
     names = ["a", "b", "c", "d", "e"]
     groups = ["x", "y", "x", "x", "x"]

@@ -12,7 +12,7 @@ import numpy as np
 
 from jaxdl.data.inputs import build_input
 from jaxdl.errors import check
-from jaxdl.train import sweep as sweep_lib
+from jaxdl.sweeps import runner as sweep_lib
 from jaxdl.train.run_info import load_run
 from jaxdl.train.writers import read_metrics
 

@@ -12,7 +12,6 @@ classifier trained on the real data:
   - d_score: the discriminator's mean logit on the samples (refinement raises it).
 """
 
-import copy
 import math
 from pathlib import Path
 
@@ -22,7 +21,9 @@ import numpy as np
 
 from jaxdl import data
 from jaxdl.errors import UserError
-from jaxdl.frechet import feature_statistics, frechet_distance
+from jaxdl.evaluation.frechet import feature_statistics, frechet_distance
+from jaxdl.tasks.classify import ClassifyTask
+from jaxdl.tasks.gan import GANTask
 from jaxdl.train.run_info import load_run
 
 _BATCH = 500
@@ -33,11 +34,12 @@ class Judge:
 
     def __init__(self, workdir: str | Path, num_real: int = 10_000, seed: int = 0):
         config, _, self.task, self.state = load_run(workdir)
-        if not hasattr(self.task, "features"):
+        if not isinstance(self.task, ClassifyTask):
             raise UserError(f"{workdir} is not a classifier run (task {config.task.name!r})")
         self._apply = jax.jit(lambda s, x: (self.task.logits(s, x), self.task.features(s, x)))
-        test = data.load(config.data.name, config.data.eval_split).arrays
-        train = data.load(config.data.name, config.data.train_split).arrays
+        dcfg = config.data  # read as the run read it
+        test = data.load(dcfg.name, dcfg.eval_split, dcfg.source, dcfg.data_dir).arrays
+        train = data.load(dcfg.name, dcfg.train_split, dcfg.source, dcfg.data_dir).arrays
         pick = np.random.default_rng(seed).permutation(len(train["label"]))[:num_real]
         test_logits, test_features = self.judge(test["image"][:num_real])
         _, train_features = self.judge(train["image"][pick])
@@ -57,20 +59,16 @@ class Judge:
         return frechet_distance(*feature_statistics(features), *self.test_stats)
 
 
-def generate_samples(task, state, num_samples: int, seed: int = 0, refine_steps: int = 0):
+def generate_samples(task: GANTask, state, num_samples: int, seed: int = 0, refine_steps: int = 0):
     """(uint8 images, requested labels, discriminator logits) of `num_samples` samples,
     with `refine_steps` discriminator-guided noise steps (0 = plain samples)."""
-    task = copy.copy(task)
-    task.refine_steps = refine_steps
     classes = max(task.num_classes, 1)
     labels = jnp.arange(num_samples, dtype=jnp.int32) % classes
 
     @jax.jit
     def batch(noise, labels):
-        images = task.generate(state, noise, labels)
-        return jnp.round(images * 255).astype(jnp.uint8), task.score(
-            state.d_params, images * 2 - 1, labels
-        )
+        images = task.generate(state, noise, labels, refine_steps)
+        return jnp.round(images * 255).astype(jnp.uint8), task.critic(state, images, labels)
 
     noise = task.sample_noise(jax.random.PRNGKey(seed), num_samples)
     out = [
@@ -112,6 +110,6 @@ def evaluate_gan(
 def evaluate_run(workdir, judge: Judge, step=None, **kwargs) -> dict:
     """evaluate_gan on a GAN run's newest (or given) checkpoint."""
     config, _, task, state = load_run(workdir, step)
-    if config.task.name != "gan":
+    if not isinstance(task, GANTask):
         raise UserError(f"{workdir} is not a GAN run (task {config.task.name!r})")
     return evaluate_gan(task, state, judge, **kwargs)

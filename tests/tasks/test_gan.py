@@ -2,7 +2,6 @@
 own optimizer, EMA, refinement, autoencoder pre-training, a tiny run with resume."""
 
 import math
-import types
 
 import chex
 import jax
@@ -14,13 +13,11 @@ import pytest
 import experiments.fashion_cgan_tiny as tiny
 from jaxdl import tasks
 from jaxdl.errors import UserError
-from jaxdl.models.gan import minibatch_std
 from jaxdl.tasks.base import ema_decay
 from jaxdl.tasks.gan import GANTask, d_loss_terms, g_loss_terms
 from jaxdl.train import read_metrics
-from jaxdl.train.gan_eval import Judge
 from tests.conftest import ROOT, make_images
-from tests.test_train_e2e import keep_checkpoints_up_to, saved_state
+from tests.train.test_train_e2e import keep_checkpoints_up_to, saved_state
 
 INFO = {"name": "test", "class_names": list("0123456789"), "image_shape": [28, 28, 1]}
 
@@ -55,18 +52,6 @@ def test_shapes_and_ranges(conditional):
     assert bool(jnp.any(other != images)) == conditional
     grid = jax.jit(task.images)(state, image_batch())["samples"]
     assert grid.shape == (10 * 29, 10 * 29) and grid.dtype == jnp.uint8
-
-
-def test_minibatch_std_is_the_mean_feature_spread_of_each_group():
-    x = jax.random.normal(jax.random.PRNGKey(0), (6, 3, 3, 2))
-    out = np.asarray(minibatch_std(x, 4))  # 6 images: groups of 3 (the largest divisor <= 4)
-    assert out.shape == (6, 3, 3, 3)
-    np.testing.assert_array_equal(out[..., :2], x)
-    groups = np.asarray(x).reshape(3, 2, 3, 3, 2)  # image i is in group i mod 2
-    spread = np.sqrt(groups.var(axis=0) + 1e-8).mean(axis=(1, 2, 3))
-    expected = np.broadcast_to(np.tile(spread, 3)[:, None, None], (6, 3, 3))
-    np.testing.assert_allclose(out[..., 2], expected, rtol=1e-5)
-    np.testing.assert_allclose(np.asarray(minibatch_std(x[:1], 4))[..., 2], 1e-4, rtol=1e-3)
 
 
 @pytest.mark.parametrize("group", [0, 2])
@@ -284,63 +269,3 @@ def test_tiny_cgan_run_writes_grids_and_resumes_exactly(launch, synthetic_data_d
     assert result.returncode == 0 and "resumed from step 3" in result.stderr
     # Both parameter sets, both optimizer states, the EMA: bit-equal after the resume.
     chex.assert_trees_all_equal(saved_state(straight, 6), saved_state(resumed, 6))
-
-
-class _LabelPainter:
-    """A stand-in conditional generator: image = label / 9 everywhere, D scores 0."""
-
-    conditional, num_classes, refine_steps = True, 10, 0
-
-    def sample_noise(self, key, n):
-        return jax.random.uniform(key, (n, 2))
-
-    def generate(self, state, noise, labels):
-        return jnp.broadcast_to((labels / 9.0)[:, None, None, None], (len(labels), 4, 4, 1))
-
-    def score(self, d_params, images, labels):
-        return jnp.zeros(len(labels))
-
-
-class _PixelJudge(Judge):
-    """A stand-in judge (no classifier run: Judge's own Fréchet distance on made-up
-    features): reads the class from the pixel value, but calls every 3 a 4; features
-    (v, v^2) of the pixel value v; the test statistics are set by the test."""
-
-    real_accuracy, floor = 0.8, 0.5
-
-    def __init__(self):
-        pass
-
-    def judge(self, images):
-        value = images[:, 0, 0, 0] / 255.0
-        predicted = np.round(value * 9).astype(int)
-        predicted[predicted == 3] = 4
-        features = np.stack([value, value**2], 1)
-        return np.eye(10)[predicted], features
-
-
-def test_judging_counts_requested_classes_and_measures_features_against_the_test_set():
-    from jaxdl.frechet import feature_statistics
-    from jaxdl.train.gan_eval import evaluate_gan
-
-    judge = _PixelJudge()
-    value = np.round(np.arange(1000) % 10 / 9 * 255) / 255  # the samples' pixel values
-    mean, cov = feature_statistics(np.stack([value, value**2], 1))
-    judge.test_stats = (mean + np.array([1.0, 0.0]), cov)
-    state = types.SimpleNamespace(step=jnp.array(7), d_params=None)
-    result = evaluate_gan(_LabelPainter(), state, judge, num_samples=1000)
-    assert result["class_correct"] == pytest.approx(0.9)  # all but the 3s
-    assert result["class_correct_ratio"] == pytest.approx(0.9 / 0.8)
-    assert result["fd"] == pytest.approx(1.0, abs=1e-6)  # equal covariances, shift 1
-    assert result["fd_ratio"] == pytest.approx(2.0, abs=1e-5)
-    entropy = -(8 * 0.1 * math.log2(0.1) + 0.2 * math.log2(0.2))  # 3 -> 4: one 0.2 share
-    assert result["class_entropy"] == pytest.approx(entropy)
-    assert result["d_score"] == 0.0 and result["step"] == 7
-
-
-def test_class_entropy_is_log2_k_when_uniform_and_zero_when_collapsed():
-    from jaxdl.train.gan_eval import class_entropy_bits
-
-    assert class_entropy_bits(np.arange(1000) % 10, 10) == pytest.approx(math.log2(10))
-    assert class_entropy_bits(np.full(50, 3), 10) == 0.0
-    assert class_entropy_bits(np.array([0, 0, 1, 1]), 10) == pytest.approx(1.0)

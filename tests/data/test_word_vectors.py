@@ -4,8 +4,8 @@ and vectors that put words used in the same contexts together."""
 import numpy as np
 import pytest
 
+from jaxdl.data.word_vectors import cooccurrence_counts, ppmi, ppmi_svd_vectors
 from jaxdl.errors import ConfigError
-from jaxdl.word_vectors import cooccurrence_counts, ppmi, ppmi_svd_vectors
 
 
 def test_counts_pairs_within_the_window_and_skip_padding_and_oov():

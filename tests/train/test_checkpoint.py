@@ -3,7 +3,7 @@ import jax
 import numpy as np
 
 from jaxdl.train import checkpoint
-from tests.test_tasks import tiny_task
+from tests.tasks.test_classify import tiny_task
 
 
 def test_round_trip_restores_state_and_position_exactly(tmp_path):

@@ -9,7 +9,10 @@ import pytest
 
 from experiments import fashion_cnn_tiny
 from jaxdl.errors import NonFiniteLossError, UserError
-from jaxdl.train import loop, read_metrics, run_info
+from jaxdl.sweeps.grouping import vmapped_values
+from jaxdl.train import read_metrics, run_info, train_and_evaluate, train_trials
+from jaxdl.train.rundir import FAILED_FILE
+from jaxdl.train.trials import trial_chunk
 
 # Trials 0-2 differ in seed, learning rate, weight decay and clip norm.
 TRIALS = [
@@ -41,7 +44,7 @@ def separate_runs(synthetic_data_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("separate")
     workdirs = [root / str(k) for k in range(len(TRIALS))]
     for config, workdir in zip(configs_of(synthetic_data_dir, TRIALS), workdirs, strict=True):
-        loop.train_and_evaluate(config, workdir)
+        train_and_evaluate(config, workdir)
     return workdirs
 
 
@@ -50,7 +53,7 @@ def test_vmapped_trials_match_separate_runs(synthetic_data_dir, separate_runs, t
     configs = configs_of(synthetic_data_dir, TRIALS)
     for config in configs:  # trials 0-1 vmapped together, then trial 2 (lax.map's remainder)
         config.sweep.vmap_chunk = 2
-    final = loop.train_trials(configs, workdirs)
+    final = train_trials(configs, workdirs)
     for k, (alone, together) in enumerate(zip(separate_runs, workdirs, strict=True)):
         rows_alone, rows_together = read_metrics(alone), read_metrics(together)
         assert [r["step"] for r in rows_alone] == [r["step"] for r in rows_together]
@@ -70,15 +73,15 @@ def test_trials_that_differ_in_more_than_numbers_are_refused(synthetic_data_dir)
     configs = configs_of(synthetic_data_dir, TRIALS[:2])
     configs[1].model.dense = 64
     with pytest.raises(UserError, match=r"trial 1 differs from trial 0 in config\.model\.dense"):
-        loop.vmapped_values(configs)
-    values = loop.vmapped_values(configs_of(synthetic_data_dir, TRIALS))
+        vmapped_values(configs)
+    values = vmapped_values(configs_of(synthetic_data_dir, TRIALS))
     assert set(values) == {"learning_rate", "weight_decay", "clip_norm"}
     np.testing.assert_allclose(values["learning_rate"], [3e-3, 3e-3, 1e-2])
     assert jax.tree.leaves(values)[0].shape == (3,)
-    assert loop._trial_chunk(2, 3) == 2 and loop._trial_chunk(5, 3) == 3
-    assert loop._trial_chunk(0, 3) == 1  # this CPU: one trial at a time
+    assert trial_chunk(2, 3) == 2 and trial_chunk(5, 3) == 3
+    assert trial_chunk(0, 3) == 1  # this CPU: one trial at a time
     with pytest.raises(UserError, match=r"sweep\.vmap_chunk=-1 must be >= 0"):
-        loop._trial_chunk(-1, 3)
+        trial_chunk(-1, 3)
 
 
 def test_trials_with_checkpoints_at_different_steps_are_refused(
@@ -87,7 +90,7 @@ def test_trials_with_checkpoints_at_different_steps_are_refused(
     finished, fresh = tmp_path / "finished", tmp_path / "fresh"
     shutil.copytree(separate_runs[0], finished)
     with pytest.raises(UserError, match=r"checkpoints at different steps \(\[8, None\]\)"):
-        loop.train_trials(configs_of(synthetic_data_dir, TRIALS[:2]), [finished, fresh])
+        train_trials(configs_of(synthetic_data_dir, TRIALS[:2]), [finished, fresh])
 
 
 def test_when_every_vmapped_trial_diverges_the_run_fails(synthetic_data_dir, tmp_path):
@@ -97,6 +100,6 @@ def test_when_every_vmapped_trial_diverges_the_run_fails(synthetic_data_dir, tmp
         config.optimizer.name = "sgd"  # SGD at 1e9 turns the loss non-finite at once
     workdirs = [tmp_path / "a", tmp_path / "b"]
     with pytest.raises(NonFiniteLossError, match=r"trial a: non-finite.*; trial b: non-finite"):
-        loop.train_trials(configs, workdirs)
+        train_trials(configs, workdirs)
     for workdir in workdirs:
-        assert "non-finite train/" in (workdir / loop.FAILED_FILE).read_text()
+        assert "non-finite train/" in (workdir / FAILED_FILE).read_text()

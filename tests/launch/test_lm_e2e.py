@@ -11,7 +11,7 @@ import pytest
 
 from jaxdl.train import read_metrics
 from tests.conftest import ROOT
-from tests.test_train_e2e import assert_ok, keep_checkpoints_up_to, saved_state, saved_steps
+from tests.train.test_train_e2e import assert_ok, keep_checkpoints_up_to, saved_state, saved_steps
 
 pytestmark = pytest.mark.slow
 TINY = f"--config={ROOT}/experiments/shakespeare_lstm_tiny.py"

@@ -1,16 +1,13 @@
 """Documents: polarity folds by file prefix, train-only vocabularies, encoding with
-truncation, raw-text sentence splitting, the document input, and the bag-of-words
-baseline."""
+truncation, raw-text sentence splitting, the document input."""
 
 import ml_collections
 import numpy as np
 import pytest
 
-from jaxdl import bow
 from jaxdl.data import build_input, documents
 from jaxdl.data.sources import SHARED_DATA_DIR
 from jaxdl.errors import ConfigError, DatasetNotFoundError, UserError
-from tests.conftest import POLARITY_WORDS
 
 
 def polarity_config(data_dir, fold=3, **overrides):
@@ -164,23 +161,3 @@ def test_raw_text_is_split_into_sentences_and_tokens():
     docs = documents.documents_from_text(["Good. Bad!", "<br />"], [1, 0], "imdb_reviews_test")
     assert docs[0] == documents.Document("imdb_reviews_test_0", 1, (("good", "."), ("bad", "!")))
     assert docs[1].sentences == ()
-
-
-def test_bag_of_words_regression_learns_the_label_words():
-    rng = np.random.default_rng(0)
-    common = ["the", "film", "is", "a"]
-
-    def review(label):
-        words = list(rng.choice(common + POLARITY_WORDS[label], 8))
-        return [words[:4], words[4:]]
-
-    labels = np.array([0, 1] * 30)
-    docs = [bow.ngrams(review(int(y)), 2) for y in labels]
-    assert bow.ngrams([["a", "b", "c"], ["d"]], 2) == {"a", "b", "c", "d", "a b", "b c"}
-    vocab = bow.feature_vocab(docs[:40], min_count=2)
-    features = bow.featurize(docs, vocab)
-    params = bow.fit(bow.featurize(docs[:40], vocab), labels[:40], len(vocab), l2=1e-3)
-    probs = bow.predict(params, features, len(docs))
-    np.testing.assert_array_equal(probs[40:] > 0.5, labels[40:] == 1)
-    weights = np.asarray(params[0])
-    assert weights[vocab["great"]] > 0 > weights[vocab["awful"]]

@@ -12,7 +12,7 @@ Backend `local`: `parallel` trials at a time as subprocesses of launch/train.py,
 its own device slot (one GPU via CUDA_VISIBLE_DEVICES, or its own share of the CPU cores
 via affinity), with the slot's settings in its environment before JAX starts. With
 `vmap` > 1, up to `vmap` pending trials with the same `group` key (see
-train.loop.vmap_key) run as one subprocess, one vmapped step (train.loop.train_trials);
+grouping.vmap_key) run as one subprocess, one vmapped step (train.train_trials);
 a trial of such a group that fails writes workdir/failed.txt and the others go on. A
 finished trial is skipped when the sweep runs again; a failed one is recorded with the
 tail of its stderr and the others go on; SIGINT/SIGTERM stop the running trials
@@ -33,7 +33,7 @@ from pathlib import Path
 from absl import logging
 
 from jaxdl.errors import UserError, check
-from jaxdl.train.loop import FAILED_FILE
+from jaxdl.train.rundir import FAILED_FILE
 from jaxdl.train.writers import read_metrics
 
 MANIFEST = "sweep.json"

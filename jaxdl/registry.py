@@ -1,0 +1,96 @@
+"""Models and tasks by name. Each registers itself beside its class, with its config
+defaults and a builder; `configs.base_config()` composes the defaults:
+
+    @registry.model("mlp", family="classifier", hidden=(256, 256), dropout=0.0)
+    def build(cfg, info) -> nn.Module: ...        # cfg: config.model; info: the data's
+
+    @registry.task("classify", model_family="classifier", needs="class_names", flip=False)
+    def build(cfg, model, context) -> Task: ...   # cfg: config.task; context: BuildContext
+
+A builder checks its own section (one-line `errors.check`s) and returns the object.
+`family` says what a model is (the call signature its tasks rely on, written in each
+task's docstring); a task trains models of one family and reads the `needs` key of the
+data's `info`.
+
+Every module in jaxdl/models/ and jaxdl/tasks/ is imported on the first lookup, so a new
+file there registers with no other edit; a model kept elsewhere registers when its
+module is imported (for example by the experiment file that uses it).
+"""
+
+import dataclasses
+import importlib
+import pkgutil
+from collections.abc import Callable
+
+from jaxdl.errors import ConfigError
+
+KINDS = ("model", "task")
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    kind: str  # "model" or "task"
+    name: str
+    build: Callable
+    defaults: dict  # the section's keys (besides `name`) and their default values
+    family: str  # model: what it is; task: the family of models it trains
+    needs: str | None  # task: the key of the data's info it reads
+    # Values for keys missing from a saved run's config (written before the key existed),
+    # where they differ from `defaults`: such a run keeps loading as it was trained.
+    legacy: dict
+
+
+_ENTRIES: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
+_discovered = False
+
+
+def _register(kind: str, name: str, family: str, needs, legacy: dict, defaults: dict):
+    def wrap(build: Callable) -> Callable:
+        where = lambda fn: f"{fn.__module__}.{fn.__qualname__}"
+        existing = _ENTRIES[kind].get(name)
+        if existing is not None and where(existing.build) != where(build):  # not a re-import
+            raise ValueError(
+                f"{kind} {name!r} is registered twice ({where(existing.build)} and {where(build)})"
+            )
+        unknown_legacy = set(legacy) - set(defaults)
+        if unknown_legacy:
+            raise ValueError(f"{kind} {name!r}: legacy keys {unknown_legacy} have no default")
+        _ENTRIES[kind][name] = Entry(kind, name, build, defaults, family, needs, legacy)
+        return build
+
+    return wrap
+
+
+def model(name: str, *, family: str, legacy: dict | None = None, **defaults):
+    """Registers `build(cfg, info) -> flax module` as model `name` (see the module doc)."""
+    return _register("model", name, family, None, legacy or {}, defaults)
+
+
+def task(name: str, *, model_family: str, needs: str, legacy: dict | None = None, **defaults):
+    """Registers `build(cfg, model, context) -> Task` as task `name`."""
+    return _register("task", name, model_family, needs, legacy or {}, defaults)
+
+
+def _discover() -> None:
+    """Imports every module of jaxdl.models and jaxdl.tasks once (they register)."""
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
+    for package_name in ("jaxdl.models", "jaxdl.tasks"):
+        package = importlib.import_module(package_name)
+        for module in pkgutil.iter_modules(package.__path__):
+            importlib.import_module(f"{package_name}.{module.name}")
+
+
+def names(kind: str) -> list[str]:
+    _discover()
+    return sorted(_ENTRIES[kind])
+
+
+def lookup(kind: str, name) -> Entry:
+    """The entry registered as `name`, or a ConfigError listing those there are."""
+    _discover()
+    if name not in _ENTRIES[kind]:
+        raise ConfigError(f"{kind}.name={name!r} is not one of {names(kind)}")
+    return _ENTRIES[kind][name]

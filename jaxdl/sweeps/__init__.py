@@ -1,0 +1,27 @@
+"""Sweeps: definitions (spec.py, pure: what experiment files' `sweep()` use), which
+trials may share a vmapped step (grouping.py), and the runner (runner.py: manifest,
+local and SLURM backends, summary)."""
+
+from jaxdl.sweeps.spec import (
+    apply_overrides,
+    choice,
+    combine,
+    grid,
+    loguniform,
+    parse_axis,
+    random_search,
+    trial_name,
+    uniform,
+)
+
+__all__ = [
+    "apply_overrides",
+    "choice",
+    "combine",
+    "grid",
+    "loguniform",
+    "parse_axis",
+    "random_search",
+    "trial_name",
+    "uniform",
+]

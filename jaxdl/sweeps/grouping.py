@@ -1,0 +1,46 @@
+"""Which trials may train together in one vmapped step (train/trials.py): those whose
+configs differ only in `seed` and the optimizer numbers a vmapped step takes per trial
+(optim.TRACEABLE). Pure."""
+
+import jax.numpy as jnp
+import ml_collections
+
+from jaxdl import optim
+from jaxdl.errors import UserError
+
+
+def vmap_key(config: ml_collections.ConfigDict) -> dict:
+    """What trials vmapped together must share: the config without its seed and the
+    optimizer numbers a vmapped step takes per trial."""
+    shared = config.to_dict()
+    shared.pop("seed")
+    for name in optim.TRACEABLE:
+        shared["optimizer"].pop(name)
+    return shared
+
+
+def vmapped_values(configs: list[ml_collections.ConfigDict]) -> dict:
+    """The optimizer numbers that differ between trials, one array entry per trial;
+    raises UserError if the trials differ in anything a vmapped step cannot vary."""
+    keys = [vmap_key(c) for c in configs]
+    for index, key in enumerate(keys[1:], 1):
+        if key != keys[0]:
+            raise UserError(
+                f"vmapped trials may differ only in seed and optimizer."
+                f"{{{','.join(optim.TRACEABLE)}}}; trial {index} differs from trial 0 in "
+                f"{_first_difference(keys[0], key)}"
+            )
+    return {
+        name: jnp.asarray([float(c.optimizer[name]) for c in configs], jnp.float32)
+        for name in optim.TRACEABLE
+        if len({c.optimizer[name] for c in configs}) > 1
+    }
+
+
+def _first_difference(a: dict, b: dict, prefix: str = "config") -> str:
+    for key in sorted(set(a) | set(b)):
+        if a.get(key) != b.get(key):
+            if isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
+                return _first_difference(a[key], b[key], f"{prefix}.{key}")
+            return f"{prefix}.{key}"
+    return prefix

@@ -1,0 +1,213 @@
+"""The trainer's hooks (loop.Hook): each periodic concern, small and on its own cadence.
+
+`default_hooks` is what `launch/train.py` runs, in this order (a step's hooks fire in
+list order and end in reverse): StopOnSignal, StopOnNonFinite, TimeBudget, LogMetrics,
+Evaluate, DrawImages, Checkpoint, PlotMetrics; extra hooks follow them.
+"""
+
+import signal
+import time
+from collections.abc import Callable
+
+import jax
+import numpy as np
+from absl import logging
+
+from jaxdl.errors import NonFiniteLossError
+from jaxdl.train.loop import BUDGET, DONE, SIGNAL, Hook, Loop
+from jaxdl.train.progress import Progress
+
+
+class StopOnSignal(Hook):
+    """SIGTERM (preemption) and SIGINT stop the loop at the next step boundary, where the
+    checkpoint hook saves. Any further signal is ignored until the loop has ended (the
+    hook ends last, after the checkpoint is complete)."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.received: str | None = None
+        self._previous: dict = {}
+
+    def _handle(self, signum, frame) -> None:
+        name = signal.Signals(signum).name
+        if self.received:
+            logging.warning("%s while stopping for %s: ignored", name, self.received)
+        self.received = self.received or name
+
+    def start(self, loop: Loop) -> None:
+        self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+
+    def after_step(self, loop: Loop) -> None:
+        if self.received:
+            loop.request_stop(SIGNAL, self.received)
+
+    def end(self, loop: Loop) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+
+class StopOnNonFinite(Hook):
+    """A non-finite metric stops the run (for vmapped trials: the trial; the run when
+    none is left) before anything of that step is kept; the last good checkpoint stays."""
+
+    def on_metrics(self, loop: Loop, step: int, metrics) -> None:
+        failure = loop.outputs.check_finite(step, loop.elapsed(), metrics)
+        if failure:
+            raise NonFiniteLossError(failure)
+
+
+class TimeBudget(Hook):
+    """Stops the loop once `max_seconds` of the run (counted across resumes) have passed."""
+
+    def __init__(self, max_seconds: float):
+        self.max_seconds = max_seconds
+
+    def after_step(self, loop: Loop) -> None:
+        if self.max_seconds and loop.elapsed() >= self.max_seconds:
+            loop.request_stop(BUDGET, f"time budget of {self.max_seconds:g}s")
+
+
+class LogMetrics(Hook):
+    """Every `every` steps: each train metric's mean over the steps since the previous
+    row (train/<name>) and the progress line (rate, ETA); also on the last step. A row
+    at a stop by signal or budget off the cadence says so (`stop`) and leaves the window
+    open; the window's sums are saved with checkpoints, so a resumed run writes every
+    row a straight run writes."""
+
+    def __init__(
+        self, every: int, items_per_step: int, unit: str, max_seconds: float, total_steps: int
+    ):
+        self.every = every
+        self._progress_args = (total_steps, items_per_step, unit, max_seconds)
+        self.totals: dict = {}
+        self.count = 0
+        self._hook_seconds = 0.0
+
+    def start(self, loop: Loop) -> None:
+        window = loop.position.get("log_window", {"count": 0, "totals": {}})
+        self.count = window["count"]
+        self.totals = {name: np.asarray(total) for name, total in window["totals"].items()}
+        self.progress = Progress(*self._progress_args, loop.step, loop.elapsed())
+
+    def on_metrics(self, loop: Loop, step: int, metrics) -> None:
+        for name, value in metrics.items():
+            self.totals[name] = self.totals.get(name, 0.0) + np.asarray(value, np.float64)
+        self.count += 1
+
+    def __call__(self, loop: Loop) -> None:
+        if not self.count:
+            return
+        means = {f"train/{name}": total / self.count for name, total in self.totals.items()}
+        loop.row.update(means)
+        if loop.step % self.every and loop.stop.kind != DONE:
+            loop.row["stop"] = loop.stop.reason  # between rows: the window goes on on resume
+        else:
+            self.totals, self.count = {}, 0
+        self.progress.exclude(loop.hook_seconds - self._hook_seconds)
+        self._hook_seconds = loop.hook_seconds
+        shown = {
+            name.removeprefix("train/"): value
+            for name, value in loop.outputs.shown(means).items()
+            if not name.startswith("train/learning_rate")
+        }
+        logging.info("%s", self.progress.line(loop.step, loop.elapsed(), shown))
+
+    def position(self) -> dict:
+        return {"log_window": {"count": self.count, "totals": self.totals}}
+
+
+class Evaluate(Hook):
+    """Every `every` steps and at the end (not on a signal: that stop must be quick):
+    the eval metrics (eval/<name>) of `evaluate(state) -> {name: losses.Mean}` (host)."""
+
+    at_stop = (DONE, BUDGET)
+
+    def __init__(self, every: int, evaluate: Callable):
+        self.every = every
+        self.evaluate = evaluate
+        self.last: dict = {}  # the newest eval metrics (what training returns)
+
+    def __call__(self, loop: Loop) -> None:
+        started = time.perf_counter()
+        self.last = {name: mean.compute() for name, mean in self.evaluate(loop.state).items()}
+        loop.row.update({f"eval/{name}": value for name, value in self.last.items()})
+        shown = loop.outputs.shown({f"eval/{n}": v for n, v in self.last.items()})
+        logging.info(
+            "step %d eval (%.1f s): %s",
+            loop.step,
+            time.perf_counter() - started,
+            " ".join(f"{k}={v:.4g}" for k, v in shown.items()),
+        )
+
+
+class DrawImages(Hook):
+    """With each eval: the task's pictures of `draw(state) -> {name: uint8 array}` (on
+    the first eval batch) into workdir/images/<name>_<step>.png."""
+
+    at_stop = (DONE, BUDGET)
+
+    def __init__(self, every: int, draw: Callable):
+        self.every = every
+        self.draw = draw
+
+    def __call__(self, loop: Loop) -> None:
+        loop.outputs.write_images(loop.step, jax.device_get(self.draw(loop.state)))
+
+
+class Checkpoint(Hook):
+    """Every `every` steps and at every stop: the state and loop.checkpoint_position()
+    (async; the end waits until every save is complete)."""
+
+    def __init__(self, every: int):
+        self.every = every
+
+    def __call__(self, loop: Loop) -> None:
+        loop.outputs.save(loop.step, loop.state, loop.checkpoint_position())
+
+    def end(self, loop: Loop) -> None:
+        loop.outputs.wait()
+
+
+class PlotMetrics(Hook):
+    """When the run ends: every metric of metrics.jsonl into workdir/metrics.png."""
+
+    def end(self, loop: Loop) -> None:
+        loop.outputs.plot()
+
+
+def default_hooks(
+    train_cfg,
+    items_per_step: int,
+    unit: str,
+    total_steps: int,
+    eval_every: int,
+    evaluate: Callable,
+    draw: Callable | None,
+) -> list[Hook]:
+    """The hooks of config.train (see the module doc); `draw` None: no pictures."""
+    hooks = [
+        StopOnSignal(),
+        StopOnNonFinite(),
+        TimeBudget(train_cfg.max_seconds),
+        LogMetrics(train_cfg.log_every, items_per_step, unit, train_cfg.max_seconds, total_steps),
+        Evaluate(eval_every, evaluate),
+        *([DrawImages(eval_every, draw)] if draw else []),
+        Checkpoint(train_cfg.checkpoint_every),
+    ]
+    if train_cfg.plot:
+        hooks.append(PlotMetrics())
+    return hooks
+
+
+__all__ = [
+    "Checkpoint",
+    "DrawImages",
+    "Evaluate",
+    "LogMetrics",
+    "PlotMetrics",
+    "StopOnNonFinite",
+    "StopOnSignal",
+    "TimeBudget",
+    "default_hooks",
+]

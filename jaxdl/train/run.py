@@ -1,0 +1,278 @@
+"""Training a config in a workdir: everything the loop (loop.py) runs on, assembled.
+
+Reads top to bottom: the config's checks, the mesh, the input, the task, the compiled
+steps, the state (resumed from the newest checkpoint, or fresh), the hooks, the loop.
+`train_and_evaluate` trains one run; `train_trials` trains K trials that differ only in
+seed and optimizer numbers as one vmapped step (trials.py), each in its own workdir.
+"""
+
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from jaxdl import configs, data, tasks
+from jaxdl.errors import check
+from jaxdl.sweeps.grouping import vmapped_values
+from jaxdl.train import hooks as hooks_lib
+from jaxdl.train import mesh as mesh_lib
+from jaxdl.train.loop import Hook, Loop, fit
+from jaxdl.train.rundir import RunDir
+from jaxdl.train.trials import TrialRunDirs, VmappedTask, trial_chunk
+
+
+def _total_steps(cfg: ml_collections.ConfigDict, batches_per_epoch: int) -> int:
+    check(cfg.num_steps >= 0, f"train.num_steps={cfg.num_steps} must be >= 0")
+    check(
+        cfg.num_steps > 0 or cfg.num_epochs > 0,
+        "set train.num_steps or train.num_epochs to a positive value",
+    )
+    if cfg.num_steps:
+        return cfg.num_steps
+    return max(1, math.ceil(cfg.num_epochs * batches_per_epoch))
+
+
+def _check_train_section(train_cfg: ml_collections.ConfigDict) -> None:
+    check(train_cfg.log_every > 0, f"train.log_every={train_cfg.log_every} must be > 0")
+    check(train_cfg.max_seconds >= 0, "train.max_seconds must be >= 0 (0 = no limit)")
+    for name in ("eval_every", "checkpoint_every"):
+        check(train_cfg[name] >= 0, f"train.{name}={train_cfg[name]} must be >= 0")
+    check(train_cfg.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1")
+
+
+def validate(config: ml_collections.ConfigDict, inputs: data.Input | None = None) -> None:
+    """The checks a run makes before training, without training: raises UserError.
+    `inputs` (the config's data, if already built) saves loading it again."""
+    config = configs.resolve(config)
+    _check_train_section(config.train)
+    inputs = inputs or data.build_input(config.data, config.seed)
+    tasks.build(config, inputs.info, _total_steps(config.train, inputs.train.batches_per_epoch))
+
+
+def _eval_totals(eval_step, state, eval_arrays: dict, batch_size: int, mesh) -> dict:
+    """Each eval metric's Mean summed over the whole eval set (padding rows masked out),
+    on the host; for vmapped trials its fields have a leading trial axis."""
+    totals = None
+    for batch in data.eval_batches(
+        eval_arrays, batch_size, jax.process_index(), jax.process_count()
+    ):
+        metrics = eval_step(state, mesh_lib.shard_batch(batch, mesh))
+        totals = metrics if totals is None else jax.tree.map(lambda a, b: a + b, totals, metrics)
+    return jax.device_get(totals)
+
+
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str | Path, hooks: Sequence[Hook] = ()
+) -> dict:
+    """Trains config's task in workdir (resuming from its newest checkpoint), with the
+    default hooks and then `hooks`; returns the final eval metrics ({} after a stop by
+    signal). Raises errors.UserError subclasses for bad configs and data."""
+    started = time.perf_counter()
+    config = configs.resolve(config)
+    mesh, inputs = _setup(config)
+    total_steps = _total_steps(config.train, inputs.train.batches_per_epoch)
+    task = tasks.build(config, inputs.info, total_steps)
+    outputs = RunDir(workdir, config, config.train.keep_checkpoints, jax.process_index() == 0)
+    logging.info(
+        "data %s: %d train, %d eval (%s); %d devices; %d steps of %d %s",
+        config.data.name,
+        inputs.info["num_train"],
+        inputs.info["num_eval"],
+        inputs.info["origin"],
+        mesh.devices.size,
+        total_steps,
+        inputs.items_per_batch,
+        inputs.item_unit,
+    )
+    return _train(
+        config,
+        task,
+        inputs,
+        inputs.train,
+        outputs,
+        mesh,
+        mesh_lib.data_sharded(mesh),
+        jax.random.PRNGKey(config.seed),
+        total_steps,
+        inputs.items_per_batch,
+        hooks,
+        started,
+    )
+
+
+def train_trials(
+    trial_configs: list[ml_collections.ConfigDict], workdirs: list, hooks: Sequence[Hook] = ()
+) -> list[dict | None]:
+    """Trains K configs that differ only in seed and optim.TRACEABLE numbers as one
+    vmapped step, each in its workdir; returns each trial's final eval metrics, None for
+    a trial that stopped on a non-finite value (its reason in its failed.txt). Raises
+    NonFiniteLossError when every trial has."""
+    started = time.perf_counter()
+    trial_configs = [configs.resolve(c) for c in trial_configs]
+    check(len(trial_configs) == len(workdirs) >= 1, "one workdir per trial")
+    config = trial_configs[0]
+    values = vmapped_values(trial_configs)
+    mesh, inputs = _setup(config)
+    by_seed = {config.seed: inputs}  # trials that differ only in optimizer numbers share
+    for c in trial_configs:
+        if c.seed not in by_seed:
+            by_seed[c.seed] = data.build_input(
+                c.data, c.seed, jax.process_index(), jax.process_count()
+            )
+    batches = data.StackedBatches([by_seed[c.seed].train for c in trial_configs])
+    total_steps = _total_steps(config.train, batches.batches_per_epoch)
+    for c in trial_configs:  # each trial's own numbers pass the checks
+        tasks.build(c, inputs.info, total_steps)
+    task = VmappedTask(
+        lambda trial_values: tasks.build(config, inputs.info, total_steps, trial_values),
+        values,
+        len(trial_configs),
+        trial_chunk(config.sweep.vmap_chunk, len(trial_configs)),
+    )
+    chief = jax.process_index() == 0
+    outputs = TrialRunDirs(
+        [
+            RunDir(w, c, config.train.keep_checkpoints, chief)
+            for c, w in zip(trial_configs, workdirs, strict=True)
+        ],
+        mesh,
+    )
+    logging.info(
+        "data %s: %d train, %d eval (%s); %d devices; %d steps of %d %s; %d vmapped trials "
+        "varying seed/%s (progress: their medians, ~)",
+        config.data.name,
+        inputs.info["num_train"],
+        inputs.info["num_eval"],
+        inputs.info["origin"],
+        mesh.devices.size,
+        total_steps,
+        inputs.items_per_batch,
+        inputs.item_unit,
+        len(trial_configs),
+        ",".join(values) or "-",
+    )
+    keys = np.stack([jax.random.PRNGKey(c.seed) for c in trial_configs])
+    return _train(
+        config,
+        task,
+        inputs,
+        batches,
+        outputs,
+        mesh,
+        mesh_lib.data_sharded(mesh, trial_axis=True),
+        keys,
+        total_steps,
+        inputs.items_per_batch * len(trial_configs),
+        hooks,
+        started,
+    )
+
+
+def _setup(config: ml_collections.ConfigDict) -> tuple:
+    """The train section's checks, the mesh and this process's input."""
+    _check_train_section(config.train)
+    mesh = mesh_lib.make_mesh()
+    for name in ("batch_size", "eval_batch_size"):
+        size = config.data[name]
+        check(
+            size % mesh.devices.size == 0,
+            f"data.{name}={size} must divide over {mesh.devices.size} devices",
+        )
+    inputs = data.build_input(config.data, config.seed, jax.process_index(), jax.process_count())
+    return mesh, inputs
+
+
+def _train(
+    config,
+    task,
+    inputs: data.Input,
+    batches,
+    outputs,
+    mesh,
+    batch_sharding,
+    root_key,
+    total_steps: int,
+    items_per_step: int,
+    extra_hooks: Sequence[Hook],
+    started: float,
+):
+    # ---- Compiled steps -------------------------------------------------------------------
+    replicated = mesh_lib.replicated(mesh)
+    shard = lambda batch: {
+        name: jax.make_array_from_process_local_data(batch_sharding, np.asarray(value))
+        for name, value in batch.items()
+    }
+    example = shard(batches.batch(0))
+    compile_step = lambda fn: jax.jit(
+        fn,
+        in_shardings=(replicated, batch_sharding),
+        out_shardings=(replicated, replicated),
+        donate_argnums=0,
+    )
+    train_step = compile_step(task.train_step)
+    pretrain_step = compile_step(task.pretrain_step) if task.pretrain_steps else None
+    eval_step = jax.jit(
+        task.eval_step,
+        in_shardings=(replicated, mesh_lib.data_sharded(mesh)),
+        out_shardings=replicated,
+    )
+    eval_batch_size = config.data.eval_batch_size
+
+    def evaluate(state) -> dict:
+        return _eval_totals(eval_step, state, inputs.eval_arrays, eval_batch_size, mesh)
+
+    # ---- State: the newest checkpoint, or a fresh start ------------------------------------
+    abstract = jax.eval_shape(task.init, root_key, example)
+    resume_step = outputs.latest_step()
+    if resume_step is None:
+        state = mesh_lib.jit_unoptimised(task.init, replicated)(root_key, example)
+        state = jax.device_put(task.init_from_data(state, inputs.train_arrays), replicated)
+        position = {"next_batch": 0, "elapsed_s": 0.0}
+    else:
+        state, position = outputs.restore(abstract, replicated)
+        logging.info("resumed from step %d (next batch %d)", resume_step, position["next_batch"])
+    step = int(np.ravel(jax.device_get(state.step))[0])
+    outputs.start(step, inputs.info, example, total_steps)
+    logging.info("task %s, %s parameters", config.task.name, f"{task.num_params(state):,}")
+
+    # ---- Pictures: drawn on the first eval batch, if the task draws any -------------------
+    image_batch = next(data.eval_batches(inputs.eval_arrays, eval_batch_size))
+    draw = None
+    if jax.eval_shape(task.images, abstract, image_batch):
+        images = jax.jit(task.images)
+        draw = lambda state: images(state, image_batch)
+
+    # ---- Hooks and the loop ---------------------------------------------------------------
+    eval_every = config.train.eval_every or batches.batches_per_epoch
+    hooks = hooks_lib.default_hooks(
+        config.train,
+        items_per_step,
+        inputs.item_unit,
+        total_steps,
+        eval_every,
+        evaluate,
+        draw,
+    )
+    hooks += list(extra_hooks)
+    evaluator = next(h for h in hooks if isinstance(h, hooks_lib.Evaluate))
+    loop = Loop(
+        state, step, total_steps, outputs, position, position["next_batch"], started=started
+    )
+    prefetch = data.Prefetcher(batches, position["next_batch"], config.data.prefetch, shard)
+    phase = lambda at_step: pretrain_step if at_step < task.pretrain_steps else train_step
+    try:
+        fit(phase, loop, prefetch, hooks)
+    finally:
+        prefetch.close()
+        outputs.close()
+    reason = loop.stop.reason if loop.stop else "done"
+    logging.info("stopped at step %d: %s; checkpoint saved", loop.step, reason)
+    metrics = evaluator.last
+    if not metrics and loop.stop is None:  # resumed a finished run: evaluate it again
+        metrics = {name: mean.compute() for name, mean in evaluate(loop.state).items()}
+    return outputs.result(metrics)
