@@ -4,7 +4,7 @@ beside a bag-of-words logistic regression on the same folds.
     python bench/polarity.py [--han_dir=runs/bench/polarity_han] [--han_seeds=N]
                              [--skip_han] [--reuse_bow] [--han_summary_only]
 
-Baseline (jaxdl/bow.py): binary unigram + bigram presence (n-grams in >= 2 training
+Baseline (jaxdl/evaluation/bow.py): binary unigram + bigram presence (n-grams in >= 2 training
 documents), L2 logistic regression by L-BFGS. Its L2 strength is chosen per outer fold
 by an inner validation on the training folds only (the next fold round is held out),
 then it is refit on all nine training folds. HAN: launch/crossval.py with

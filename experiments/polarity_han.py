@@ -4,16 +4,14 @@
 vocabulary comes from the other nine. 10-fold accuracy: launch/crossval.py (or
 bench/polarity.py, which sets it beside a bag-of-words logistic regression).
 
-Sized for the 2-core CPU machine (a fold in about 2 minutes there): a small GRU, reviews
-cut to their last max_sentences sentences (where reviewers give their verdict) of
-max_words words (the share of words cut is in run.json), and strong regularisation for
-only 1,800 training reviews (word dropout, embedding / sentence / document dropout 0.5,
-decoupled weight decay). With no pretrained embeddings offline, the embedding starts from
-PPMI-SVD word vectors of the training folds' own text (jaxdl/word_vectors.py, about 30 s
-per fold). On folds 0-3 (bench notes in bench/results/polarity.md) 6 epochs with
-dropout 0.5 beat 3 epochs with 0.3 by 5.4 points, keeping the last sentences added 1.5
-and the PPMI start 2.9; 10 epochs, a 96-wide embedding and a frozen PPMI embedding did
-not help.
+Sized for the 2-core CPU machine (a fold in minutes there): a small GRU, reviews cut to
+their last max_sentences sentences (where reviewers give their verdict) of max_words
+words (the share of words cut is in run.json), and strong regularisation for only 1,800
+training reviews (word dropout, embedding / sentence / document dropout 0.5, decoupled
+weight decay). With no pretrained embeddings offline, the embedding starts from PPMI-SVD
+word vectors of the training folds' own text (jaxdl/data/word_vectors.py). Why these
+choices (epochs, dropout, the last sentences, the PPMI start), measured on folds 0-3:
+bench/results/polarity.md.
 """
 
 from jaxdl.configs import base_config

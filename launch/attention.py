@@ -4,7 +4,7 @@ sample of its eval documents (the held-out fold), plus index.html.
     python launch/attention.py --workdir=runs/han --num_docs=20 [--out=DIR] [--step=N]
 
 Each page shades every sentence by its sentence attention and every word by its word
-attention (jaxdl/attention_view.py) and gives the predicted label with its probability.
+attention (jaxdl/viz/attention.py) and gives the predicted label with its probability.
 Documents are read again from the run's data config and encoded with the vocabulary and
 truncation limits saved with the run. Pages go to --out (default WORKDIR/attention).
 """

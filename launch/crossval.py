@@ -4,7 +4,7 @@ and mean ± std.
     python launch/crossval.py --config=experiments/polarity_han.py --cv_dir=runs/cv
 
 Each fold k is a run of launch/train.py with --config.data.fold=k in cv_dir/<trial>/
-(a sweep over data.fold: jaxdl/train/sweep.py; the same command again skips finished
+(a sweep over data.fold: jaxdl/sweeps/runner.py; the same command again skips finished
 folds). Prints the table and writes cv_dir/crossval.{md,json} (and the sweep's summary).
 
 --seeds=N trains each fold N times (config.seed, config.seed + 1, ...): each fold's

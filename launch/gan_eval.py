@@ -6,7 +6,7 @@
 Prints, per checkpoint (the newest, or every kept one), the class-correct rate of
 conditional samples against the classifier's real test accuracy, the Fréchet distance of
 the classifier's penultimate features (samples vs test images) against the train-vs-test
-floor, and the entropy of the predicted classes (jaxdl/train/gan_eval.py). With
+floor, and the entropy of the predicted classes (jaxdl/evaluation/gan_judge.py). With
 --all_checkpoints also writes workdir/gan_eval.jsonl.
 """
 

@@ -4,7 +4,7 @@
         --sweep='config.optimizer.learning_rate=[1e-3,3e-3]' --sweep='config.seed=range(3)' \\
         --parallel=2
 
-Trials: the experiment file's `sweep()` (a list of override dicts; see jaxdl/sweeps.py),
+Trials: the experiment file's `sweep()` (a list of override dicts; see jaxdl/sweeps/spec.py),
 times the grid of the --sweep flags. `--config.sweep.vmap=K` trains up to K trials that
 differ only in seed and optimizer learning_rate / weight_decay / clip_norm in one
 vmapped step (one process), each still its own run directory. Every trial's config is

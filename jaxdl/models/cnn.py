@@ -16,9 +16,9 @@ def conv_as_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """A stride-1 'SAME' convolution written as one matrix product over shifted views.
 
     The same result as `lax.conv_general_dilated`. On XLA's CPU backend this (and its
-    gradient: slices, pads and matmuls) trains the default model 1.4x and a 4-conv 28x28
-    model 2x faster than XLA's own convolution, but not every shape gains
-    (bench/results/conv_speed.md), hence the `impl` switch. Odd kernel sizes only.
+    gradient: slices, pads and matmuls) trains some models much faster than XLA's own
+    convolution, but not every shape gains (bench/results/conv_speed.md), hence the
+    `impl` switch. Odd kernel sizes only.
     """
     kh, kw, cin, cout = kernel.shape
     _, h, w, _ = x.shape

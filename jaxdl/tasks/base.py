@@ -123,7 +123,7 @@ class Task:
     optional capabilities default to nothing."""
 
     # The first phase: its `pretrain_steps` steps run `pretrain_step` (compiled on its
-    # own: one step that switched phases with `lax.cond` ran 2.7x slower on CPU).
+    # own: one step that switched phases with `lax.cond` ran much slower on CPU).
     pretrain_steps: int = 0
 
     def init(self, rng: jax.Array, example_batch: dict) -> Any:

@@ -1,5 +1,6 @@
 """Data parallelism over every device: one mesh axis `data`, batches split on it,
-state replicated. One code path for 1 or N devices (and hosts)."""
+state replicated. One code path for 1 or N devices (and hosts). Also the jit helper for
+functions whose speed does not matter."""
 
 import jax
 import numpy as np
@@ -37,7 +38,7 @@ def shard_batch(batch: dict, mesh: Mesh, trial_axis: bool = False) -> dict:
 def jit_unoptimised(fn, out_shardings):
     """jit for functions whose speed does not matter (init, unstacking trials). On CPU
     they are compiled without LLVM's optimisations: the threefry random-number code of
-    parameter initialisers then compiles in ~1 s instead of 6-18 s."""
+    parameter initialisers then compiles several times faster (WORKSPACE.md notes)."""
     jitted = jax.jit(fn, out_shardings=out_shardings)
     if jax.default_backend() != "cpu":
         return jitted
