@@ -16,6 +16,14 @@ class DatasetNotFoundError(UserError):
     """A data set that is neither prepared in TFDS nor present as a local copy."""
 
 
+class DataError(UserError):
+    """A data file that exists but cannot be read (truncated, damaged, not the format)."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint that could not be written (disk full, permissions, I/O)."""
+
+
 class NonFiniteLossError(UserError):
     """Training produced a non-finite loss; the last good checkpoint is kept."""
 

@@ -2,10 +2,32 @@
 
 import functools
 import sys
+import traceback
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 from ml_collections.config_flags.config_flags import ConfigFileFlagParser
+
+
+def _quiet_checkpoint_noise(unraisable) -> None:
+    """sys.unraisablehook without the noise a failed save or restore leaves behind (orbax
+    coroutines never awaited, tensorstore callbacks reaching orbax's closed event loop):
+    the error or warning line the trainer prints says it all."""
+    error = unraisable.exc_value
+    if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+        return
+    frames = traceback.extract_tb(unraisable.exc_traceback) if unraisable.exc_traceback else []
+    if any("/orbax/" in frame.filename for frame in frames):
+        return
+    sys.__unraisablehook__(unraisable)
+
+
+def _from_orbax(record) -> bool:
+    """orbax's own log lines, and asyncio's about orbax tasks that failed (a damaged
+    checkpoint: the trainer's warning says which and why)."""
+    if "/orbax/" in record.pathname:
+        return True
+    return record.name == "asyncio" and "/orbax/" in record.getMessage()
 
 
 def tool_main(main):
@@ -17,7 +39,8 @@ def tool_main(main):
     def run(argv: list[str]) -> int:
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-        logging.get_absl_handler().addFilter(lambda record: "/orbax/" not in record.pathname)
+        sys.unraisablehook = _quiet_checkpoint_noise
+        logging.get_absl_handler().addFilter(lambda record: not _from_orbax(record))
         from jaxdl.errors import UserError
 
         try:

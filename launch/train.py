@@ -7,6 +7,7 @@ a JSON list of {"workdir", "overrides"} trained together in one vmapped step.
 """
 
 import json
+import re
 import sys
 
 from _tool import define_config_flag, tool_main
@@ -28,15 +29,30 @@ FLAGS = flags.FLAGS
 def _one_line(error: Exception, argv: list[str]) -> str:
     lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
     if isinstance(error, AttributeError | KeyError) and lines:
-        # ml_collections names only the missing key; name the override that used it.
-        key = lines[0].strip("\"'")
+        # ml_collections names only the missing key (inside reprs of nested errors) and a
+        # guess; name the override that used it.
+        text = _innermost_message(error)
+        key = re.search(r"['\"]([^'\"]+)['\"]", text)
+        key = key.group(1) if key else text.split()[0]
+        guess = re.search(r'Did you mean "([^"]+)"', text)
         used = [a for a in argv if a.startswith("--config.") and f".{key}" in a.split("=")[0]]
-        return f"unknown config key {key!r} in {used[0] if used else 'the config overrides'}"
+        where = used[0] if used else "the config overrides"
+        return f"unknown config key {key!r} in {where}" + (
+            f" (did you mean {guess.group(1)!r}?)" if guess else ""
+        )
     if isinstance(error, OSError) and lines:
         return f"cannot load --config: {lines[-1]}"  # the last line names the file and why
     if "Error whilst parsing config file" in str(error):
         return f"--config: {lines[-1]}"  # the config file's own exception, last
     return lines[0] if lines else type(error).__name__
+
+
+def _innermost_message(error: BaseException) -> str:
+    """The message of an error whose first argument may be another error, unescaped."""
+    while error.args and isinstance(error.args[0], BaseException):
+        error = error.args[0]
+    text = str(error.args[0]) if error.args else str(error)
+    return text.encode().decode("unicode_escape") if "\\" in text else text
 
 
 def parse_flags(argv: list[str]) -> list[str]:

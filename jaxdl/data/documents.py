@@ -11,13 +11,14 @@ import dataclasses
 import html
 import re
 import tarfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from jaxdl.data import sources
-from jaxdl.errors import DatasetNotFoundError, check, check_choice
+from jaxdl.errors import DataError, DatasetNotFoundError, check, check_choice
 
 PAD, OOV = "<pad>", "<unk>"  # ids 0 and 1 of every vocabulary
 POLARITY_CLASSES = ("neg", "pos")
@@ -46,16 +47,20 @@ def read_polarity(archive: Path) -> list[Document]:
     if not archive.is_file():
         raise DatasetNotFoundError(f"review polarity archive not found: {archive}")
     documents = []
-    with tarfile.open(archive, "r:gz") as tar:
-        for member in tar:
-            match = _POLARITY_MEMBER.search(member.name)
-            if not member.isfile() or match is None:
-                continue
-            # The files are Latin-1 in places (accented names); no byte is lost this way.
-            text = tar.extractfile(member).read().decode("latin-1")
-            sentences = tuple(tuple(line.split()) for line in text.splitlines() if line.split())
-            label = POLARITY_CLASSES.index(match.group(1))
-            documents.append(Document(match.group(2), label, sentences))
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            for member in tar:
+                match = _POLARITY_MEMBER.search(member.name)
+                if not member.isfile() or match is None:
+                    continue
+                # The files are Latin-1 in places (accented names); no byte is lost so.
+                text = tar.extractfile(member).read().decode("latin-1")
+                lines = text.splitlines()
+                sentences = tuple(tuple(line.split()) for line in lines if line.split())
+                label = POLARITY_CLASSES.index(match.group(1))
+                documents.append(Document(match.group(2), label, sentences))
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{archive} is damaged ({e}); replace it with a good copy") from e
     if not documents:
         raise DatasetNotFoundError(f"{archive} holds no txt_sentoken/{{neg,pos}}/cv*.txt files")
     return documents

@@ -7,11 +7,12 @@ Every source returns the same thing: a `Dataset` of whole-split numpy arrays
 import dataclasses
 import gzip
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from jaxdl.errors import DatasetNotFoundError, check_choice
+from jaxdl.errors import DataError, DatasetNotFoundError, check_choice
 
 # Local copies of IDX-format sets (the files TFDS itself downloads for these names).
 _IDX_FOLDERS = {"fashion_mnist": ("fashion-mnist", "fashion_mnist"), "mnist": ("mnist",)}
@@ -59,8 +60,11 @@ class Dataset:
 def read_idx(path: Path) -> np.ndarray:
     """Reads an IDX file (optionally gzipped) of unsigned bytes into an array."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+        raise DataError(f"{path} is damaged ({e}); replace it with a good copy") from e
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DatasetNotFoundError(f"{path} is not an IDX file of unsigned bytes")
     ndim = raw[3]

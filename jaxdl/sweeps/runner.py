@@ -16,7 +16,9 @@ grouping.vmap_key) run as one subprocess, one vmapped step (train.train_trials);
 a trial of such a group that fails writes workdir/failed.txt and the others go on. A
 finished trial is skipped when the sweep runs again; a failed one is recorded with the
 tail of its stderr and the others go on; SIGINT/SIGTERM stop the running trials
-(they checkpoint and resume next time) and the sweep.
+(one SIGTERM each: they checkpoint and resume next time; SIGKILL after STOP_TIMEOUT_S)
+and the sweep. Trainers die with the runner (SIGTERM when it dies, however it dies),
+and a trial whose workdir is still locked by a stopping trainer waits for it.
 """
 
 import csv
@@ -33,10 +35,15 @@ from pathlib import Path
 from absl import logging
 
 from jaxdl.errors import UserError, check
-from jaxdl.train.rundir import FAILED_FILE
+from jaxdl.train.rundir import FAILED_FILE, lock_holder
 from jaxdl.train.writers import read_metrics
 
 MANIFEST = "sweep.json"
+# A stopping trial gets one SIGTERM (it checkpoints and exits), then SIGKILL after this.
+STOP_TIMEOUT_S = 300.0
+# A trainer still holding a trial's workdir (left by a runner killed before) gets this
+# long to finish its stop before the trial is started anyway (and fails on the lock).
+UNLOCK_TIMEOUT_S = 300.0
 # launch/train.py --vmap_trials: the others finished (and launch/sweep.py: some trial failed)
 SOME_TRIALS_FAILED = 3
 ROOT = Path(__file__).resolve().parents[2]
@@ -147,16 +154,24 @@ class Sweep:
         env = {**os.environ, **slot["env"]}
         cores = slot.get("cores")
         log = self.sweep_dir / f"{unit[0]['name']}.log"
+        for trial in unit:  # a trainer left by a runner killed before (it is stopping)
+            _wait_for_unlock(self.sweep_dir / trial["name"])
         started = time.time()
         for trial in unit:
             trial.update(status="running", started=started, log=log.name)
+
+        def prepare_child() -> None:
+            _die_with_parent()
+            if cores:
+                os.sched_setaffinity(0, cores)
+
         return subprocess.Popen(
             self._command(unit),
             env=env,
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=log.open("w"),
-            preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None,
+            preexec_fn=prepare_child,
         )
 
     def _finish(self, unit: list[dict], process: subprocess.Popen) -> None:
@@ -187,6 +202,7 @@ class Sweep:
         self.save()
         todo = self._units(todo)
         running: dict[int, tuple[list[dict], subprocess.Popen]] = {}  # slot -> trials
+        stopping_since: dict[int, float] = {}  # pid -> when it was sent SIGTERM
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             while (todo and not self._stop) or running:
@@ -202,8 +218,7 @@ class Sweep:
                         self.save()
                 if self._stop:
                     for _, process in running.values():
-                        if process.poll() is None:
-                            process.send_signal(signal.SIGTERM)  # checkpoints, then exits
+                        _stop_child(process, stopping_since)
                 time.sleep(0.2)
         finally:
             for s, handler in previous.items():
@@ -409,3 +424,36 @@ def _plot(sweep: Sweep, rows: list[dict], metric: str) -> None:
     fig.tight_layout()
     fig.savefig(sweep.sweep_dir / "summary.png", dpi=100)
     plt.close(fig)
+
+
+def _die_with_parent() -> None:
+    """In a child before exec (Linux): SIGTERM when the runner dies, even by SIGKILL, so
+    no trainer outlives its sweep."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _stop_child(process: subprocess.Popen, since: dict) -> None:
+    """One SIGTERM; SIGKILL only if it is still running STOP_TIMEOUT_S later."""
+    if process.poll() is not None:
+        return
+    if process.pid not in since:
+        since[process.pid] = time.time()
+        process.send_signal(signal.SIGTERM)
+    elif time.time() - since[process.pid] > STOP_TIMEOUT_S:
+        logging.warning(
+            "trial process %d did not stop in %.0f s: killed", process.pid, STOP_TIMEOUT_S
+        )
+        process.kill()
+
+
+def _wait_for_unlock(workdir: Path) -> None:
+    deadline = time.time() + UNLOCK_TIMEOUT_S
+    holder = lock_holder(workdir)
+    if holder is not None:
+        logging.info("waiting for trainer %s to release %s", holder, workdir)
+    while holder is not None and time.time() < deadline:
+        time.sleep(0.5)
+        holder = lock_holder(workdir)

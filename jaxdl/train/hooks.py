@@ -20,8 +20,9 @@ from jaxdl.train.progress import Progress
 
 class StopOnSignal(Hook):
     """SIGTERM (preemption) and SIGINT stop the loop at the next step boundary, where the
-    checkpoint hook saves. Any further signal is ignored until the loop has ended (the
-    hook ends last, after the checkpoint is complete)."""
+    checkpoint hook saves. Any further signal is ignored: until the loop has ended (the
+    hook ends last, after the checkpoint is complete) and, once a signal has stopped the
+    loop, until the process exits, which is what the signal asked for."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -44,7 +45,9 @@ class StopOnSignal(Hook):
 
     def end(self, loop: Loop) -> None:
         for s, handler in self._previous.items():
-            signal.signal(s, handler)
+            # Once stopping, ignored for good: Python's own exit would put back the
+            # default handler of a Python-level one, and a late SIGTERM would kill.
+            signal.signal(s, signal.SIG_IGN if self.received else handler)
 
 
 class StopOnNonFinite(Hook):
@@ -157,10 +160,14 @@ class DrawImages(Hook):
 
 class Checkpoint(Hook):
     """Every `every` steps and at every stop: the state and loop.checkpoint_position()
-    (async; the end waits until every save is complete)."""
+    (async; a save that fails stops the run at the next step with one line; the end
+    waits until every save is complete)."""
 
     def __init__(self, every: int):
         self.every = every
+
+    def after_step(self, loop: Loop) -> None:
+        loop.outputs.poll_saves()  # a failed save (disk full) stops the run at once
 
     def __call__(self, loop: Loop) -> None:
         loop.outputs.save(loop.step, loop.state, loop.checkpoint_position())

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
+from absl import logging
 
 # Why a loop ends: its kind decides which hooks still fire (Hook.at_stop).
 DONE, BUDGET, SIGNAL = "done", "budget", "signal"
@@ -136,7 +137,24 @@ def fit(
                     loop.outputs.write(loop.step, loop.elapsed(), loop.row)
                     loop.row = {}
                 loop.hook_seconds += time.perf_counter() - started
-    finally:
-        for hook in reversed(hooks):
-            hook.end(loop)
+    except BaseException:
+        _end(hooks, loop, failing=True)
+        raise
+    _end(hooks, loop, failing=False)
     return loop
+
+
+def _end(hooks: Sequence[Hook], loop: Loop, failing: bool) -> None:
+    """Every hook's `end`, in reverse order, even when one raises: while the loop is
+    failing already, their errors are logged (the first error is what the user sees);
+    otherwise the first is raised once all have ended."""
+    errors = []
+    for hook in reversed(hooks):
+        try:
+            hook.end(loop)
+        except Exception as e:
+            if failing:
+                logging.warning("while stopping, %s: %s", type(hook).__name__, e)
+            errors.append(e)
+    if errors and not failing:
+        raise errors[0]

@@ -179,6 +179,7 @@ def _setup(config: ml_collections.ConfigDict) -> tuple:
     mesh = mesh_lib.make_mesh()
     for name in ("batch_size", "eval_batch_size"):
         size = config.data[name]
+        check(size > 0, f"data.{name}={size} must be positive")
         check(
             size % mesh.devices.size == 0,
             f"data.{name}={size} must divide over {mesh.devices.size} devices",
@@ -235,8 +236,9 @@ def _train(
         position = {"next_batch": 0, "elapsed_s": 0.0}
     else:
         state, position = outputs.restore(abstract, replicated)
-        logging.info("resumed from step %d (next batch %d)", resume_step, position["next_batch"])
     step = int(np.ravel(jax.device_get(state.step))[0])
+    if resume_step is not None:
+        logging.info("resumed from step %d (next batch %d)", step, position["next_batch"])
     outputs.start(step, inputs.info, example, total_steps)
     logging.info("task %s, %s parameters", config.task.name, f"{task.num_params(state):,}")
 

@@ -48,10 +48,16 @@ def load_run(workdir: str | Path, step: int | None = None):
     )
     ckpts = checkpoint.Checkpoints(workdir / "checkpoints", read_only=True)
     try:
-        step = ckpts.latest_step() if step is None else step
-        if step is None:
+        if ckpts.latest_step() is None:
             raise UserError(f"{workdir} has no checkpoint yet")
-        state, _ = ckpts.restore(step, abstract)
+        if step is None:  # the newest that restores
+            _, state, _ = ckpts.restore_newest(abstract)
+        elif step not in ckpts.all_steps():
+            raise UserError(f"{workdir} has no checkpoint {step} (it has {ckpts.all_steps()})")
+        else:
+            state, _ = ckpts.restore(step, abstract)
+    except checkpoint.StateMismatchError as e:
+        raise UserError(f"{workdir}'s checkpoints do not fit its config.json ({e})") from None
     finally:
         ckpts.close()
     return config, record["data"], task, state

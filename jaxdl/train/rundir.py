@@ -8,24 +8,81 @@
     workdir/checkpoints/<step> state + data position (orbax)
     workdir/failed.txt         why the run stopped on a non-finite value (if it did)
     workdir/metrics.png        every metric against step, when the run stops
+    workdir/.lock              held (flock) by the trainer writing the run; its pid inside
+    workdir/damaged_checkpoints/<step>  checkpoints that failed to restore, set aside on resume
 
 `RunDir` is the trainer's `outputs` for one run; trials.TrialRunDirs gives each of K
 vmapped trials one of them. Only the chief process (process 0) writes files other than
-checkpoints, which every process writes together.
+checkpoints, which every process writes together, and takes the lock: one trainer per
+workdir (the OS drops the lock when its process dies, so a kill never leaves a stale one).
 """
 
+import fcntl
+import json
 import math
+import os
 from pathlib import Path
 
 import jax
 import ml_collections
 import numpy as np
+from absl import logging
 
+from jaxdl import configs
+from jaxdl.errors import UserError
 from jaxdl.train import checkpoint
 from jaxdl.train.run_info import write_run_info
 from jaxdl.train.writers import MetricWriter, write_images
 
 FAILED_FILE = "failed.txt"  # read by the sweep runner
+LOCK_FILE = ".lock"
+DAMAGED_DIR = "damaged_checkpoints"  # newer checkpoints that failed to restore, set aside
+
+
+def _take_lock(path: Path):
+    """The workdir's lock, held open (released when the file closes or the process
+    dies); UserError naming the holder if another trainer has it."""
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--workdir={path} is a file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        handle = (path / LOCK_FILE).open("a+")
+    except OSError as e:
+        raise _unwritable(path, e) from e
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        raise UserError(
+            f"{path} is in use by another trainer (pid {holder}); wait for it to stop, stop "
+            f"it, or use another --workdir"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def _unwritable(path: Path, error: OSError) -> UserError:
+    return UserError(f"cannot write in {path}: {checkpoint.describe_os_error(error)}")
+
+
+def lock_holder(workdir: str | Path) -> int | None:
+    """The pid of the trainer holding workdir's lock, or None if no one holds it."""
+    path = Path(workdir) / LOCK_FILE
+    if not path.is_file():
+        return None
+    with path.open() as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = handle.read().strip()
+            return int(text) if text.isdigit() else -1
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
 
 
 class RunDir:
@@ -39,7 +96,11 @@ class RunDir:
         self.path = Path(workdir)
         self.config = config
         self.chief = chief
-        self.checkpoints = checkpoint.Checkpoints(self.path / "checkpoints", keep_checkpoints)
+        self._lock = _take_lock(self.path) if chief else None
+        try:
+            self.checkpoints = checkpoint.Checkpoints(self.path / "checkpoints", keep_checkpoints)
+        except OSError as e:
+            raise _unwritable(self.path, e) from e
         self.failure: str | None = None  # why it stopped on a non-finite value
         self._writer = None
 
@@ -52,29 +113,69 @@ class RunDir:
         return self.checkpoints.latest_step()
 
     def restore(self, abstract_state, sharding) -> tuple:
-        """(state, position) of the newest checkpoint, placed with `sharding`."""
-        step = self.latest_step()
-        return self.checkpoints.restore(step, checkpoint.abstract_like(abstract_state, sharding))
+        """(state, position) of the newest checkpoint that restores (damaged ones are
+        skipped with a warning), placed with `sharding`; UserError naming the config keys
+        that changed if the checkpoints hold a state of other shapes."""
+        abstract = checkpoint.abstract_like(abstract_state, sharding)
+        try:
+            _, state, position = self.checkpoints.restore_newest(
+                abstract, set_aside=self.path / DAMAGED_DIR
+            )
+        except checkpoint.StateMismatchError as e:
+            raise UserError(
+                f"the checkpoints in {self.path} hold a state of other shapes ({e}); the "
+                f"config differs from the run's in {self._config_changes()}: train in "
+                f"another --workdir, or resume with the run's config"
+            ) from None
+        return state, position
+
+    def _config_changes(self) -> str:
+        """The keys (outside train and sweep, which shape no state) in which this config
+        differs from the run's config.json, resolved as it was trained."""
+        try:
+            saved = json.loads((self.path / "config.json").read_text())
+            saved = _flat(configs.resolve(ml_collections.ConfigDict(saved), saved=True).to_dict())
+        except (OSError, ValueError, UserError):
+            return "keys unknown (its config.json cannot be read)"
+        now = _flat(json.loads(self.config.to_json_best_effort()))
+        keys = [
+            k for k in sorted(saved.keys() | now.keys()) if not k.startswith(("train.", "sweep."))
+        ]
+        changed = [k for k in keys if saved.get(k) != now.get(k)]
+        shown = [f"{k} ({saved.get(k)} -> {now.get(k)})" for k in changed[:5]]
+        return ", ".join(shown) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
 
     def start(self, step: int, info: dict, example_batch: dict, total_steps: int) -> None:
         """Writes config.json and run.json and opens metrics.jsonl at `step` (dropping rows
         a killed run wrote after its last checkpoint)."""
-        if self.chief:
-            self.path.mkdir(parents=True, exist_ok=True)
-            (self.path / FAILED_FILE).unlink(missing_ok=True)
-            (self.path / "config.json").write_text(self.config.to_json_best_effort(indent=2) + "\n")
-            write_run_info(self.path, info, example_batch, total_steps)
-        self._writer = MetricWriter(self.path, resume_step=step, enabled=self.chief)
+        try:
+            if self.chief:
+                (self.path / FAILED_FILE).unlink(missing_ok=True)
+                config_json = self.config.to_json_best_effort(indent=2) + "\n"
+                (self.path / "config.json").write_text(config_json)
+                write_run_info(self.path, info, example_batch, total_steps)
+            self._writer = MetricWriter(self.path, resume_step=step, enabled=self.chief)
+        except OSError as e:
+            raise _unwritable(self.path, e) from e
 
     # ---- during the run -------------------------------------------------------------------
     def write(self, step: int, elapsed_s: float, row: dict) -> None:
         """One metrics row: numbers (host scalars) and strings (e.g. `stop`)."""
         if self.failure is None:
-            self._writer.write(step, elapsed_s, {k: _scalar(v) for k, v in row.items()})
+            try:
+                self._writer.write(step, elapsed_s, {k: _scalar(v) for k, v in row.items()})
+            except OSError as e:
+                raise UserError(self._write_failed("metrics.jsonl", e)) from e
 
     def write_images(self, step: int, pictures: dict) -> None:
         if self.chief and self.failure is None and pictures:
-            write_images(self.path, step, pictures)
+            try:
+                write_images(self.path, step, pictures)
+            except OSError as e:
+                raise UserError(self._write_failed("images", e)) from e
+
+    def _write_failed(self, what: str, error: OSError) -> str:
+        return f"could not write {self.path / what}: {checkpoint.describe_os_error(error)}"
 
     def save(self, step: int, state, position: dict) -> None:
         if self.failure is None:
@@ -109,6 +210,10 @@ class RunDir:
         """What training returns: the final eval metrics as floats (None if it failed)."""
         return None if self.failure else {k: _scalar(v) for k, v in metrics.items()}
 
+    def poll_saves(self) -> None:
+        """Raises CheckpointError as soon as a checkpoint save is known to have failed."""
+        self.checkpoints.poll()
+
     def wait(self) -> None:
         """Until every checkpoint save started so far is complete."""
         self.checkpoints.wait()
@@ -117,12 +222,22 @@ class RunDir:
         if self.chief:
             from jaxdl.viz import plots  # matplotlib only where a plot is drawn
 
-            plots.plot_metrics(self.path)
+            try:
+                plots.plot_metrics(self.path)
+            except OSError as e:  # a plot is not worth failing a finished run
+                logging.warning("%s", self._write_failed("metrics.png", e))
 
     def close(self) -> None:
-        self.checkpoints.close()
-        if self._writer is not None:
-            self._writer.close()
+        try:
+            self.checkpoints.close()
+        finally:
+            if self._writer is not None:
+                try:
+                    self._writer.close()
+                except OSError as e:
+                    logging.warning("%s", self._write_failed("metrics.jsonl", e))
+            if self._lock is not None:
+                self._lock.close()
 
 
 def _scalar(value):
@@ -135,3 +250,14 @@ def _scalar(value):
 def _json(value):
     """Numpy values as JSON numbers or lists; the rest as they are."""
     return value.tolist() if isinstance(value, np.ndarray | np.generic) else value
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

@@ -98,6 +98,12 @@ class TrialRunDirs:
     def restore(self, abstract_states, sharding) -> tuple:
         one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), abstract_states)
         restored = [rundir.restore(one, sharding) for rundir in self.rundirs]
+        steps = [int(state.step) for state, _ in restored]
+        if len(set(steps)) > 1:  # a damaged checkpoint made one trial fall back
+            raise UserError(
+                f"vmapped trials restored checkpoints of different steps ({steps}); run them "
+                f"separately"
+            )
         stack = jax.jit(
             lambda *s: jax.tree.map(lambda *x: jnp.stack(x), *s), out_shardings=self._replicated
         )
@@ -148,6 +154,10 @@ class TrialRunDirs:
 
     def result(self, metrics: dict) -> list:
         return [rundir.result(_trial(metrics, k)) for k, rundir in enumerate(self.rundirs)]
+
+    def poll_saves(self) -> None:
+        for rundir in self.rundirs:
+            rundir.poll_saves()
 
     def wait(self) -> None:
         for rundir in self.rundirs:

@@ -5,6 +5,9 @@ import math
 from pathlib import Path
 
 import numpy as np
+from absl import logging
+
+from jaxdl.errors import UserError
 
 METRICS_FILE = "metrics.jsonl"
 IMAGES_DIR = "images"
@@ -21,10 +24,21 @@ def write_images(workdir: Path, step: int, images: dict) -> None:
 
 
 def read_metrics(workdir: Path) -> list[dict]:
+    """The rows of workdir/metrics.jsonl; a damaged last line (a write cut by a kill) is
+    dropped with a warning, a damaged line before it is a UserError."""
     path = Path(workdir) / METRICS_FILE
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(lines, 1):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number < len(lines):
+                raise UserError(f"{path} line {number} is damaged: {line[:60]!r}") from None
+            logging.warning("%s: dropped a damaged last line %r", path, line[:60])
+    return rows
 
 
 class MetricWriter:

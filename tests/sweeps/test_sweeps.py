@@ -229,3 +229,35 @@ def test_vmapped_sweep_runs_a_group_in_one_process_and_records_its_failure(
     for trial in manifest["trials"][:2]:
         rows = [json.loads(line) for line in (sweep_dir / trial["name"] / "metrics.jsonl").open()]
         assert rows[-1]["step"] == 6
+
+
+@pytest.mark.slow
+def test_killing_the_runner_stops_its_trainers_and_a_rerun_resumes(synthetic_data_dir, tmp_path):
+    import os
+    import signal
+    import time
+
+    from jaxdl.train.rundir import lock_holder
+
+    sweep_dir = tmp_path / "sweep"
+    command = sweep_command(
+        sweep_dir,
+        synthetic_data_dir,
+        "--sweep=config.seed=[0]",
+        "--config.train.num_steps=1000000",
+        "--config.train.checkpoint_every=0",
+    )
+    runner = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.DEVNULL)
+    workdir = sweep_dir / "000_seed=0"
+    deadline = time.time() + 120
+    while not (workdir / "metrics.jsonl").is_file() and time.time() < deadline:
+        time.sleep(0.2)
+    holder = lock_holder(workdir)
+    assert holder is not None and holder != runner.pid
+    os.kill(runner.pid, signal.SIGKILL)
+    runner.wait()
+    while lock_holder(workdir) is not None and time.time() < deadline:
+        time.sleep(0.2)
+    assert lock_holder(workdir) is None  # the orphan saw SIGTERM, saved and exited
+    steps = [p.name for p in (workdir / "checkpoints").iterdir()]
+    assert len(steps) == 1 and steps[0].isdigit()  # one complete checkpoint, no tmp

@@ -11,10 +11,11 @@ from jaxdl.tasks.base import TrainState
 from tests.conftest import make_images
 
 
-def tiny_task(optimizer=None, **task_overrides):
+def tiny_task(optimizer=None, model=None, **task_overrides):
     config = tiny.get_config()
     config.task.update(task_overrides)
     config.optimizer.update(optimizer or {})
+    config.model.update(model or {})
     images, labels = make_images(64, seed=0)
     train_set = data.Dataset(
         arrays={"image": images[..., None], "label": labels.astype(np.int32)},

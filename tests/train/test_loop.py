@@ -38,6 +38,9 @@ class RecordingRunDir:
     def shown(self, row):
         return {k: float(v) for k, v in row.items() if not isinstance(v, str)}
 
+    def poll_saves(self):
+        pass
+
     def wait(self):
         self.waited = True
 
@@ -104,7 +107,9 @@ def run(total=10, step=0, position=None, extra=(), max_seconds=0.0, **faults):
 
 def test_each_hook_fires_on_its_cadence_and_at_the_end():
     fired = Fired(every=2)
+    handlers = [signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)]
     loop, outputs, hooks = run(extra=[fired])
+    assert [signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)] == handlers
     assert loop.step == 10 and loop.stop.kind == DONE and loop.state == 10
     assert fired.calls == [(2, None), (4, None), (6, None), (8, None), (10, DONE)]
     rows = {r["step"]: r for r in outputs.rows}
@@ -128,9 +133,13 @@ def test_sigterm_stops_at_the_next_step_saves_without_eval_and_ignores_a_second_
                 os.kill(os.getpid(), signal.SIGTERM)
 
     fired = Fired(every=0, at_stop=(SIGNAL,))
-    previous = signal.getsignal(signal.SIGTERM)
-    loop, outputs, _ = run(total=100, signal_at=7, extra=[fired, SecondSignal()])
-    assert signal.getsignal(signal.SIGTERM) is previous  # restored once the loop ended
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        loop, outputs, _ = run(total=100, signal_at=7, extra=[fired, SecondSignal()])
+        os.kill(os.getpid(), signal.SIGTERM)  # still ignored: the process is on its way out
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     assert loop.step == 7 and loop.stop.kind == SIGNAL and loop.stop.reason == "SIGTERM"
     assert fired.calls == [(7, SIGNAL)]
     assert [s for s, _, _ in outputs.saves] == [3, 6, 7]

@@ -33,9 +33,12 @@ def saved_steps(workdir):
 
 
 def saved_state(workdir, step):
-    return ocp.PyTreeCheckpointer().restore(
-        (workdir / "checkpoints" / str(step) / "state").absolute()
-    )
+    """A checkpoint's state as numpy arrays (saved on any number of devices)."""
+    path = (workdir / "checkpoints" / str(step) / "state").absolute()
+    checkpointer = ocp.PyTreeCheckpointer()
+    tree = checkpointer.metadata(path).item_metadata.tree
+    as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+    return checkpointer.restore(path, args=ocp.args.PyTreeRestore(restore_args=as_numpy))
 
 
 def keep_checkpoints_up_to(workdir, last):
