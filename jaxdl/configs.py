@@ -38,6 +38,7 @@ TRAIN_DEFAULTS = dict(
     checkpoint_every=1000,  # steps; 0 = only at the end (and on SIGTERM or budget)
     keep_checkpoints=3,
     plot=True,  # write workdir/metrics.png (every metric over steps) when the run stops
+    profile="",  # "START:STOP": a profiler trace of steps START+1..STOP in workdir/profile/
 )
 # launch/sweep.py: up to `vmap` trials differing only in seed and optimizer
 # learning_rate / weight_decay / clip_norm train in one vmapped step (1 = one run each),

@@ -9,6 +9,14 @@ from ml_collections import config_flags
 from ml_collections.config_flags.config_flags import ConfigFileFlagParser
 
 
+flags.DEFINE_string(
+    "compile_cache",
+    None,
+    "Persistent XLA compilation cache: a directory, or 'off' (default: $JAXDL_COMPILE_CACHE, "
+    "else ~/.cache/jaxdl/xla; see jaxdl/train/compile_cache.py).",
+)
+
+
 def _quiet_checkpoint_noise(unraisable) -> None:
     """sys.unraisablehook without the noise a failed save or restore leaves behind (orbax
     coroutines never awaited, tensorstore callbacks reaching orbax's closed event loop):
@@ -42,12 +50,25 @@ def tool_main(main):
         sys.unraisablehook = _quiet_checkpoint_noise
         logging.get_absl_handler().addFilter(lambda record: not _from_orbax(record))
         from jaxdl.errors import UserError
+        from jaxdl.train import compile_cache
 
+        cache = compile_cache.enable(flags.FLAGS.compile_cache)
         try:
-            return main()
+            code, error = main(), None
         except UserError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
+            code, error = 1, e
+        if cache is None:
+            logging.info("compile cache: off")
+        else:
+            logging.info(
+                "compile cache %s: %d hits, %d misses",
+                cache.directory,
+                cache.counts["hits"],
+                cache.counts["misses"],
+            )
+        if error is not None:  # the last line
+            print(f"error: {error}", file=sys.stderr)
+        return code
 
     return run
 

@@ -12,6 +12,20 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_compile_cache(tmp_path_factory) -> Path:
+    """One persistent compilation cache for the whole session: this process, the other
+    pytest-xdist workers (their temporary folders share a parent) and every launcher
+    started by a test, so the many tiny runs compile each program once."""
+    from jaxdl.train import compile_cache
+
+    root = tmp_path_factory.getbasetemp()
+    folder = (root.parent if "PYTEST_XDIST_WORKER" in os.environ else root) / "compile_cache"
+    os.environ[compile_cache.ENV] = str(folder)
+    compile_cache.enable(str(folder))
+    return folder
+
+
 def write_idx(path: Path, array: np.ndarray) -> None:
     """Writes uint8 `array` as a gzipped IDX file (the format of (Fashion-)MNIST)."""
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(

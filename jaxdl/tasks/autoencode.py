@@ -19,7 +19,7 @@ import optax
 
 from jaxdl import losses, registry
 from jaxdl.errors import check, check_choice
-from jaxdl.tasks.base import BuildContext, Task, TrainState, apply_gradients
+from jaxdl.tasks.base import BuildContext, Task, TrainState, apply_gradients, value_and_grad
 from jaxdl.viz.images import image_grid
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -143,7 +143,7 @@ class AutoencodeTask(Task):
             loss = terms["recon"] + (kl_weight * terms["kl"] if self.variational else 0.0)
             return loss.mean(), {k: v.mean() for k, v in terms.items()}
 
-        (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        (loss, terms), grads = value_and_grad(loss_fn, state.params, has_aux=True)
         new_state, step_metrics = apply_gradients(state, grads, self.optimizer, self.schedule)
         metrics = {"loss": loss, **terms, **step_metrics}
         if self.variational:

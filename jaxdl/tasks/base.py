@@ -87,6 +87,19 @@ def ema_update(average, params, decay: float, step: jax.Array):
     return jax.tree.map(lambda a, p: rate * a + (1 - rate) * p, average, params)
 
 
+def value_and_grad(loss_fn, params, has_aux: bool = False):
+    """`jax.value_and_grad(loss_fn, has_aux=has_aux)(params)`, with its two passes named
+    `forward` and `backward` (jax.named_scope) so that a profile of the step reads."""
+    with jax.named_scope("forward"):
+        if has_aux:
+            loss, pullback, aux = jax.vjp(loss_fn, params, has_aux=True)
+        else:
+            loss, pullback = jax.vjp(loss_fn, params)
+    with jax.named_scope("backward"):
+        (grads,) = pullback(jnp.ones_like(loss))
+    return ((loss, aux) if has_aux else loss), grads
+
+
 def apply_gradients(
     state, grads, optimizer, schedule, ema: float = 0.0, **changes
 ) -> tuple[Any, dict]:
@@ -94,10 +107,11 @@ def apply_gradients(
     the new state (step + 1, and `changes`; `ema_params` moved towards the new params
     with decay `ema` if the state keeps them) and the step's `grad_norm` (before
     clipping) and `learning_rate` metrics."""
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    if isinstance(state, AveragedTrainState):
-        changes["ema_params"] = ema_update(state.ema_params, params, ema, state.step)
+    with jax.named_scope("optimizer"):
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        if isinstance(state, AveragedTrainState):
+            changes["ema_params"] = ema_update(state.ema_params, params, ema, state.step)
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, **changes)
     return new_state, {"grad_norm": optax.global_norm(grads), "learning_rate": schedule(state.step)}
 

@@ -13,7 +13,7 @@ import optax
 
 from jaxdl import losses, registry
 from jaxdl.errors import check
-from jaxdl.tasks.base import BuildContext, Task, TrainState, apply_gradients
+from jaxdl.tasks.base import BuildContext, Task, TrainState, apply_gradients, value_and_grad
 
 
 def to_float(images: jax.Array) -> jax.Array:
@@ -81,9 +81,7 @@ class ClassifyTask(Task):
             loss = losses.softmax_cross_entropy(logits, labels, self.label_smoothing).mean()
             return loss, (logits, model_state)
 
-        (loss, (logits, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state.params
-        )
+        (loss, (logits, model_state)), grads = value_and_grad(loss_fn, state.params, has_aux=True)
         new_state, step_metrics = apply_gradients(
             state, grads, self.optimizer, self.schedule, model_state=model_state
         )

@@ -19,7 +19,14 @@ from jaxdl import losses, registry
 from jaxdl.data.word_vectors import ppmi_svd_vectors
 from jaxdl.errors import check, check_choice
 from jaxdl.models.han import OOV_ID, PAD_ID
-from jaxdl.tasks.base import AveragedTrainState, BuildContext, Task, TrainState, apply_gradients
+from jaxdl.tasks.base import (
+    AveragedTrainState,
+    BuildContext,
+    Task,
+    TrainState,
+    apply_gradients,
+    value_and_grad,
+)
 
 EMBED_INITS = ("random", "ppmi")
 
@@ -90,7 +97,7 @@ class DocumentClassifyTask(Task):
             loss = losses.softmax_cross_entropy(logits, labels, self.label_smoothing).mean()
             return loss, logits
 
-        (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        (loss, logits), grads = value_and_grad(loss_fn, state.params, has_aux=True)
         new_state, step_metrics = apply_gradients(
             state, grads, self.optimizer, self.schedule, ema=self.ema
         )

@@ -29,6 +29,7 @@ variables, images, labels or None, with_classes=False)` returns logits (N,), and
 gives it the class head; models.gan.Encoder(noise_dim) maps images to codes.
 """
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -40,7 +41,7 @@ from flax import struct
 from jaxdl import losses, optim, registry
 from jaxdl.errors import check, check_choice
 from jaxdl.models.gan import Encoder
-from jaxdl.tasks.base import BuildContext, Task, ema_update
+from jaxdl.tasks.base import BuildContext, Task, ema_update, value_and_grad
 from jaxdl.tasks.classify import to_float
 from jaxdl.viz.images import image_grid
 
@@ -209,6 +210,9 @@ class GANTask(Task):
             aux["r1"] = r1
         return loss, aux
 
+    def _d_loss_of_params(self, d_params, batch: tuple):
+        return self.d_loss(d_params, *batch)
+
     def g_loss(self, g_params, d_params, noise, labels):
         """(loss, {"g_loss": adversarial part[, "g_class_loss"][, "mode_ratio": image /
         noise distance]}); with mode_seeking, example i and i + N/2 are a pair (the same
@@ -265,11 +269,14 @@ class GANTask(Task):
             fake_labels = self.sample_labels(label_key, n)
             fake = self.fake(state.g_params, self.sample_noise(noise_key, n), fake_labels)
             part = slice(i * n, (i + 1) * n)
-            grads, aux = jax.grad(self.d_loss, has_aux=True)(
-                d_params, real[part], real_labels[part], fake, fake_labels
+            d_loss = functools.partial(
+                self._d_loss_of_params, batch=(real[part], real_labels[part], fake, fake_labels)
             )
-            updates, d_opt_state = self.d_optimizer.update(grads, d_opt_state, d_params)
-            d_params = optax.apply_updates(d_params, updates)
+            with jax.named_scope("discriminator"):
+                (_, aux), grads = value_and_grad(d_loss, d_params, has_aux=True)
+                with jax.named_scope("optimizer"):
+                    updates, d_opt_state = self.d_optimizer.update(grads, d_opt_state, d_params)
+                    d_params = optax.apply_updates(d_params, updates)
             d_metrics.append({**aux, "d_grad_norm": optax.global_norm(grads)})
 
         noise_key, label_key = jax.random.split(jax.random.fold_in(key, self.n_disc))
@@ -278,12 +285,15 @@ class GANTask(Task):
         else:
             fake_labels = self.sample_labels(label_key, real.shape[0])
         noise = self.sample_noise(noise_key, real.shape[0])
-        (_, g_aux), grads = jax.value_and_grad(self.g_loss, has_aux=True)(
-            state.g_params, d_params, noise, fake_labels
-        )
-        updates, g_opt_state = self.g_optimizer.update(grads, state.g_opt_state, state.g_params)
-        g_params = optax.apply_updates(state.g_params, updates)
-        ema_params = ema_update(state.ema_params, g_params, self.ema, state.step)
+        g_loss = lambda p: self.g_loss(p, d_params, noise, fake_labels)
+        with jax.named_scope("generator"):
+            (_, g_aux), grads = value_and_grad(g_loss, state.g_params, has_aux=True)
+            with jax.named_scope("optimizer"):
+                updates, g_opt_state = self.g_optimizer.update(
+                    grads, state.g_opt_state, state.g_params
+                )
+                g_params = optax.apply_updates(state.g_params, updates)
+                ema_params = ema_update(state.ema_params, g_params, self.ema, state.step)
         metrics = jax.tree.map(lambda *v: jnp.mean(jnp.stack(v)), *d_metrics)
         metrics.update(
             **g_aux,
@@ -314,9 +324,10 @@ class GANTask(Task):
             return ((self.fake(g_params, codes, labels) - real) ** 2).mean()
 
         params = (state.enc_params, state.g_params)
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, ae_opt_state = self.ae_optimizer.update(grads, state.ae_opt_state, params)
-        enc_params, g_params = optax.apply_updates(params, updates)
+        loss, grads = value_and_grad(loss_fn, params)
+        with jax.named_scope("optimizer"):
+            updates, ae_opt_state = self.ae_optimizer.update(grads, state.ae_opt_state, params)
+            enc_params, g_params = optax.apply_updates(params, updates)
         return state.replace(
             step=state.step + 1,
             g_params=g_params,

@@ -21,7 +21,7 @@ import optax
 from flax import struct
 
 from jaxdl import losses, registry
-from jaxdl.tasks.base import BuildContext, Task, apply_gradients
+from jaxdl.tasks.base import BuildContext, Task, apply_gradients, value_and_grad
 
 
 @struct.dataclass
@@ -75,7 +75,7 @@ class LanguageModelTask(Task):
             loss = losses.softmax_cross_entropy(logits, batch["targets"]).mean()
             return loss, new_carry
 
-        (loss, new_carry), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        (loss, new_carry), grads = value_and_grad(loss_fn, state.params, has_aux=True)
         new_state, step_metrics = apply_gradients(
             state, grads, self.optimizer, self.schedule, carry=new_carry
         )

@@ -20,6 +20,8 @@ from absl import logging
 
 ENV = "JAXDL_COMPILE_CACHE"
 OFF = "off"
+# Programs that compile faster than this are not worth a file (eager ops compile in ms).
+MIN_COMPILE_SECONDS = 0.1
 _EVENTS = {
     "/jax/compilation_cache/cache_hits": "hits",
     "/jax/compilation_cache/cache_misses": "misses",
@@ -42,7 +44,8 @@ def cache_dir(setting: str | None = None) -> Path | None:
 class CacheStats:
     """Counts the cache's hits and misses in this process (JAX's monitoring events)."""
 
-    def __init__(self):
+    def __init__(self, directory: Path):
+        self.directory = directory
         self.counts = {"hits": 0, "misses": 0}
         jax.monitoring.register_event_listener(self._on_event)
 
@@ -52,9 +55,9 @@ class CacheStats:
 
 
 def enable(setting: str | None = None) -> CacheStats | None:
-    """Points JAX at the cache directory (before anything is compiled); every program is
-    cached however fast it compiled. Returns the counter of hits and misses, or None
-    when the cache is off."""
+    """Points JAX at the cache directory (before anything is compiled); programs that took
+    MIN_COMPILE_SECONDS or more to compile are cached. Returns the counter of hits and
+    misses, or None when the cache is off."""
     directory = cache_dir(setting)
     if directory is None:
         jax.config.update("jax_enable_compilation_cache", False)
@@ -66,6 +69,6 @@ def enable(setting: str | None = None) -> CacheStats | None:
         jax.config.update("jax_enable_compilation_cache", False)
         return None
     jax.config.update("jax_compilation_cache_dir", str(directory))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    return CacheStats()
+    return CacheStats(directory)

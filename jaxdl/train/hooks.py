@@ -2,18 +2,20 @@
 
 `default_hooks` is what `launch/train.py` runs, in this order (a step's hooks fire in
 list order and end in reverse): StopOnSignal, StopOnNonFinite, TimeBudget, LogMetrics,
-Evaluate, DrawImages, Checkpoint, PlotMetrics; extra hooks follow them.
+Evaluate, DrawImages, Checkpoint, PlotMetrics, Profile (with train.profile); extra
+hooks follow them.
 """
 
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import jax
 import numpy as np
 from absl import logging
 
-from jaxdl.errors import NonFiniteLossError
+from jaxdl.errors import NonFiniteLossError, check
 from jaxdl.train.loop import BUDGET, DONE, SIGNAL, Hook, Loop
 from jaxdl.train.progress import Progress
 
@@ -176,6 +178,57 @@ class Checkpoint(Hook):
         loop.outputs.wait()
 
 
+class Profile(Hook):
+    """A JAX profiler trace of steps start+1 .. stop into `directory` (TensorBoard's
+    profile plugin, xprof, reads it): the trace starts when step `start` has been
+    dispatched and stops once step `stop` has finished. The steps' phases are named
+    (forward, backward, optimizer: tasks/base.py). Starting and writing the trace count
+    as hook time, so the progress line's rate and ETA leave them out."""
+
+    def __init__(self, start: int, stop: int, directory: Path):
+        self.first, self.last, self.directory = start, stop, Path(directory)
+        self.tracing = False
+
+    def due(self, step: int, stop) -> bool:
+        return step == self.first or (self.tracing and (step >= self.last or stop is not None))
+
+    def __call__(self, loop: Loop) -> None:
+        if not self.tracing:
+            jax.profiler.start_trace(str(self.directory))
+            self.tracing = True
+            logging.info(
+                "profiling steps %d..%d into %s", self.first + 1, self.last, self.directory
+            )
+        else:
+            self._finish(loop)
+
+    def _finish(self, loop: Loop) -> None:
+        jax.block_until_ready(loop.state)
+        jax.profiler.stop_trace()
+        self.tracing = False
+        logging.info("profile of steps %d..%d written", self.first + 1, loop.step)
+
+    def end(self, loop: Loop) -> None:
+        if self.tracing:
+            self._finish(loop)
+
+
+def parse_profile(window: str) -> tuple[int, int] | None:
+    """ "START:STOP" -> (START, STOP); "" -> None; anything else a ConfigError."""
+    if not window:
+        return None
+    start, sep, stop = window.partition(":")
+    try:
+        start, stop = int(start), int(stop)
+    except ValueError:
+        start = stop = -1
+    check(
+        sep == ":" and 0 <= start < stop,
+        f"train.profile={window!r} must be START:STOP steps with 0 <= START < STOP",
+    )
+    return start, stop
+
+
 class PlotMetrics(Hook):
     """When the run ends: every metric of metrics.jsonl into workdir/metrics.png."""
 
@@ -191,6 +244,7 @@ def default_hooks(
     eval_every: int,
     evaluate: Callable,
     draw: Callable | None,
+    workdir: Path,
 ) -> list[Hook]:
     """The hooks of config.train (see the module doc); `draw` None: no pictures."""
     hooks = [
@@ -204,6 +258,9 @@ def default_hooks(
     ]
     if train_cfg.plot:
         hooks.append(PlotMetrics())
+    window = parse_profile(train_cfg.profile)
+    if window:
+        hooks.append(Profile(*window, Path(workdir) / "profile"))
     return hooks
 
 
@@ -213,6 +270,7 @@ __all__ = [
     "Evaluate",
     "LogMetrics",
     "PlotMetrics",
+    "Profile",
     "StopOnNonFinite",
     "StopOnSignal",
     "TimeBudget",

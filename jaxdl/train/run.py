@@ -43,6 +43,7 @@ def _check_train_section(train_cfg: ml_collections.ConfigDict) -> None:
     for name in ("eval_every", "checkpoint_every"):
         check(train_cfg[name] >= 0, f"train.{name}={train_cfg[name]} must be >= 0")
     check(train_cfg.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1")
+    hooks_lib.parse_profile(train_cfg.profile)
 
 
 def validate(config: ml_collections.ConfigDict, inputs: data.Input | None = None) -> None:
@@ -54,6 +55,12 @@ def validate(config: ml_collections.ConfigDict, inputs: data.Input | None = None
     tasks.build(config, inputs.info, _total_steps(config.train, inputs.train.batches_per_epoch))
 
 
+@jax.jit
+def _add(totals, metrics):
+    """One dispatch for a batch's sums (leaf by leaf, eager adds cost one each)."""
+    return jax.tree.map(lambda a, b: a + b, totals, metrics)
+
+
 def _eval_totals(eval_step, state, eval_arrays: dict, batch_size: int, mesh) -> dict:
     """Each eval metric's Mean summed over the whole eval set (padding rows masked out),
     on the host; for vmapped trials its fields have a leading trial axis."""
@@ -62,7 +69,7 @@ def _eval_totals(eval_step, state, eval_arrays: dict, batch_size: int, mesh) -> 
         eval_arrays, batch_size, jax.process_index(), jax.process_count()
     ):
         metrics = eval_step(state, mesh_lib.shard_batch(batch, mesh))
-        totals = metrics if totals is None else jax.tree.map(lambda a, b: a + b, totals, metrics)
+        totals = metrics if totals is None else _add(totals, metrics)
     return jax.device_get(totals)
 
 
@@ -259,6 +266,7 @@ def _train(
         eval_every,
         evaluate,
         draw,
+        outputs.path,
     )
     hooks += list(extra_hooks)
     evaluator = next(h for h in hooks if isinstance(h, hooks_lib.Evaluate))

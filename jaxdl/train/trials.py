@@ -83,6 +83,11 @@ class TrialRunDirs:
         self._replicated = mesh_lib.replicated(mesh)
         self._unstack = None  # compiled on the first save
 
+    @property
+    def path(self):
+        """Where run-wide files go (a profile): the first trial's directory."""
+        return self.rundirs[0].path
+
     def _live(self) -> list[int]:
         return [k for k, rundir in enumerate(self.rundirs) if rundir.failure is None]
 

@@ -1,0 +1,47 @@
+"""The persistent compilation cache of the launchers: written on the first launch, read
+on the second, left alone when off."""
+
+import pytest
+
+from jaxdl.train import compile_cache
+from tests.train.test_train_e2e import TINY, assert_ok
+
+
+def cache_line(stderr: str) -> str:
+    (line,) = [x for x in stderr.splitlines() if "compile cache" in x]
+    return line
+
+
+@pytest.mark.slow
+def test_the_second_launch_compiles_nothing(launch, synthetic_data_dir, tmp_path):
+    cache = tmp_path / "cache"
+    args = (TINY, f"--config.data.data_dir={synthetic_data_dir}", f"--compile_cache={cache}")
+    first = launch(*args, f"--workdir={tmp_path / 'a'}", "--config.train.num_steps=2")
+    assert_ok(first)
+    assert " 0 hits" in cache_line(first.stderr) and " 0 misses" not in cache_line(first.stderr)
+    second = launch(*args, f"--workdir={tmp_path / 'b'}", "--config.train.num_steps=2")
+    assert_ok(second)
+    assert cache_line(second.stderr).endswith(" 0 misses")  # every program came from the cache
+    assert " 0 hits" not in cache_line(second.stderr)
+    (versioned,) = cache.iterdir()
+    assert versioned.name == compile_cache.cache_dir(str(cache)).name  # per jax/jaxlib
+    off = launch(
+        TINY,
+        f"--config.data.data_dir={synthetic_data_dir}",
+        "--compile_cache=off",
+        f"--workdir={tmp_path / 'c'}",
+        "--config.train.num_steps=2",
+    )
+    assert_ok(off)
+    assert cache_line(off.stderr).endswith("compile cache: off")
+
+
+def test_the_cache_folder_is_per_jax_version(monkeypatch, tmp_path):
+    monkeypatch.setenv(compile_cache.ENV, str(tmp_path))
+    assert compile_cache.cache_dir().parent == tmp_path
+    assert compile_cache.cache_dir("off") is None
+    monkeypatch.setenv(compile_cache.ENV, "off")
+    assert compile_cache.cache_dir() is None
+    monkeypatch.delenv(compile_cache.ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert compile_cache.cache_dir().parent == tmp_path / "xdg" / "jaxdl" / "xla"
