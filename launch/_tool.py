@@ -8,7 +8,6 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 from ml_collections.config_flags.config_flags import ConfigFileFlagParser
 
-
 flags.DEFINE_string(
     "compile_cache",
     None,
