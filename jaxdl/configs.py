@@ -39,6 +39,9 @@ TRAIN_DEFAULTS = dict(
     keep_checkpoints=3,
     plot=True,  # write workdir/metrics.png (every metric over steps) when the run stops
     profile="",  # "START:STOP": a profiler trace of steps START+1..STOP in workdir/profile/
+    param_sharding="replicated",  # replicated | fsdp: parameters, optimizer state split
+    compute_dtype="float32",  # float32 | bfloat16: activations and matmuls (params float32)
+    microbatches=1,  # > 1: each step sums the gradients of this many parts of its batch
 )
 # launch/sweep.py: up to `vmap` trials differing only in seed and optimizer
 # learning_rate / weight_decay / clip_norm train in one vmapped step (1 = one run each),

@@ -26,6 +26,7 @@ flags.DEFINE_multi_string("sweep", [], "config.a.b=[v1,v2] or config.a.b=range(n
 flags.DEFINE_enum("backend", "local", ["local", "slurm"], "Where trials run.")
 flags.DEFINE_integer("parallel", 1, "Trials at a time.")
 flags.DEFINE_multi_string("sbatch", [], "slurm: an #SBATCH option, e.g. --sbatch=--gres=gpu:1")
+flags.DEFINE_integer("tasks_per_trial", 1, "slurm: processes (srun tasks) of each trial's job.")
 flags.DEFINE_list("gpus", [], "GPU ids, one per concurrent trial (default: CPU cores).")
 flags.DEFINE_string("metric", "eval/loss", "Metric that ranks trials.")
 flags.DEFINE_enum("mode", "min", ["min", "max"], "Whether lower or higher is better.")
@@ -78,7 +79,7 @@ def main():
     if FLAGS.backend == "local":
         sweep.run(slots)
     else:
-        sweep.run_slurm(FLAGS.parallel, FLAGS.sbatch)
+        sweep.run_slurm(FLAGS.parallel, FLAGS.sbatch, tasks_per_trial=FLAGS.tasks_per_trial)
     best = sweep_lib.write_summary(sweep, FLAGS.metric, FLAGS.mode)
     counts = {s: sum(t["status"] == s for t in sweep.trials) for s in ("done", "failed")}
     logging.info(

@@ -16,7 +16,15 @@ from absl import app, flags, logging
 define_config_flag()
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and samples.")
 flags.DEFINE_string("vmap_trials", None, "JSON list of {workdir, overrides}: vmapped trials.")
-flags.DEFINE_bool("jax_distributed", False, "Call jax.distributed.initialize() (multi-host).")
+flags.DEFINE_bool(
+    "jax_distributed",
+    False,
+    "Join a multi-process job (jax.distributed.initialize): the cluster is detected (SLURM, "
+    "...) unless the flags below say; implied under launch/multiprocess.py.",
+)
+flags.DEFINE_string("coordinator_address", None, "Multi-process: HOST:PORT of process 0.")
+flags.DEFINE_integer("num_processes", None, "Multi-process: how many processes.")
+flags.DEFINE_integer("process_id", None, "Multi-process: this process's index.")
 flags.mark_flags_as_required(["config"])
 flags.register_multi_flags_validator(
     ["workdir", "vmap_trials"],
@@ -70,15 +78,15 @@ def parse_flags(argv: list[str]) -> list[str]:
 @tool_main
 def main():
     FLAGS.showprefixforinfo = False  # short log lines
-    import jax
 
     from jaxdl import sweeps
     from jaxdl.sweeps.runner import SOME_TRIALS_FAILED
-    from jaxdl.train import train_and_evaluate, train_trials
+    from jaxdl.train import processes, train_and_evaluate, train_trials
     from jaxdl.train.rundir import FAILED_FILE
 
-    if FLAGS.jax_distributed:
-        jax.distributed.initialize()
+    explicit = FLAGS.coordinator_address or FLAGS.num_processes or FLAGS.process_id is not None
+    if FLAGS.jax_distributed or explicit or processes.in_job():
+        processes.join_job(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     if FLAGS.vmap_trials:
         with open(FLAGS.vmap_trials) as listing:
             trials = json.load(listing)

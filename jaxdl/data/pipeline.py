@@ -57,8 +57,11 @@ class ShuffledBatches:
     def batch(self, index: int) -> dict:
         """This host's part of global batch `index` (0-based over the whole run)."""
         epoch, within = divmod(index, self.batches_per_epoch)
-        start = within * self.global_batch_size + self._host_offset
-        rows = np.sort(self._order(epoch)[start : start + self.host_batch_size])
+        start = within * self.global_batch_size
+        # Sorted over the global batch, then sliced: row i of the global batch is the same
+        # example whatever the number of hosts (per-row randomness, e.g. flips, follows).
+        rows = np.sort(self._order(epoch)[start : start + self.global_batch_size])
+        rows = rows[self._host_offset : self._host_offset + self.host_batch_size]
         return {name: array[rows] for name, array in self.arrays.items()}
 
 

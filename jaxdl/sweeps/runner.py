@@ -35,6 +35,7 @@ from pathlib import Path
 from absl import logging
 
 from jaxdl.errors import UserError, check
+from jaxdl.train.processes import die_with_parent
 from jaxdl.train.rundir import FAILED_FILE, lock_holder
 from jaxdl.train.writers import read_metrics
 
@@ -161,7 +162,7 @@ class Sweep:
             trial.update(status="running", started=started, log=log.name)
 
         def prepare_child() -> None:
-            _die_with_parent()
+            die_with_parent()
             if cores:
                 os.sched_setaffinity(0, cores)
 
@@ -226,16 +227,29 @@ class Sweep:
             self.save()
 
     # ---- SLURM ----------------------------------------------------------------------------
-    def slurm_script(self, trials: list[dict], parallel: int, sbatch_options: list[str]) -> str:
-        """A job-array script: task i runs trials[i]'s command, logs in slurm/<i>.err."""
+    def slurm_script(
+        self,
+        trials: list[dict],
+        parallel: int,
+        sbatch_options: list[str],
+        tasks_per_trial: int = 1,
+    ) -> str:
+        """A job-array script: array task i runs trials[i]'s command, logs in
+        slurm/<i>.err; with `tasks_per_trial` > 1, as that many processes of one JAX job
+        (srun; launch/train.py joins it with --jax_distributed)."""
         logs = self.sweep_dir / "slurm"
-        commands = "\n".join(shlex.join(self._command([t])) for t in trials)
+        prefix = []
+        if tasks_per_trial > 1:
+            prefix = ["srun", f"--ntasks={tasks_per_trial}", "--kill-on-bad-exit=1"]
+        suffix = ["--jax_distributed"] if tasks_per_trial > 1 else []
+        commands = "\n".join(shlex.join([*prefix, *self._command([t]), *suffix]) for t in trials)
         header = [
             "#!/bin/bash",
             f"#SBATCH --job-name=jaxdl-{self.sweep_dir.name}",
             f"#SBATCH --array=0-{len(trials) - 1}%{parallel}",
             f"#SBATCH --output={logs}/%a.out",
             f"#SBATCH --error={logs}/%a.err",
+            *([f"#SBATCH --ntasks={tasks_per_trial}"] if tasks_per_trial > 1 else []),
             *(f"#SBATCH {option}" for option in sbatch_options),
         ]
         body = [
@@ -253,8 +267,15 @@ class Sweep:
         ]
         return "\n".join(header + body) + "\n"
 
-    def run_slurm(self, parallel: int, sbatch_options: list[str], poll_s: float = 2.0) -> None:
+    def run_slurm(
+        self,
+        parallel: int,
+        sbatch_options: list[str],
+        poll_s: float = 2.0,
+        tasks_per_trial: int = 1,
+    ) -> None:
         """Submits the trials not done yet as one job array and waits for it."""
+        check(tasks_per_trial >= 1, f"--tasks_per_trial={tasks_per_trial} must be >= 1")
         check(self.vmap == 1, "config.sweep.vmap > 1 runs on the local backend only, for now")
         todo = [t for t in self.trials if t["status"] != "done"]
         if not todo:
@@ -264,7 +285,7 @@ class Sweep:
         for stale in logs.glob("*.exit"):  # a previous submission's task numbering
             stale.unlink()
         script = logs / "array.sh"
-        script.write_text(self.slurm_script(todo, parallel, sbatch_options))
+        script.write_text(self.slurm_script(todo, parallel, sbatch_options, tasks_per_trial))
         submitted = subprocess.run(
             ["sbatch", "--parsable", str(script)], capture_output=True, text=True
         )
@@ -424,15 +445,6 @@ def _plot(sweep: Sweep, rows: list[dict], metric: str) -> None:
     fig.tight_layout()
     fig.savefig(sweep.sweep_dir / "summary.png", dpi=100)
     plt.close(fig)
-
-
-def _die_with_parent() -> None:
-    """In a child before exec (Linux): SIGTERM when the runner dies, even by SIGKILL, so
-    no trainer outlives its sweep."""
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _stop_child(process: subprocess.Popen, since: dict) -> None:

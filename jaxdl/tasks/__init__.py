@@ -4,7 +4,8 @@ class (jaxdl/registry.py). `build` makes the one a config names, with its model.
 import ml_collections
 
 from jaxdl import configs, registry
-from jaxdl.errors import check
+from jaxdl.errors import check, check_choice
+from jaxdl.models import precision
 from jaxdl.tasks.base import BuildContext, Generator, Task, TrainState
 
 
@@ -18,6 +19,14 @@ def build(
     `info` is the input's JSON description (class names, vocabulary: see data.Input);
     `optimizer_values`: one vmapped trial's traced optimizer numbers (optim.TRACEABLE)."""
     config = configs.resolve(config)
+    check_choice("train.compute_dtype", config.train.compute_dtype, tuple(precision.COMPUTE_DTYPES))
+    microbatches = config.train.microbatches
+    check(microbatches >= 1, f"train.microbatches={microbatches} must be >= 1")
+    check(
+        config.data.batch_size % microbatches == 0,
+        f"data.batch_size={config.data.batch_size} must divide into "
+        f"train.microbatches={microbatches}",
+    )
     task_entry = registry.lookup("task", config.task.name)
     model_entry = registry.lookup("model", config.model.name)
     check(
@@ -32,9 +41,16 @@ def build(
         f"({', '.join(n for n in registry.names('model') if _family(n) == family)}); "
         f"model {model_entry.name!r} is a {model_entry.family} model",
     )
-    model = model_entry.build(config.model, info)
+    model = precision.with_compute_dtype(
+        model_entry.build(config.model, info), config.train.compute_dtype
+    )
     context = BuildContext(
-        info, total_steps, config.data.batch_size, config.optimizer, optimizer_values or {}
+        info,
+        total_steps,
+        config.data.batch_size,
+        config.optimizer,
+        optimizer_values or {},
+        microbatches=config.train.microbatches,
     )
     return task_entry.build(config.task, model, context)
 

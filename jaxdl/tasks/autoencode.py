@@ -19,7 +19,14 @@ import optax
 
 from jaxdl import losses, registry
 from jaxdl.errors import check, check_choice
-from jaxdl.tasks.base import BuildContext, Task, TrainState, apply_gradients, value_and_grad
+from jaxdl.tasks.base import (
+    BuildContext,
+    Task,
+    TrainState,
+    accumulate_gradients,
+    apply_gradients,
+    part_key,
+)
 from jaxdl.viz.images import image_grid
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -49,6 +56,7 @@ class AutoencodeTask(Task):
         kl_warmup_steps: int = 0,
         iwae_samples: int = 0,
         num_classes: int = 10,
+        microbatches: int = 1,
     ):
         self.model = model
         self.optimizer = optimizer
@@ -59,6 +67,7 @@ class AutoencodeTask(Task):
         self.kl_warmup_steps = kl_warmup_steps
         self.iwae_samples = iwae_samples
         self.num_classes = num_classes
+        self.microbatches = microbatches
 
     @property
     def variational(self) -> bool:
@@ -138,12 +147,14 @@ class AutoencodeTask(Task):
         x = to_unit(batch["image"])
         kl_weight = self.kl_weight(state.step)
 
-        def loss_fn(params):
-            terms = self.terms(params, key, x)
+        def loss_fn(params, part, carry, index):
+            terms = self.terms(params, part_key(key, index, self.microbatches), part["x"])
             loss = terms["recon"] + (kl_weight * terms["kl"] if self.variational else 0.0)
-            return loss.mean(), {k: v.mean() for k, v in terms.items()}
+            return loss.mean(), ({k: v.mean() for k, v in terms.items()}, carry, None)
 
-        (loss, terms), grads = value_and_grad(loss_fn, state.params, has_aux=True)
+        loss, terms, _, _, grads = accumulate_gradients(
+            loss_fn, state.params, {"x": x}, self.microbatches
+        )
         new_state, step_metrics = apply_gradients(state, grads, self.optimizer, self.schedule)
         metrics = {"loss": loss, **terms, **step_metrics}
         if self.variational:
@@ -220,4 +231,5 @@ def build(cfg, model, context: BuildContext) -> AutoencodeTask:
         kl_warmup_steps=cfg.kl_warmup_steps,
         iwae_samples=cfg.iwae_samples,
         num_classes=len(context.info.get("class_names", ())),
+        microbatches=context.microbatches,
     )

@@ -100,6 +100,44 @@ def value_and_grad(loss_fn, params, has_aux: bool = False):
     return ((loss, aux) if has_aux else loss), grads
 
 
+def accumulate_gradients(loss_fn, params, batch: dict, microbatches: int, carry=None):
+    """Gradient accumulation: `loss_fn(params, part, carry, index) -> (loss, (metrics,
+    carry, rows))` over `microbatches` equal parts of the batch's rows, one after another
+    (a lax.scan: one part's activations in memory at a time). Returns the mean loss, the
+    metrics' means, the carry after the last part (threaded through in order, e.g. batch
+    statistics), `rows` of the parts joined back into the batch's rows (a pytree with a
+    leading rows axis, or None) and the mean gradient: with equal parts the gradient of
+    the whole batch's mean loss. With 1 part, value_and_grad of the whole batch."""
+    if microbatches == 1:
+        fn = lambda p: loss_fn(p, batch, carry, 0)
+        (loss, (metrics, carry, rows)), grads = value_and_grad(fn, params, has_aux=True)
+        return loss, metrics, carry, rows, grads
+    parts = jax.tree.map(
+        lambda x: x.reshape(microbatches, x.shape[0] // microbatches, *x.shape[1:]), batch
+    )
+
+    def one(accumulated, part_and_index):
+        grad_sum, carry = accumulated
+        part, index = part_and_index
+        fn = lambda p: loss_fn(p, part, carry, index)
+        (loss, (metrics, carry, rows)), grads = value_and_grad(fn, params, has_aux=True)
+        return (jax.tree.map(jnp.add, grad_sum, grads), carry), (loss, metrics, rows)
+
+    start = (jax.tree.map(jnp.zeros_like, params), carry)
+    (grad_sum, carry), (losses, metrics, rows) = jax.lax.scan(
+        one, start, (parts, jnp.arange(microbatches))
+    )
+    mean = lambda x: jnp.mean(x, axis=0)
+    rows = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), rows)
+    grads = jax.tree.map(lambda g: g / microbatches, grad_sum)
+    return mean(losses), jax.tree.map(mean, metrics), carry, rows, grads
+
+
+def part_key(key: jax.Array, index, microbatches: int) -> jax.Array:
+    """The random key of micro-batch `index`: the step's own key when there is one part."""
+    return key if microbatches == 1 else jax.random.fold_in(key, index)
+
+
 def apply_gradients(
     state, grads, optimizer, schedule, ema: float = 0.0, **changes
 ) -> tuple[Any, dict]:
@@ -126,6 +164,7 @@ class BuildContext:
     optimizer_config: ml_collections.ConfigDict  # config.optimizer
     # Some of optim.TRACEABLE as traced arrays: one trial's numbers in a vmapped group.
     optimizer_values: dict = dataclasses.field(default_factory=dict)
+    microbatches: int = 1  # train.microbatches: parts of a batch per optimizer step
 
     def optimizer(self) -> tuple[optax.GradientTransformation, optax.Schedule]:
         """The optimizer of config.optimizer (with this trial's numbers) and its schedule."""

@@ -13,7 +13,14 @@ import optax
 
 from jaxdl import losses, registry
 from jaxdl.errors import check
-from jaxdl.tasks.base import BuildContext, Task, TrainState, apply_gradients, value_and_grad
+from jaxdl.tasks.base import (
+    BuildContext,
+    Task,
+    TrainState,
+    accumulate_gradients,
+    apply_gradients,
+    part_key,
+)
 
 
 def to_float(images: jax.Array) -> jax.Array:
@@ -48,6 +55,7 @@ class ClassifyTask(Task):
         label_smoothing: float,
         flip: bool,
         shift: int,
+        microbatches: int = 1,
     ):
         self.model = model
         self.optimizer = optimizer
@@ -55,6 +63,7 @@ class ClassifyTask(Task):
         self.label_smoothing = label_smoothing
         self.flip = flip
         self.shift = shift
+        self.microbatches = microbatches
 
     def _apply(self, params, model_state, images, train, rngs=None):
         """Returns (logits, new model_state)."""
@@ -72,21 +81,26 @@ class ClassifyTask(Task):
     def train_step(self, state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         augment_rng, dropout_rng = jax.random.split(jax.random.fold_in(state.rng, state.step))
         images = augment(augment_rng, to_float(batch["image"]), self.flip, self.shift)
-        labels = batch["label"]
 
-        def loss_fn(params):
-            logits, model_state = self._apply(
-                params, state.model_state, images, True, {"dropout": dropout_rng}
-            )
+        def loss_fn(params, part, model_state, index):
+            rngs = {"dropout": part_key(dropout_rng, index, self.microbatches)}
+            logits, model_state = self._apply(params, model_state, part["image"], True, rngs)
+            labels = part["label"]
             loss = losses.softmax_cross_entropy(logits, labels, self.label_smoothing).mean()
-            return loss, (logits, model_state)
+            return loss, ({"accuracy": losses.accuracy(logits, labels).mean()}, model_state, None)
 
-        (loss, (logits, model_state)), grads = value_and_grad(loss_fn, state.params, has_aux=True)
+        # Batch statistics are updated part after part (each part normalised by its own).
+        loss, metrics, model_state, _, grads = accumulate_gradients(
+            loss_fn,
+            state.params,
+            {"image": images, "label": batch["label"]},
+            self.microbatches,
+            state.model_state,
+        )
         new_state, step_metrics = apply_gradients(
             state, grads, self.optimizer, self.schedule, model_state=model_state
         )
-        accuracy = losses.accuracy(logits, labels).mean()
-        return new_state, {"loss": loss, "accuracy": accuracy, **step_metrics}
+        return new_state, {"loss": loss, **metrics, **step_metrics}
 
     def logits(self, state: TrainState, images: jax.Array) -> jax.Array:
         """Class logits of uint8 images, in eval mode (what tools that judge images use)."""
@@ -117,4 +131,12 @@ def build(cfg, model, context: BuildContext) -> ClassifyTask:
     )
     check(cfg.shift >= 0, f"task.shift={cfg.shift} must be >= 0")
     optimizer, schedule = context.optimizer()
-    return ClassifyTask(model, optimizer, schedule, cfg.label_smoothing, cfg.flip, cfg.shift)
+    return ClassifyTask(
+        model,
+        optimizer,
+        schedule,
+        cfg.label_smoothing,
+        cfg.flip,
+        cfg.shift,
+        microbatches=context.microbatches,
+    )

@@ -24,8 +24,9 @@ from jaxdl.tasks.base import (
     BuildContext,
     Task,
     TrainState,
+    accumulate_gradients,
     apply_gradients,
-    value_and_grad,
+    part_key,
 )
 
 EMBED_INITS = ("random", "ppmi")
@@ -50,6 +51,7 @@ class DocumentClassifyTask(Task):
         embed_init: str,
         ppmi_window: int,
         ema: float,
+        microbatches: int = 1,
     ):
         self.model = model
         self.optimizer = optimizer
@@ -59,6 +61,7 @@ class DocumentClassifyTask(Task):
         self.embed_init = embed_init
         self.ppmi_window = ppmi_window
         self.ema = ema  # decay of the parameters' moving average that eval uses; 0: none
+        self.microbatches = microbatches
 
     def init(self, rng: jax.Array, example_batch: dict) -> TrainState:
         params_rng, state_rng = jax.random.split(rng)
@@ -88,21 +91,23 @@ class DocumentClassifyTask(Task):
     def train_step(self, state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         drop_rng, dropout_rng = jax.random.split(jax.random.fold_in(state.rng, state.step))
         tokens = word_dropout(drop_rng, batch["tokens"], self.word_dropout)
-        labels = batch["label"]
 
-        def loss_fn(params):
+        def loss_fn(params, part, carry, index):
+            rngs = {"dropout": part_key(dropout_rng, index, self.microbatches)}
             logits, _, _ = self.model.apply(
-                {"params": params}, tokens, train=True, rngs={"dropout": dropout_rng}
+                {"params": params}, part["tokens"], train=True, rngs=rngs
             )
+            labels = part["label"]
             loss = losses.softmax_cross_entropy(logits, labels, self.label_smoothing).mean()
-            return loss, logits
+            return loss, ({"accuracy": losses.accuracy(logits, labels).mean()}, carry, None)
 
-        (loss, logits), grads = value_and_grad(loss_fn, state.params, has_aux=True)
+        loss, metrics, _, _, grads = accumulate_gradients(
+            loss_fn, state.params, {"tokens": tokens, "label": batch["label"]}, self.microbatches
+        )
         new_state, step_metrics = apply_gradients(
             state, grads, self.optimizer, self.schedule, ema=self.ema
         )
-        accuracy = losses.accuracy(logits, labels).mean()
-        return new_state, {"loss": loss, "accuracy": accuracy, **step_metrics}
+        return new_state, {"loss": loss, **metrics, **step_metrics}
 
     def predict(self, state: TrainState, tokens: jax.Array):
         """Eval mode: (class probabilities (B, C), word attention (B, S, W), sentence
@@ -144,4 +149,5 @@ def build(cfg, model, context: BuildContext) -> DocumentClassifyTask:
         embed_init=cfg.embed_init,
         ppmi_window=cfg.ppmi_window,
         ema=cfg.ema,
+        microbatches=context.microbatches,
     )

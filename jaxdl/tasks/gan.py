@@ -401,6 +401,11 @@ def build(cfg, models: tuple, context: BuildContext) -> GANTask:
     """config.optimizer trains the generator, task.d_optimizer the discriminator."""
     # Two optimizers: a vmapped group's per-trial numbers would reach only one of them.
     check(not context.optimizer_values, "vmapped trials of task 'gan' may differ only in seed")
+    check(
+        context.microbatches == 1,
+        "task gan does not split its batches (train.microbatches must be 1): its "
+        "discriminator and generator steps each take a part of the batch already (n_disc)",
+    )
     check_choice("task.loss", cfg.loss, GAN_LOSSES)
     check_choice("task.noise_distribution", cfg.noise_distribution, NOISE_DISTRIBUTIONS)
     check(cfg.noise_dim > 0, f"task.noise_dim={cfg.noise_dim} must be > 0")

@@ -21,7 +21,13 @@ import optax
 from flax import struct
 
 from jaxdl import losses, registry
-from jaxdl.tasks.base import BuildContext, Task, apply_gradients, value_and_grad
+from jaxdl.tasks.base import (
+    BuildContext,
+    Task,
+    accumulate_gradients,
+    apply_gradients,
+    part_key,
+)
 
 
 @struct.dataclass
@@ -43,10 +49,12 @@ class LanguageModelTask(Task):
         model: nn.Module,
         optimizer: optax.GradientTransformation,
         schedule: optax.Schedule,
+        microbatches: int = 1,
     ):
         self.model = model
         self.optimizer = optimizer
         self.schedule = schedule
+        self.microbatches = microbatches  # parts of the streams (rows) per step
 
     def init(self, rng: jax.Array, example_batch: dict) -> LMState:
         params_rng, state_rng = jax.random.split(rng)
@@ -64,18 +72,22 @@ class LanguageModelTask(Task):
         dropout_rng = jax.random.fold_in(state.rng, state.step)
         carry = jax.lax.stop_gradient(_reset(state.carry, batch["reset"]))
 
-        def loss_fn(params):
+        def loss_fn(params, part, unused, index):
             logits, new_carry = self.model.apply(
                 {"params": params},
-                batch["inputs"],
-                carry,
+                part["inputs"],
+                part["carry"],
                 train=True,
-                rngs={"dropout": dropout_rng},
+                rngs={"dropout": part_key(dropout_rng, index, self.microbatches)},
             )
-            loss = losses.softmax_cross_entropy(logits, batch["targets"]).mean()
-            return loss, new_carry
+            loss = losses.softmax_cross_entropy(logits, part["targets"]).mean()
+            return loss, ({}, unused, new_carry)  # each part's streams keep their carry
 
-        (loss, new_carry), grads = value_and_grad(loss_fn, state.params, has_aux=True)
+        # The carry is per stream: it travels with its rows of the batch.
+        rows = {"inputs": batch["inputs"], "targets": batch["targets"], "carry": carry}
+        loss, _, _, new_carry, grads = accumulate_gradients(
+            loss_fn, state.params, rows, self.microbatches
+        )
         new_state, step_metrics = apply_gradients(
             state, grads, self.optimizer, self.schedule, carry=new_carry
         )
@@ -139,4 +151,4 @@ class LanguageModelTask(Task):
 
 @registry.task("lm", model_family="language_model", needs="vocab")
 def build(cfg, model, context: BuildContext) -> LanguageModelTask:
-    return LanguageModelTask(model, *context.optimizer())
+    return LanguageModelTask(model, *context.optimizer(), microbatches=context.microbatches)

@@ -81,7 +81,11 @@ class Checkpoints:
         self._pending = step
 
     def poll(self) -> None:
-        """Cheap: if the pending save has ended, raises CheckpointError if it failed."""
+        """Cheap: if the pending save has ended, raises CheckpointError if it failed. (Not
+        in a multi-process job, where processes would see its end at different steps and
+        wait at different places: there a failure shows at the next save or at the end.)"""
+        if jax.process_count() > 1:
+            return
         if self._pending is not None and not self._manager.is_saving_in_progress():
             self._finish_pending()
 
@@ -221,5 +225,10 @@ def describe_os_error(error) -> str:
 
 
 def abstract_like(tree, sharding):
-    """Shape/dtype structs of `tree` with the given sharding, for restoring onto devices."""
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
+    """Shape/dtype structs of `tree` with the given sharding (one for all leaves, or a
+    tree of them), for restoring onto devices."""
+    if isinstance(sharding, jax.sharding.Sharding):
+        sharding = jax.tree.map(lambda _: sharding, tree)
+    return jax.tree.map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, sharding
+    )

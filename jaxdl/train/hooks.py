@@ -6,6 +6,7 @@ Evaluate, DrawImages, Checkpoint, PlotMetrics, Profile (with train.profile); ext
 hooks follow them.
 """
 
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from pathlib import Path
 import jax
 import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 
 from jaxdl.errors import NonFiniteLossError, check
 from jaxdl.train.loop import BUDGET, DONE, SIGNAL, Hook, Loop
@@ -24,7 +26,9 @@ class StopOnSignal(Hook):
     """SIGTERM (preemption) and SIGINT stop the loop at the next step boundary, where the
     checkpoint hook saves. Any further signal is ignored: until the loop has ended (the
     hook ends last, after the checkpoint is complete) and, once a signal has stopped the
-    loop, until the process exits, which is what the signal asked for."""
+    loop, until the process exits, which is what the signal asked for. In a multi-process
+    job a SIGTERM to any one process stops all of them at the same step, through JAX's
+    preemption sync (multihost_utils.reached_preemption_sync_point)."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -39,9 +43,19 @@ class StopOnSignal(Hook):
         self.received = self.received or name
 
     def start(self, loop: Loop) -> None:
-        self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        self.processes = jax.process_count()
+        if self.processes == 1:
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        else:  # JAX's preemption service hears SIGTERM; SIGINT becomes one
+            self._previous = {signal.SIGINT: signal.signal(signal.SIGINT, self._to_sigterm)}
+
+    def _to_sigterm(self, signum, frame) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
 
     def after_step(self, loop: Loop) -> None:
+        # In a job, a SIGTERM to any process reaches all; they stop at one agreed step.
+        if self.processes > 1 and multihost_utils.reached_preemption_sync_point(loop.step):
+            self.received = "SIGTERM"
         if self.received:
             loop.request_stop(SIGNAL, self.received)
 
@@ -63,13 +77,23 @@ class StopOnNonFinite(Hook):
 
 
 class TimeBudget(Hook):
-    """Stops the loop once `max_seconds` of the run (counted across resumes) have passed."""
+    """Stops the loop once `max_seconds` of the run (counted across resumes) have passed.
+    In a multi-process job process 0's clock decides, every AGREE_EVERY steps."""
+
+    AGREE_EVERY = 10
 
     def __init__(self, max_seconds: float):
         self.max_seconds = max_seconds
 
     def after_step(self, loop: Loop) -> None:
-        if self.max_seconds and loop.elapsed() >= self.max_seconds:
+        if not self.max_seconds:
+            return
+        over = loop.elapsed() >= self.max_seconds
+        if jax.process_count() > 1:
+            if loop.step % self.AGREE_EVERY:
+                return
+            over = bool(multihost_utils.broadcast_one_to_all(np.asarray(over)))
+        if over:
             loop.request_stop(BUDGET, f"time budget of {self.max_seconds:g}s")
 
 

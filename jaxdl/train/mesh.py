@@ -1,12 +1,18 @@
-"""Data parallelism over every device: one mesh axis `data`, batches split on it,
-state replicated. One code path for 1 or N devices (and hosts). Also the jit helper for
-functions whose speed does not matter."""
+"""Data parallelism over every device: one mesh axis `data`, batches split on it. One code
+path for 1 or N devices (and hosts). The state is replicated, or with `fsdp` (fully
+sharded data parallelism) its large arrays are split over the same axis, each along a
+dimension the device count divides; XLA gathers them where a step needs them. Also the
+jit helper for functions whose speed does not matter."""
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 DATA_AXIS = "data"
+PARAM_SHARDINGS = ("replicated", "fsdp")
+# fsdp leaves arrays smaller than this replicated: splitting them saves little memory
+# and costs a gather each.
+FSDP_MIN_SIZE = 1024
 
 
 def make_mesh(devices=None) -> Mesh:
@@ -24,6 +30,25 @@ def data_sharded(mesh: Mesh, trial_axis: bool = False) -> NamedSharding:
     return NamedSharding(
         mesh, PartitionSpec(None, DATA_AXIS) if trial_axis else PartitionSpec(DATA_AXIS)
     )
+
+
+def state_shardings(abstract_state, mesh: Mesh, mode: str):
+    """A sharding per leaf of the state: all replicated, or (`fsdp`) each array of at least
+    FSDP_MIN_SIZE elements split over the data axis along its largest dimension that the
+    device count divides (replicated if none does)."""
+    devices = mesh.devices.size
+
+    def one(leaf) -> NamedSharding:
+        if mode == "replicated" or devices == 1 or np.prod(leaf.shape) < FSDP_MIN_SIZE:
+            return replicated(mesh)
+        dims = [d for d in np.argsort(leaf.shape)[::-1] if leaf.shape[d] % devices == 0]
+        if not dims:
+            return replicated(mesh)
+        spec = [None] * len(leaf.shape)
+        spec[dims[0]] = DATA_AXIS
+        return NamedSharding(mesh, PartitionSpec(*spec))
+
+    return jax.tree.map(one, abstract_state)
 
 
 def shard_batch(batch: dict, mesh: Mesh, trial_axis: bool = False) -> dict:

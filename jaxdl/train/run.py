@@ -17,7 +17,7 @@ import numpy as np
 from absl import logging
 
 from jaxdl import configs, data, tasks
-from jaxdl.errors import check
+from jaxdl.errors import check, check_choice
 from jaxdl.sweeps.grouping import vmapped_values
 from jaxdl.train import hooks as hooks_lib
 from jaxdl.train import mesh as mesh_lib
@@ -43,6 +43,7 @@ def _check_train_section(train_cfg: ml_collections.ConfigDict) -> None:
     for name in ("eval_every", "checkpoint_every"):
         check(train_cfg[name] >= 0, f"train.{name}={train_cfg[name]} must be >= 0")
     check(train_cfg.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1")
+    check_choice("train.param_sharding", train_cfg.param_sharding, mesh_lib.PARAM_SHARDINGS)
     hooks_lib.parse_profile(train_cfg.profile)
 
 
@@ -209,24 +210,26 @@ def _train(
     extra_hooks: Sequence[Hook],
     started: float,
 ):
-    # ---- Compiled steps -------------------------------------------------------------------
+    # ---- Shardings and compiled steps -----------------------------------------------------
     replicated = mesh_lib.replicated(mesh)
     shard = lambda batch: {
         name: jax.make_array_from_process_local_data(batch_sharding, np.asarray(value))
         for name, value in batch.items()
     }
     example = shard(batches.batch(0))
+    abstract = jax.eval_shape(task.init, root_key, example)
+    state_sharding = mesh_lib.state_shardings(abstract, mesh, config.train.param_sharding)
     compile_step = lambda fn: jax.jit(
         fn,
-        in_shardings=(replicated, batch_sharding),
-        out_shardings=(replicated, replicated),
+        in_shardings=(state_sharding, batch_sharding),
+        out_shardings=(state_sharding, replicated),
         donate_argnums=0,
     )
     train_step = compile_step(task.train_step)
     pretrain_step = compile_step(task.pretrain_step) if task.pretrain_steps else None
     eval_step = jax.jit(
         task.eval_step,
-        in_shardings=(replicated, mesh_lib.data_sharded(mesh)),
+        in_shardings=(state_sharding, mesh_lib.data_sharded(mesh)),
         out_shardings=replicated,
     )
     eval_batch_size = config.data.eval_batch_size
@@ -235,14 +238,13 @@ def _train(
         return _eval_totals(eval_step, state, inputs.eval_arrays, eval_batch_size, mesh)
 
     # ---- State: the newest checkpoint, or a fresh start ------------------------------------
-    abstract = jax.eval_shape(task.init, root_key, example)
     resume_step = outputs.latest_step()
     if resume_step is None:
-        state = mesh_lib.jit_unoptimised(task.init, replicated)(root_key, example)
-        state = jax.device_put(task.init_from_data(state, inputs.train_arrays), replicated)
+        state = mesh_lib.jit_unoptimised(task.init, state_sharding)(root_key, example)
+        state = jax.device_put(task.init_from_data(state, inputs.train_arrays), state_sharding)
         position = {"next_batch": 0, "elapsed_s": 0.0}
-    else:
-        state, position = outputs.restore(abstract, replicated)
+    else:  # restored into this run's shardings, whatever the saving run's were
+        state, position = outputs.restore(abstract, state_sharding)
     step = int(np.ravel(jax.device_get(state.step))[0])
     if resume_step is not None:
         logging.info("resumed from step %d (next batch %d)", step, position["next_batch"])

@@ -101,8 +101,10 @@ class TrialRunDirs:
         return steps.pop()
 
     def restore(self, abstract_states, sharding) -> tuple:
+        """The trials' newest checkpoints stacked into one state placed with `sharding`
+        (one, or a tree of them for the stacked state)."""
         one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), abstract_states)
-        restored = [rundir.restore(one, sharding) for rundir in self.rundirs]
+        restored = [rundir.restore(one, self._replicated) for rundir in self.rundirs]
         steps = [int(state.step) for state, _ in restored]
         if len(set(steps)) > 1:  # a damaged checkpoint made one trial fall back
             raise UserError(
@@ -110,7 +112,7 @@ class TrialRunDirs:
                 f"separately"
             )
         stack = jax.jit(
-            lambda *s: jax.tree.map(lambda *x: jnp.stack(x), *s), out_shardings=self._replicated
+            lambda *s: jax.tree.map(lambda *x: jnp.stack(x), *s), out_shardings=sharding
         )
         return stack(*(state for state, _ in restored)), stack_positions([p for _, p in restored])
 

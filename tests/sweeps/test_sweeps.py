@@ -1,6 +1,7 @@
 """Sweep definitions (pure) and the local sweep runner end to end."""
 
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -261,3 +262,55 @@ def test_killing_the_runner_stops_its_trainers_and_a_rerun_resumes(synthetic_dat
     assert lock_holder(workdir) is None  # the orphan saw SIGTERM, saved and exited
     steps = [p.name for p in (workdir / "checkpoints").iterdir()]
     assert len(steps) == 1 and steps[0].isdigit()  # one complete checkpoint, no tmp
+
+
+def test_slurm_trials_of_n_tasks_run_as_one_job_each(tmp_path):
+    from jaxdl.sweeps.runner import Sweep
+
+    sweep = Sweep(["--config=experiments/x.py"], [{"seed": 0}], ["000_seed=0"], tmp_path / "s")
+    script = sweep.slurm_script(sweep.trials, parallel=1, sbatch_options=[], tasks_per_trial=2)
+    assert "#SBATCH --ntasks=2" in script
+    line = next(x for x in script.splitlines() if "launch/train.py" in x)
+    assert line.startswith("srun --ntasks=2 --kill-on-bad-exit=1 ")
+    assert line.endswith(" --jax_distributed")
+    single = sweep.slurm_script(sweep.trials, parallel=1, sbatch_options=[])
+    assert "--ntasks" not in single and "--jax_distributed" not in single
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not slurm_cluster_up(), reason="no running SLURM cluster here")
+def test_slurm_runs_one_training_as_two_processes(synthetic_data_dir, tmp_path):
+    """Needs a running cluster: tests/slurm/start_local_cluster.sh (root) starts one."""
+    import time
+
+    workdir = tmp_path / "run"
+    submitted = subprocess.run(
+        [
+            "sbatch",
+            "--parsable",
+            "--ntasks=2",
+            f"--output={tmp_path}/slurm.out",
+            str(ROOT / "launch" / "slurm_train.sh"),
+            f"--config={ROOT}/experiments/fashion_cnn_tiny.py",
+            f"--workdir={workdir}",
+            f"--config.data.data_dir={synthetic_data_dir}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHON": sys.executable},
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    job = submitted.stdout.strip().split(";")[0]
+    deadline = time.time() + 500
+    while (
+        time.time() < deadline
+        and subprocess.run(
+            ["squeue", "-h", "-j", job], capture_output=True, text=True
+        ).stdout.strip()
+    ):
+        time.sleep(2)
+    log = (tmp_path / "slurm.out").read_text()
+    assert log.count("stopped at step 20: done") == 2, log[-3000:]  # both processes
+    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").open()]
+    assert rows[-1]["step"] == 20 and "eval/accuracy" in rows[-1]
