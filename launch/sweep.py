@@ -28,18 +28,83 @@ flags.DEFINE_integer("parallel", 1, "Trials at a time.")
 flags.DEFINE_multi_string("sbatch", [], "slurm: an #SBATCH option, e.g. --sbatch=--gres=gpu:1")
 flags.DEFINE_integer("tasks_per_trial", 1, "slurm: processes (srun tasks) of each trial's job.")
 flags.DEFINE_list("gpus", [], "GPU ids, one per concurrent trial (default: CPU cores).")
+flags.DEFINE_enum(
+    "search", "grid", ["grid", "optuna"], "grid: the trials listed; optuna: searched."
+)
+flags.DEFINE_integer("trials", 10, "optuna: trials in the study.")
+flags.DEFINE_multi_string(
+    "space", [], "optuna: config.a.b=loguniform(1e-4,1e-2) | uniform(a,b) | int(a,b) | choice([..])"
+)
+flags.DEFINE_enum("pruner", "median", ["median", "successive_halving", "none"], "optuna's pruner.")
+flags.DEFINE_integer("search_seed", 0, "optuna: the sampler's seed.")
 flags.DEFINE_string("metric", "eval/loss", "Metric that ranks trials.")
 flags.DEFINE_enum("mode", "min", ["min", "max"], "Whether lower or higher is better.")
 flags.mark_flags_as_required(["config", "sweep_dir"])
 FLAGS = flags.FLAGS
 
 
-def defined_trials(config_path: str) -> list[dict] | None:
-    """The experiment file's sweep(), if it defines one."""
+def experiment_module(config_path: str):
     spec = importlib.util.spec_from_file_location("experiment", config_path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def defined_trials(config_path: str) -> list[dict] | None:
+    """The experiment file's sweep(), if it defines one."""
+    module = experiment_module(config_path)
     return module.sweep() if hasattr(module, "sweep") else None
+
+
+def run_search(base_args: list[str]) -> int:
+    """--search=optuna: trials asked from the study in --sweep_dir (jaxdl/sweeps/search.py);
+    on SLURM, --parallel array tasks each run this command's local search, one slot each."""
+    from jaxdl import sweeps
+    from jaxdl.sweeps import runner as sweep_lib
+    from jaxdl.sweeps import search as search_lib
+    from jaxdl.train import validate
+
+    module = experiment_module(config_flags.get_config_filename(FLAGS["config"]))
+    space = dict(module.search_space()) if hasattr(module, "search_space") else {}
+    space.update(dict(sweeps.parse_distribution(s) for s in FLAGS.space))
+    # The low end of every axis: unknown keys and bad values are one line now, not failed
+    # trials later.
+    low = {
+        name: args[0][0] if kind == "choice" else args[0] for name, (kind, *args) in space.items()
+    }
+    validate(sweeps.apply_overrides(FLAGS.config, low))
+    search = search_lib.Search(
+        base_args,
+        FLAGS.sweep_dir,
+        space,
+        FLAGS.trials,
+        FLAGS.metric,
+        FLAGS.mode,
+        FLAGS.search_seed,
+        FLAGS.pruner,
+    )
+    if FLAGS.backend == "slurm":
+        worker = [a for a in sys.argv[1:] if not a.startswith(("--backend", "--parallel"))]
+        search_lib.run_slurm_workers(
+            [sys.executable, __file__, *worker, "--backend=local", "--parallel=1"],
+            FLAGS.sweep_dir,
+            FLAGS.parallel,
+            FLAGS.sbatch,
+        )
+    else:
+        search.run(sweep_lib.device_slots(FLAGS.parallel, FLAGS.gpus))
+    best = search.write_summary()
+    rows = search.rows()
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("done", "pruned", "failed")}
+    logging.info(
+        "%d done, %d pruned, %d failed; best: %s; summary in %s/summary.md",
+        counts["done"],
+        counts["pruned"],
+        counts["failed"],
+        best["trial"] if best else "none",
+        FLAGS.sweep_dir,
+    )
+    return search_lib.exit_code(search)
 
 
 @tool_main
@@ -52,6 +117,8 @@ def main():
     # What every trial's launch/train.py gets first: this --config=FILE[:ARG] and any
     # --config.a.b=v given here; then its own overrides.
     base_args = [a for a in sys.argv[1:] if a.startswith(("--config=", "--config."))]
+    if FLAGS.search == "optuna":
+        return run_search(base_args)
     axes = [sweeps.parse_axis(spec) for spec in FLAGS.sweep]
     path = config_flags.get_config_filename(FLAGS["config"])
     trials = sweeps.combine(defined_trials(path), axes)

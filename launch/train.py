@@ -101,7 +101,9 @@ def main():
             return SOME_TRIALS_FAILED
         metrics = results
     else:
-        metrics = train_and_evaluate(FLAGS.config, FLAGS.workdir)
+        from jaxdl.sweeps.search import report_hook_from_env  # a search's trial reports
+
+        metrics = train_and_evaluate(FLAGS.config, FLAGS.workdir, report_hook_from_env())
     if metrics:  # empty when stopped by SIGTERM: no eval then, the run resumes later
         logging.info("final eval: %s", metrics)
     return 0

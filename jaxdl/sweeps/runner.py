@@ -82,8 +82,11 @@ class Sweep:
         sweep_dir: Path,
         vmap: int = 1,
         groups: list[str] | None = None,
+        manifest: bool = True,
     ):
+        """`manifest` False: no sweep.json (a search keeps its trials in its study)."""
         check(vmap >= 1, f"config.sweep.vmap={vmap} must be >= 1")
+        self.manifest = manifest
         self.base_args = base_args  # --config=FILE[:ARG] and shared --config.a.b=v
         self.vmap = vmap
         # Trials with equal group keys may share a vmapped run.
@@ -94,7 +97,7 @@ class Sweep:
             {"name": n, "overrides": t, "status": "pending"}
             for n, t in zip(names, trials, strict=True)
         ]
-        if self.path.exists():
+        if manifest and self.path.exists():
             old = json.loads(self.path.read_text())
             same = [(r["name"], r["overrides"]) for r in old["trials"]] == [
                 (r["name"], r["overrides"]) for r in records
@@ -110,6 +113,8 @@ class Sweep:
 
     def save(self) -> None:
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        if not self.manifest:
+            return
         record = {"base_args": self.base_args, "trials": self.trials}
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=1) + "\n")
@@ -219,7 +224,7 @@ class Sweep:
                         self.save()
                 if self._stop:
                     for _, process in running.values():
-                        _stop_child(process, stopping_since)
+                        stop_child(process, stopping_since)
                 time.sleep(0.2)
         finally:
             for s, handler in previous.items():
@@ -391,14 +396,26 @@ def summarize(sweep: Sweep, metric: str, mode: str) -> tuple[list[dict], dict | 
 
 def write_summary(sweep: Sweep, metric: str, mode: str) -> dict | None:
     rows, best = summarize(sweep, metric, mode)
+    errors = {t["name"]: t.get("error", "") for t in sweep.trials if t["status"] == "failed"}
+    title = f"Sweep {sweep.sweep_dir.name}: `{' '.join(sweep.base_args)}`, {metric} ({mode})"
+    write_table(sweep.sweep_dir, rows, best, metric, title, errors)
+    axes = list(dict.fromkeys(k for t in sweep.trials for k in t["overrides"]))
+    plot_axes(sweep.sweep_dir, rows, axes, metric)
+    return best
+
+
+def write_table(
+    sweep_dir: Path, rows: list[dict], best: dict | None, metric: str, title: str, errors: dict
+) -> None:
+    """summary.csv and summary.md: one row per trial, the best, each failure's error."""
     columns = list(dict.fromkeys(k for r in rows for k in r))
-    with (sweep.sweep_dir / "summary.csv").open("w", newline="") as f:
+    with (sweep_dir / "summary.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, columns)
         writer.writeheader()
         writer.writerows(rows)
     shown = lambda v: "" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
     lines = [
-        f"# Sweep {sweep.sweep_dir.name}: `{' '.join(sweep.base_args)}`, {metric} ({mode})",
+        f"# {title}",
         "",
         "| " + " | ".join(columns) + " |",
         "|" + "---|" * len(columns),
@@ -409,16 +426,13 @@ def write_summary(sweep: Sweep, metric: str, mode: str) -> dict | None:
         else "Best: none finished.",
         "",
     ]
-    failed = [t for t in sweep.trials if t["status"] == "failed"]
-    for trial in failed:
-        lines += [f"- {trial['name']} failed:", "", "```", trial.get("error", ""), "```", ""]
-    (sweep.sweep_dir / "summary.md").write_text("\n".join(lines))
-    _plot(sweep, rows, metric)
-    return best
+    for name, error in errors.items():
+        lines += [f"- {name} failed:", "", "```", error, "```", ""]
+    (sweep_dir / "summary.md").write_text("\n".join(lines))
 
 
-def _plot(sweep: Sweep, rows: list[dict], metric: str) -> None:
-    axes = list(dict.fromkeys(k for t in sweep.trials for k in t["overrides"]))
+def plot_axes(sweep_dir: Path, rows: list[dict], axes: list[str], metric: str) -> None:
+    """summary.png: the final metric against each axis of the trials' overrides."""
     points = [r for r in rows if r[f"final {metric}"] is not None]
     if not axes or not points:
         return
@@ -443,11 +457,11 @@ def _plot(sweep: Sweep, rows: list[dict], metric: str) -> None:
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(sweep.sweep_dir / "summary.png", dpi=100)
+    fig.savefig(sweep_dir / "summary.png", dpi=100)
     plt.close(fig)
 
 
-def _stop_child(process: subprocess.Popen, since: dict) -> None:
+def stop_child(process: subprocess.Popen, since: dict) -> None:
     """One SIGTERM; SIGKILL only if it is still running STOP_TIMEOUT_S later."""
     if process.poll() is not None:
         return

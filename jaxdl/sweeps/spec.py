@@ -42,9 +42,41 @@ def choice(values: Sequence) -> tuple:
     return ("choice", list(values))
 
 
+def integer(low: int, high: int) -> tuple:
+    """An integer in [low, high], each equally likely."""
+    check(
+        int(low) == low and int(high) == high and low <= high,
+        f"integer({low}, {high}) needs integers low <= high",
+    )
+    return ("int", int(low), int(high))
+
+
+DISTRIBUTIONS = {"loguniform": loguniform, "uniform": uniform, "choice": choice, "int": integer}
+
+
+def parse_distribution(spec: str) -> tuple[str, tuple]:
+    """'config.optimizer.learning_rate=loguniform(1e-4,1e-2)' -> ('optimizer.learning_rate',
+    ('loguniform', 1e-4, 1e-2)); also uniform(a,b), int(a,b), choice([...])."""
+    name, sep, value = spec.partition("=")
+    name = name.strip().removeprefix("config.")
+    kind, paren, args = value.strip().partition("(")
+    check(
+        sep == "=" and name and paren and args.endswith(")") and kind in DISTRIBUTIONS,
+        f"--space={spec!r}: expected config.a.b=KIND(...), KIND one of {sorted(DISTRIBUTIONS)}",
+    )
+    try:
+        parsed = ast.literal_eval(f"({args[:-1]},)")
+    except (ValueError, SyntaxError) as e:
+        raise ConfigError(f"--space={spec!r}: cannot read the arguments ({e})") from e
+    try:
+        return name, DISTRIBUTIONS[kind](*parsed)
+    except TypeError as e:
+        raise ConfigError(f"--space={spec!r}: {e}") from e
+
+
 def random_search(num_trials: int, seed: int, **distributions: tuple) -> list[dict]:
     """`num_trials` draws, reproducible from `seed`; each axis is loguniform(a, b),
-    uniform(a, b) or choice([...])."""
+    uniform(a, b), integer(a, b) or choice([...])."""
     check(num_trials > 0, f"random_search needs num_trials > 0, got {num_trials}")
     rng = np.random.default_rng(seed)
     trials = []
@@ -57,6 +89,8 @@ def random_search(num_trials: int, seed: int, **distributions: tuple) -> list[di
                 trial[name] = float(rng.uniform(args[0], args[1]))
             elif kind == "choice":
                 trial[name] = args[0][int(rng.integers(len(args[0])))]
+            elif kind == "int":
+                trial[name] = int(rng.integers(args[0], args[1] + 1))
             else:
                 raise ConfigError(f"unknown distribution {kind!r} for sweep axis {name!r}")
         trials.append(trial)

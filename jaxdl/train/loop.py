@@ -21,8 +21,9 @@ from typing import Any
 import jax
 from absl import logging
 
-# Why a loop ends: its kind decides which hooks still fire (Hook.at_stop).
-DONE, BUDGET, SIGNAL = "done", "budget", "signal"
+# Why a loop ends: its kind decides which hooks still fire (Hook.at_stop). REQUESTED: a
+# hook asked (a search's pruner, an early stop).
+DONE, BUDGET, SIGNAL, REQUESTED = "done", "budget", "signal", "requested"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +38,7 @@ class Hook:
     method may be left as it is."""
 
     every: int = 0
-    at_stop: tuple = (DONE, BUDGET, SIGNAL)
+    at_stop: tuple = (DONE, BUDGET, SIGNAL, REQUESTED)
 
     def due(self, step: int, stop: Stop | None) -> bool:
         periodic = self.every > 0 and step % self.every == 0
@@ -131,8 +132,13 @@ def fit(
             if due:
                 started = time.perf_counter()
                 show_metrics(keep_newest=False)
+                stop = loop.stop
                 for hook in due:
                     hook(loop)
+                if loop.stop != stop:  # a hook stopped the loop: what is due at a stop, now
+                    for hook in hooks:
+                        if hook not in due and hook.due(loop.step, loop.stop):
+                            hook(loop)
                 if loop.row:
                     loop.outputs.write(loop.step, loop.elapsed(), loop.row)
                     loop.row = {}

@@ -1,0 +1,132 @@
+"""Adaptive search: seeded proposals, pruning with a checkpoint, a resumed study."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from jaxdl import sweeps
+from jaxdl.errors import UserError
+from jaxdl.losses import Mean
+from jaxdl.sweeps import search
+from jaxdl.train import hooks as hooks_lib
+from jaxdl.train.loop import REQUESTED, Loop, fit
+from tests.conftest import ROOT
+from tests.train.test_loop import RecordingRunDir, batches, steps
+
+SPACE = {
+    "optimizer.learning_rate": sweeps.loguniform(1e-4, 1e-1),
+    "model.dense": sweeps.integer(8, 64),
+    "optimizer.name": sweeps.choice(["adam", "sgd"]),
+}
+
+
+def proposals(sweep_dir, seed: int) -> list[dict]:
+    runner = search.Search(["--config=x.py"], sweep_dir, SPACE, 8, "eval/loss", "min", seed)
+    runner._active, runner._given, made = [], set(), []
+    for _ in range(8):  # a made-up objective, told back so that TPE learns from it
+        record = runner._next()
+        made.append(record["overrides"])
+        value = abs(np.log10(record["overrides"]["optimizer.learning_rate"]) + 2.5)
+        runner.study.tell(record["trial"], value)
+    assert runner._next() is None  # the study holds its 8 trials
+    return made
+
+
+def test_a_seeded_sampler_proposes_the_same_trials(tmp_path):
+    first = proposals(tmp_path / "a", seed=3)
+    assert first == proposals(tmp_path / "b", seed=3)
+    assert first != proposals(tmp_path / "c", seed=4)
+    assert all(8 <= t["model.dense"] <= 64 and isinstance(t["model.dense"], int) for t in first)
+    assert {t["optimizer.name"] for t in first} <= {"adam", "sgd"}
+
+
+def test_a_study_belongs_to_one_command(tmp_path):
+    search.open_study(tmp_path, ["--config=a.py"], "min", 0, "median")
+    with pytest.raises(UserError, match="holds a search of another command"):
+        search.open_study(tmp_path, ["--config=b.py"], "min", 0, "median")
+
+
+def test_space_flags_parse_into_the_random_search_distributions():
+    assert sweeps.parse_distribution("config.optimizer.learning_rate=loguniform(1e-4,1e-2)") == (
+        "optimizer.learning_rate",
+        ("loguniform", 1e-4, 1e-2),
+    )
+    assert sweeps.parse_distribution("config.model.dense=int(8,64)")[1] == ("int", 8, 64)
+    assert sweeps.parse_distribution("config.optimizer.name=choice(['adam','sgd'])")[1] == (
+        "choice",
+        ["adam", "sgd"],
+    )
+    for bad in ("config.x=normal(0,1)", "config.x=loguniform(1e-2,1e-4)", "config.x"):
+        with pytest.raises(UserError):
+            sweeps.parse_distribution(bad)
+
+
+def test_a_trial_whose_metric_lags_is_pruned_and_stops_with_a_checkpoint(tmp_path):
+    study = search.open_study(tmp_path, ["--config=x.py"], "min", 0, "median")
+    for _ in range(2):  # two finished trials with low eval losses at steps 2 and 4
+        trial = study.ask()
+        for step in (2, 4):
+            trial.report(0.5, step)
+        study.tell(trial, 0.5)
+    trial = study.ask()
+    report = search.SearchReport(
+        search.storage_url(tmp_path), "jaxdl", trial._trial_id, "eval/loss"
+    )
+
+    def evaluate(state):  # this trial's eval loss: far above the others'
+        return {"loss": Mean(np.float32(9.0), np.float32(1))}
+
+    outputs = RecordingRunDir()
+    hooks = [
+        hooks_lib.Evaluate(2, evaluate),
+        hooks_lib.Checkpoint(3),
+        report,
+    ]
+    loop = Loop(0, 0, 100, outputs, {"next_batch": 0, "elapsed_s": 0.0})
+    fit(steps(), loop, batches(), hooks)
+    assert loop.stop.kind == REQUESTED and loop.step == 2  # at its first report
+    assert [s for s, _, _ in outputs.saves] == [2]  # the stop's checkpoint
+    frozen = study.trials[trial.number]
+    assert frozen.state.name == "PRUNED" and frozen.intermediate_values == {2: 9.0}
+
+
+@pytest.mark.slow
+def test_a_search_prunes_resumes_and_summarises(synthetic_data_dir, tmp_path):
+    sweep_dir = tmp_path / "search"
+    base = [
+        f"--config={ROOT}/experiments/fashion_cnn_tiny.py",
+        f"--config.data.data_dir={synthetic_data_dir}",
+        "--config.train.num_steps=12",
+        "--config.train.eval_every=4",
+        "--config.optimizer.name=sgd",
+    ]
+    # Two good trials first, then a learning rate that cannot learn: the median pruner
+    # stops it at its first eval, with a checkpoint.
+    study = search.open_study(sweep_dir, base, "min", 0, "median")
+    for lr in (0.05, 0.05, 1e-9):
+        study.enqueue_trial({"optimizer.learning_rate": lr})
+    command = [
+        sys.executable,
+        str(ROOT / "launch" / "sweep.py"),
+        *base,
+        f"--sweep_dir={sweep_dir}",
+        "--search=optuna",
+        "--trials=3",
+        "--space=config.optimizer.learning_rate=loguniform(1e-9,1.0)",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = (sweep_dir / "summary.md").read_text()
+    rows = [line for line in summary.splitlines() if line.startswith("| 00")]
+    assert [r.split(" | ")[2] for r in rows] == ["done", "done", "pruned"]
+    pruned = next(sweep_dir.glob("002_*"))
+    checkpoints = [p.name for p in (pruned / "checkpoints").iterdir()]
+    assert checkpoints == ["4"]  # stopped at its first eval, saved there
+    assert (sweep_dir / "history.png").is_file()
+    # Again: the study is full; nothing runs again.
+    before = sorted(p.stat().st_mtime for p in sweep_dir.glob("*/metrics.jsonl"))
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert sorted(p.stat().st_mtime for p in sweep_dir.glob("*/metrics.jsonl")) == before
