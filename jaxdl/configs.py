@@ -47,7 +47,10 @@ TRAIN_DEFAULTS = dict(
 # learning_rate / weight_decay / clip_norm train in one vmapped step (1 = one run each),
 # `vmap_chunk` of them vmapped at a time (0: all on GPU/TPU, 1 on CPU, whose caches
 # a K-trial step overflows; bench/results/sweep_vmap.md).
-SWEEP_DEFAULTS = dict(vmap=1, vmap_chunk=0)
+# Population-based training of a vmapped group (pbt_every > 0: train/trials.py
+# PopulationTask): every pbt_every steps the worst pbt_fraction of the trials copy the best
+# and multiply their optimizer numbers by one of pbt_factors.
+SWEEP_DEFAULTS = dict(vmap=1, vmap_chunk=0, pbt_every=0, pbt_fraction=0.25, pbt_factors=(0.8, 1.25))
 
 
 def section(kind: str, name: str, **changes) -> ml_collections.ConfigDict:

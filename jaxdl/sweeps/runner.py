@@ -401,6 +401,10 @@ def write_summary(sweep: Sweep, metric: str, mode: str) -> dict | None:
     write_table(sweep.sweep_dir, rows, best, metric, title, errors)
     axes = list(dict.fromkeys(k for t in sweep.trials for k in t["overrides"]))
     plot_axes(sweep.sweep_dir, rows, axes, metric)
+    from jaxdl.viz.plots import plot_lineage  # population-based training's trials, if any
+
+    workdirs = {t["name"]: sweep.sweep_dir / t["name"] for t in sweep.trials}
+    plot_lineage(workdirs, sweep.sweep_dir / "lineage.png")
     return best
 
 

@@ -16,14 +16,15 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from jaxdl import configs, data, tasks
+from jaxdl import configs, data, optim, tasks
 from jaxdl.errors import check, check_choice
 from jaxdl.sweeps.grouping import vmapped_values
+from jaxdl.tasks.base import TrainState
 from jaxdl.train import hooks as hooks_lib
 from jaxdl.train import mesh as mesh_lib
 from jaxdl.train.loop import Hook, Loop, fit
 from jaxdl.train.rundir import RunDir
-from jaxdl.train.trials import TrialRunDirs, VmappedTask, trial_chunk
+from jaxdl.train.trials import Lineage, PopulationTask, TrialRunDirs, VmappedTask, trial_chunk
 
 
 def _total_steps(cfg: ml_collections.ConfigDict, batches_per_epoch: int) -> int:
@@ -82,6 +83,11 @@ def train_and_evaluate(
     signal). Raises errors.UserError subclasses for bad configs and data."""
     started = time.perf_counter()
     config = configs.resolve(config)
+    check(
+        not config.sweep.pbt_every,
+        "sweep.pbt_every needs a vmapped group of trials: launch/sweep.py with "
+        "--config.sweep.vmap=K and at least 2 trials",
+    )
     mesh, inputs = _setup(config)
     total_steps = _total_steps(config.train, inputs.train.batches_per_epoch)
     task = tasks.build(config, inputs.info, total_steps)
@@ -136,12 +142,35 @@ def train_trials(
     total_steps = _total_steps(config.train, batches.batches_per_epoch)
     for c in trial_configs:  # each trial's own numbers pass the checks
         tasks.build(c, inputs.info, total_steps)
-    task = VmappedTask(
-        lambda trial_values: tasks.build(config, inputs.info, total_steps, trial_values),
-        values,
-        len(trial_configs),
-        trial_chunk(config.sweep.vmap_chunk, len(trial_configs)),
-    )
+    factory = lambda trial_values: tasks.build(config, inputs.info, total_steps, trial_values)
+    chunk = trial_chunk(config.sweep.vmap_chunk, len(trial_configs))
+    extra = list(hooks)
+    if config.sweep.pbt_every:  # every trial's numbers are in the population's state
+        values = {
+            name: np.asarray([float(c.optimizer[name]) for c in trial_configs], np.float32)
+            for name in optim.TRACEABLE
+        }
+        pbt = config.sweep
+        task = PopulationTask(
+            factory,
+            values,
+            len(trial_configs),
+            chunk,
+            pbt.pbt_every,
+            pbt.pbt_fraction,
+            tuple(pbt.pbt_factors),
+            config.seed,
+        )
+        check(
+            isinstance(
+                jax.eval_shape(task.inner.init, jax.random.PRNGKey(0), _one_batch(batches)),
+                TrainState,
+            ),
+            f"population-based training needs a task with a TrainState, not {config.task.name!r}",
+        )
+        extra = [Lineage(pbt.pbt_every), *extra]
+    else:
+        task = VmappedTask(factory, values, len(trial_configs), chunk)
     chief = jax.process_index() == 0
     outputs = TrialRunDirs(
         [
@@ -149,6 +178,7 @@ def train_trials(
             for c, w in zip(trial_configs, workdirs, strict=True)
         ],
         mesh,
+        task,
     )
     logging.info(
         "data %s: %d train, %d eval (%s); %d devices; %d steps of %d %s; %d vmapped trials "
@@ -176,9 +206,14 @@ def train_trials(
         keys,
         total_steps,
         inputs.items_per_batch * len(trial_configs),
-        hooks,
+        extra,
         started,
     )
+
+
+def _one_batch(batches) -> dict:
+    """One trial's batch 0, as shapes."""
+    return {k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in batches.batch(0).items()}
 
 
 def _setup(config: ml_collections.ConfigDict) -> tuple:

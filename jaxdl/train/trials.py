@@ -10,18 +10,22 @@ its own metrics, pictures, checkpoints and failed.txt, exactly as if it had run 
 and a trial that turns non-finite stops alone.
 """
 
+import json
 import operator
 import statistics
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
+from flax import struct
 
 from jaxdl.errors import UserError, check
-from jaxdl.tasks.base import Task
+from jaxdl.tasks.base import AveragedTrainState, Task
 from jaxdl.train import mesh as mesh_lib
+from jaxdl.train.loop import Hook, Loop
 from jaxdl.train.rundir import RunDir
 
 
@@ -73,13 +77,191 @@ class VmappedTask(Task):
     def num_params(self, states) -> int:
         return self.inner.num_params(states) // self.num_trials
 
+    def saved(self, states) -> tuple:
+        """(the stacked trial states each trial's checkpoint holds, {name: per-trial arrays}
+        that go with each trial's position instead)."""
+        return states, {}
+
+    def restored(self, states, extras: dict):
+        """The inverse of `saved`."""
+        return states
+
+
+@struct.dataclass
+class Population:
+    """K trials of population-based training: their states and what PBT keeps of them."""
+
+    trials: Any  # the K trials' stacked states
+    values: dict  # optimizer number -> (K,) float32: each trial's current numbers
+    loss_sum: jax.Array  # (K,) the ranking metric summed since the last exploit
+    count: jax.Array  # (K,) steps summed
+    parent: jax.Array  # (K,) int32: whom each trial copied at the last exploit (-1: none)
+
+    @property
+    def step(self) -> jax.Array:
+        """The trials' steps (what the trainer reads of any state)."""
+        return self.trials.step
+
+
+class PopulationTask(VmappedTask):
+    """Population-based training inside the compiled step. Every `every` steps the trials
+    are ranked by their mean train `metric` since the previous exploit (lower is better);
+    the worst `fraction` (worst first) copy the best ones (best first): parameters,
+    optimizer state, batch statistics and weight average, keeping their own random key
+    and data, and their optimizer numbers become the copied trial's times a factor drawn
+    from `factors` (one draw per number and trial, from the key of `seed` and the step).
+    No shape changes, so nothing is compiled again. Tasks with a TrainState only."""
+
+    def __init__(
+        self,
+        factory,
+        values: dict,
+        num_trials: int,
+        chunk: int,
+        every: int,
+        fraction: float,
+        factors: tuple,
+        seed: int,
+        metric: str = "loss",
+    ):
+        super().__init__(factory, values, num_trials, chunk)
+        check(every >= 1, f"sweep.pbt_every={every} must be >= 1")
+        check(0 < fraction <= 0.5, f"sweep.pbt_fraction={fraction} must be in (0, 0.5]")
+        check(len(factors) > 0 and all(f > 0 for f in factors), "sweep.pbt_factors must be > 0")
+        self.every, self.fraction, self.factors = every, fraction, tuple(factors)
+        self.seed, self.metric = seed, metric
+        self.copies = max(1, int(num_trials * fraction))
+
+    def init(self, rngs: jax.Array, example_batch: dict) -> Population:
+        trials = super().init(rngs, example_batch)
+        k = self.num_trials
+        return Population(
+            trials=trials,
+            values={n: jnp.asarray(v, jnp.float32) for n, v in self.values.items()},
+            loss_sum=jnp.zeros(k, jnp.float32),
+            count=jnp.zeros(k, jnp.int32),
+            parent=jnp.full(k, -1, jnp.int32),
+        )
+
+    def train_step(self, population: Population, batches: dict):
+        step = lambda values, state, batch: self.factory(values).train_step(state, batch)
+        trials, metrics = self._over_trials(step)(population.values, population.trials, batches)
+        population = population.replace(
+            trials=trials,
+            loss_sum=population.loss_sum + metrics[self.metric],
+            count=population.count + 1,
+        )
+        due = trials.step[0] % self.every == 0
+        return jax.lax.cond(due, self.exploit_and_explore, lambda p: p, population), metrics
+
+    def exploit_and_explore(self, population: Population) -> Population:
+        k = self.num_trials
+        mean = population.loss_sum / jnp.maximum(population.count, 1)
+        order = jnp.argsort(mean, stable=True)  # best first
+        best, worst = order[: self.copies], order[::-1][: self.copies]
+        source = jnp.arange(k).at[worst].set(best)
+        moved = source != jnp.arange(k)
+        take = lambda tree: jax.tree.map(lambda x: x[source], tree)
+        trials = population.trials
+        changes = dict(
+            params=take(trials.params),
+            opt_state=take(trials.opt_state),
+            model_state=take(trials.model_state),
+        )
+        if isinstance(trials, AveragedTrainState):
+            changes["ema_params"] = take(trials.ema_params)
+        key = jax.random.fold_in(jax.random.PRNGKey(self.seed), trials.step[0])
+        draws = jax.random.choice(key, jnp.asarray(self.factors), (len(self.values), k))
+        values = {
+            name: jnp.where(
+                moved, population.values[name][source] * draws[i], population.values[name]
+            )
+            for i, name in enumerate(sorted(population.values))
+        }
+        return population.replace(
+            trials=trials.replace(**changes),
+            values=values,
+            loss_sum=jnp.zeros_like(population.loss_sum),
+            count=jnp.zeros_like(population.count),
+            parent=jnp.where(moved, source, -1).astype(jnp.int32),
+        )
+
+    def eval_step(self, population: Population, batch: dict) -> dict:
+        return super().eval_step(population.trials, batch)
+
+    def images(self, population: Population, batch: dict) -> dict:
+        return super().images(population.trials, batch)
+
+    def init_from_data(self, population: Population, train_arrays: dict):
+        return population.replace(trials=super().init_from_data(population.trials, train_arrays))
+
+    def num_params(self, population: Population) -> int:
+        return super().num_params(population.trials)
+
+    def saved(self, population: Population) -> tuple:
+        extras = {
+            "values": population.values,
+            "loss_sum": population.loss_sum,
+            "count": population.count,
+            "parent": population.parent,
+        }
+        return population.trials, {"population": extras}
+
+    def restored(self, trials, extras: dict) -> Population:
+        saved = extras["population"]
+        per_trial = lambda x, dtype: jnp.broadcast_to(jnp.asarray(x, dtype), (self.num_trials,))
+        return Population(
+            trials=trials,
+            values={n: per_trial(v, jnp.float32) for n, v in saved["values"].items()},
+            loss_sum=per_trial(saved["loss_sum"], jnp.float32),
+            count=per_trial(saved["count"], jnp.int32),
+            parent=per_trial(saved["parent"], jnp.int32),
+        )
+
+
+class Lineage(Hook):
+    """PBT's record in each trial's run directory: lineage.jsonl, one row at the start and
+    after each exploit: {"step", "copied": the trial it copied (or null), and its
+    optimizer numbers}."""
+
+    FILE = "lineage.jsonl"
+
+    def __init__(self, every: int):
+        self.every = every
+
+    def start(self, loop: Loop) -> None:
+        for rundir in loop.outputs.rundirs:
+            path = rundir.path / self.FILE
+            if rundir.chief and path.exists():  # a resumed run: rows after its step go
+                rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+                kept = [r for r in rows if r["step"] <= loop.step]
+                path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        if loop.step == 0:
+            self._write(loop)
+
+    def __call__(self, loop: Loop) -> None:
+        if loop.step % self.every == 0:
+            self._write(loop)
+
+    def _write(self, loop: Loop) -> None:
+        parent, values = jax.device_get((loop.state.parent, loop.state.values))
+        rundirs = loop.outputs.rundirs
+        for k, rundir in enumerate(rundirs):
+            if not rundir.chief:
+                continue
+            row = {"step": loop.step, "copied": rundirs[parent[k]].name if parent[k] >= 0 else None}
+            row.update({name: float(v[k]) for name, v in values.items()})
+            with (rundir.path / self.FILE).open("a") as f:
+                f.write(json.dumps(row) + "\n")
+
 
 class TrialRunDirs:
     """The outputs (see rundir.RunDir) of K vmapped trials: values with a leading trial
     axis go, split, to each trial's RunDir; a failed trial gets nothing more."""
 
-    def __init__(self, rundirs: list[RunDir], mesh):
+    def __init__(self, rundirs: list[RunDir], mesh, task: VmappedTask):
         self.rundirs = rundirs
+        self.task = task  # what of its state each trial's checkpoint holds (task.saved)
         self._replicated = mesh_lib.replicated(mesh)
         self._unstack = None  # compiled on the first save
 
@@ -103,7 +285,8 @@ class TrialRunDirs:
     def restore(self, abstract_states, sharding) -> tuple:
         """The trials' newest checkpoints stacked into one state placed with `sharding`
         (one, or a tree of them for the stacked state)."""
-        one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), abstract_states)
+        inner, extra_names = self.task.saved(abstract_states)
+        one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), inner)
         restored = [rundir.restore(one, self._replicated) for rundir in self.rundirs]
         steps = [int(state.step) for state, _ in restored]
         if len(set(steps)) > 1:  # a damaged checkpoint made one trial fall back
@@ -111,10 +294,14 @@ class TrialRunDirs:
                 f"vmapped trials restored checkpoints of different steps ({steps}); run them "
                 f"separately"
             )
+        if not isinstance(sharding, jax.sharding.Sharding):
+            sharding = self.task.saved(sharding)[0]
         stack = jax.jit(
             lambda *s: jax.tree.map(lambda *x: jnp.stack(x), *s), out_shardings=sharding
         )
-        return stack(*(state for state, _ in restored)), stack_positions([p for _, p in restored])
+        position = stack_positions([p for _, p in restored])
+        extras = {key: position.pop(key) for key in extra_names}
+        return self.task.restored(stack(*(state for state, _ in restored)), extras), position
 
     def start(self, step: int, info: dict, example_batch: dict, total_steps: int) -> None:
         one = {k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in example_batch.items()}
@@ -136,6 +323,8 @@ class TrialRunDirs:
                 lambda tree: [jax.tree.map(operator.itemgetter(k), tree) for k in range(count)],
                 self._replicated,
             )
+        states, extras = self.task.saved(states)
+        position = {**position, **jax.device_get(extras)}
         trial_states = self._unstack(states)  # one call: indexing leaf by leaf dispatches a lot
         for k in self._live():
             self.rundirs[k].save(step, trial_states[k], _trial(position, k))

@@ -67,3 +67,39 @@ def plot_metrics(workdir: Path) -> Path | None:
     if not names:
         return None
     return plot_runs({Path(workdir).name: workdir}, names, Path(workdir) / PLOT_FILE)
+
+
+def plot_lineage(workdirs: dict, path: Path, number: str = "learning_rate") -> Path | None:
+    """Population-based training: each trial's `number` against step (lineage.jsonl of
+    each run, {label: workdir}), a dot where the trial copied another."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lineages = {}
+    for label, workdir in workdirs.items():
+        file = Path(workdir) / "lineage.jsonl"
+        if file.is_file():
+            lineages[label] = [json.loads(x) for x in file.read_text().splitlines() if x.strip()]
+    if not lineages:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for label, rows in lineages.items():
+        line = ax.step(
+            [r["step"] for r in rows], [r[number] for r in rows], where="post", label=label
+        )[0]
+        copies = [r for r in rows if r["copied"]]
+        ax.scatter([r["step"] for r in copies], [r[number] for r in copies], color=line.get_color())
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel(number)
+    ax.set_title("population-based training: each trial's number (dots: copied another)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
