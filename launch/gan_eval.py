@@ -1,7 +1,7 @@
 """Judge a GAN run with a Fashion-MNIST classifier run:
 
     python launch/gan_eval.py --workdir=runs/fashion_cgan --judge=runs/bench/fashion_cnn \
-        [--num_samples=10000] [--refine_steps=0] [--all_checkpoints]
+        [--num_samples=10000] [--refine_steps=0] [--reject=none|drs|judge] [--all_checkpoints]
 
 Prints, per checkpoint (the newest, or every kept one), the class-correct rate of
 conditional samples against the classifier's real test accuracy, the Fréchet distance of
@@ -21,6 +21,16 @@ flags.DEFINE_string("judge", None, "Run directory of a classifier run on the sam
 flags.DEFINE_integer("num_samples", 10_000, "Samples to judge (and real images per set).")
 flags.DEFINE_integer("refine_steps", 0, "Discriminator-guided noise steps per sample.")
 flags.DEFINE_integer("seed", 0, "Noise seed.")
+flags.DEFINE_enum(
+    "reject",
+    "none",
+    ["none", "drs", "judge"],
+    "Rejection of samples: drs (the discriminator's density ratio, Azadi et al. 2019) or "
+    "judge (kept when the classifier recognises the requested class).",
+)
+flags.DEFINE_float(
+    "drs_percentile", None, "drs: gamma as this percentile of F (fewer accepted); default exact."
+)
 flags.DEFINE_bool("all_checkpoints", False, "Judge every kept checkpoint, not the newest.")
 flags.mark_flags_as_required(["workdir", "judge"])
 FLAGS = flags.FLAGS
@@ -34,13 +44,14 @@ def format_row(r: dict) -> str:
     )
     return (
         f"| {r['step']} | {correct} | {r['fd']:.2f} | {r['floor']:.3f} | "
-        f"{r['fd_ratio']:.1f}x | {r['class_entropy']:.3f} | {r['d_score']:.3f} |"
+        f"{r['fd_ratio']:.1f}x | {r['class_entropy']:.3f} | {r['d_score']:.3f} | "
+        f"{r['acceptance']:.1%} |"
     )
 
 
 HEADER = (
     "| step | class-correct | Fréchet distance | floor (train vs test) | FD / floor | "
-    "class entropy (bits) | D logit |\n|---|---|---|---|---|---|---|"
+    "class entropy (bits) | D logit | accepted |\n|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -68,6 +79,8 @@ def main():
             num_samples=FLAGS.num_samples,
             seed=FLAGS.seed,
             refine_steps=FLAGS.refine_steps,
+            reject=FLAGS.reject,
+            drs_percentile=FLAGS.drs_percentile,
         )
         results.append(result)
         print(format_row(result), flush=True)

@@ -1,6 +1,5 @@
 """Shared fixtures: a small synthetic IDX data set and a launcher runner."""
 
-import gzip
 import os
 import subprocess
 import sys
@@ -8,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from jaxdl.data.sources import write_idx
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,15 +25,6 @@ def shared_compile_cache(tmp_path_factory) -> Path:
     os.environ[compile_cache.ENV] = str(folder)
     compile_cache.enable(str(folder))
     return folder
-
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """Writes uint8 `array` as a gzipped IDX file (the format of (Fashion-)MNIST)."""
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
-        int(d).to_bytes(4, "big") for d in array.shape
-    )
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
 
 
 def make_images(num: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,7 @@ import numpy as np
 from jaxdl.errors import DataError, DatasetNotFoundError, check_choice
 
 # Local copies of IDX-format sets (the files TFDS itself downloads for these names).
-_IDX_FOLDERS = {"fashion_mnist": ("fashion-mnist", "fashion_mnist"), "mnist": ("mnist",)}
+IDX_FOLDERS = {"fashion_mnist": ("fashion-mnist", "fashion_mnist"), "mnist": ("mnist",)}
 _IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -75,6 +75,16 @@ def read_idx(path: Path) -> np.ndarray:
     return data.reshape(shape)
 
 
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """uint8 `array` as a gzipped IDX file, what read_idx reads (data sets made here)."""
+    array = np.asarray(array, np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape
+    )
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.tobytes())
+
+
 def local_data_dir(data_dir: str = "") -> Path:
     """Where local copies are read: the config/flag value, else the env variable, else shared.
 
@@ -91,10 +101,10 @@ def _find_file(folder: Path, stem: str) -> Path | None:
 
 
 def _load_local(name: str, split: str, data_dir: str) -> Dataset | None:
-    if name not in _IDX_FOLDERS or split not in _IDX_FILES:
+    if name not in IDX_FOLDERS or split not in _IDX_FILES:
         return None
     root = local_data_dir(data_dir)
-    for folder in (root, *(root / sub for sub in _IDX_FOLDERS[name])):
+    for folder in (root, *(root / sub for sub in IDX_FOLDERS[name])):
         files = [_find_file(folder, stem) for stem in _IDX_FILES[split]]
         if all(files):
             images, labels = (read_idx(f) for f in files)
