@@ -29,7 +29,9 @@ flags.DEFINE_enum(
     "judge (kept when the classifier recognises the requested class).",
 )
 flags.DEFINE_float(
-    "drs_percentile", None, "drs: gamma as this percentile of F (fewer accepted); default exact."
+    "drs_percentile",
+    None,
+    "drs: gamma as this percentile of F (lower: more accepted); default exact.",
 )
 flags.DEFINE_bool("all_checkpoints", False, "Judge every kept checkpoint, not the newest.")
 flags.mark_flags_as_required(["workdir", "judge"])

@@ -52,11 +52,19 @@ def synthetic_data_dir(tmp_path_factory) -> Path:
 
 
 def run_launcher(
-    *args: str, devices: int = 1, timeout: float = 300, wait: bool = True, env: dict | None = None
+    *args: str,
+    devices: int = 1,
+    timeout: float = 300,
+    wait: bool = True,
+    env: dict | None = None,
+    plot: bool = False,
 ):
     """Runs launch/train.py in a fresh process (its own JAX, its own device count), with
-    `env` added to this process's environment."""
+    `env` added to this process's environment. Without `plot`, the run draws no
+    metrics.png (matplotlib costs a second a run)."""
     env = {**os.environ, **(env or {})}
+    if not plot and any(a.startswith("--config=") for a in args):
+        args = (*args, "--config.train.plot=False")
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     env["JAX_PLATFORMS"] = "cpu"
     command = [sys.executable, str(ROOT / "launch" / "train.py"), *args]

@@ -91,6 +91,7 @@ def test_without_clipping_the_rnn_stops_at_nan_and_with_clipping_it_learns(launc
         f"--config={ROOT}/experiments/shakespeare_rnn_noclip.py",
         f"--workdir={noclip}",
         "--config.train.num_steps=60",
+        plot=True,
     )
     assert result.returncode == 1
     error = result.stderr.strip().splitlines()[-1]

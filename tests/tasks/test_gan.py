@@ -250,7 +250,7 @@ def test_tiny_cgan_run_writes_grids_and_resumes_exactly(launch, synthetic_data_d
     )
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     for workdir in (straight, resumed):
-        result = launch(*args, f"--workdir={workdir}")
+        result = launch(*args, f"--workdir={workdir}", plot=workdir == straight)
         assert result.returncode == 0, result.stderr[-3000:]
     pictures = sorted(p.name for p in (straight / "images").iterdir())
     assert pictures == ["samples_0000003.png", "samples_0000006.png"]
