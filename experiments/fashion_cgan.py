@@ -20,15 +20,7 @@ def get_config():
     # the discriminator's Adam 2e-4 (b1 0.5, b2 0.99), EMA 0.999.
     config = base_config(model="dcgan", task="gan")
     config.data.update(batch_size=32, eval_batch_size=1000)
-    config.optimizer.update(
-        name="adam",
-        learning_rate=2e-4,
-        b1=0.5,
-        b2=0.99,
-        clip="none",
-        schedule="constant",
-        warmup_fraction=0.0,
-    )
+    config.optimizer.update(config.task.d_optimizer)  # the generator's Adam: the same
     config.train.update(
         num_epochs=1000,
         max_seconds=1800.0,

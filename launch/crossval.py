@@ -31,7 +31,7 @@ FLAGS = flags.FLAGS
 @tool_main
 def main():
     from jaxdl import sweeps
-    from jaxdl.errors import check
+    from jaxdl.errors import UserError, check
     from jaxdl.evaluation import crossval
     from jaxdl.sweeps import runner as sweep_lib
     from jaxdl.train import validate
@@ -55,8 +55,7 @@ def main():
         )
         slots = sweep_lib.device_slots(FLAGS.parallel)
     except ValueError as e:
-        print(f"error: --folds={','.join(FLAGS.folds)} must be integers ({e})", file=sys.stderr)
-        return 1
+        raise UserError(f"--folds={','.join(FLAGS.folds)} must be integers ({e})") from e
     logging.info(
         "%d folds x %d seeds, %d at a time, in %s",
         len(folds),

@@ -30,7 +30,7 @@ FLAGS = flags.FLAGS
 def main():
     from werkzeug.serving import make_server
 
-    from jaxdl.errors import check
+    from jaxdl.errors import UserError, check
     from jaxdl.serve import Service, create_app
     from jaxdl.train.run_info import load_run
 
@@ -43,8 +43,7 @@ def main():
     try:
         listening = socket.create_server((FLAGS.host, FLAGS.port), family=family)
     except OSError as e:
-        print(f"error: cannot listen on {FLAGS.host}:{FLAGS.port}: {e.strerror}", file=sys.stderr)
-        return 1
+        raise UserError(f"cannot listen on {FLAGS.host}:{FLAGS.port}: {e.strerror}") from e
     with listening:
         server = make_server(
             FLAGS.host, FLAGS.port, create_app(service), threaded=True, fd=listening.fileno()

@@ -92,17 +92,7 @@ def train_and_evaluate(
     total_steps = _total_steps(config.train, inputs.train.batches_per_epoch)
     task = tasks.build(config, inputs.info, total_steps)
     outputs = RunDir(workdir, config, config.train.keep_checkpoints, jax.process_index() == 0)
-    logging.info(
-        "data %s: %d train, %d eval (%s); %d devices; %d steps of %d %s",
-        config.data.name,
-        inputs.info["num_train"],
-        inputs.info["num_eval"],
-        inputs.info["origin"],
-        mesh.devices.size,
-        total_steps,
-        inputs.items_per_batch,
-        inputs.item_unit,
-    )
+    _log_input(config, inputs, mesh, total_steps)
     return _train(
         config,
         task,
@@ -180,19 +170,13 @@ def train_trials(
         mesh,
         task,
     )
-    logging.info(
-        "data %s: %d train, %d eval (%s); %d devices; %d steps of %d %s; %d vmapped trials "
-        "varying seed/%s (progress: their medians, ~)",
-        config.data.name,
-        inputs.info["num_train"],
-        inputs.info["num_eval"],
-        inputs.info["origin"],
-        mesh.devices.size,
+    _log_input(
+        config,
+        inputs,
+        mesh,
         total_steps,
-        inputs.items_per_batch,
-        inputs.item_unit,
-        len(trial_configs),
-        ",".join(values) or "-",
+        f"; {len(trial_configs)} vmapped trials varying seed/{','.join(values) or '-'} "
+        "(progress: their medians, ~)",
     )
     keys = np.stack([jax.random.PRNGKey(c.seed) for c in trial_configs])
     return _train(
@@ -208,6 +192,21 @@ def train_trials(
         inputs.items_per_batch * len(trial_configs),
         extra,
         started,
+    )
+
+
+def _log_input(config, inputs: data.Input, mesh, total_steps: int, more: str = "") -> None:
+    logging.info(
+        "data %s: %d train, %d eval (%s); %d devices; %d steps of %d %s%s",
+        config.data.name,
+        inputs.info["num_train"],
+        inputs.info["num_eval"],
+        inputs.info["origin"],
+        mesh.devices.size,
+        total_steps,
+        inputs.items_per_batch,
+        inputs.item_unit,
+        more,
     )
 
 

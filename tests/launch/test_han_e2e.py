@@ -63,3 +63,16 @@ def test_crossval_then_attention_pages(polarity_data_dir, tmp_path):
 
     result = run("launch/attention.py", f"--workdir={tmp_path}", "--num_docs=3")
     assert result.returncode == 1 and "error: " in result.stderr
+
+
+def test_crossval_folds_that_are_not_integers_end_with_one_error_line(tmp_path):
+    result = run(
+        "launch/crossval.py",
+        f"--config={ROOT}/experiments/polarity_han_tiny.py",
+        f"--cv_dir={tmp_path / 'cv'}",
+        "--folds=0,x",
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        "error: --folds=0,x must be integers (invalid literal for int() with base 10: 'x')"
+    )

@@ -21,7 +21,13 @@ from jaxdl.train import read_metrics
 from jaxdl.train.rundir import RunDir
 from tests.conftest import ROOT
 from tests.tasks.test_classify import tiny_task
-from tests.train.test_train_e2e import TINY, assert_ok, keep_checkpoints_up_to, saved_steps
+from tests.train.test_train_e2e import (
+    TINY,
+    assert_ok,
+    keep_checkpoints_up_to,
+    saved_steps,
+    wait_for_rows,
+)
 
 DEVICE = jax.sharding.SingleDeviceSharding(jax.devices()[0])
 
@@ -105,9 +111,7 @@ def test_a_second_trainer_on_a_workdir_exits_at_once_naming_the_first(
     workdir = tmp_path / "run"
     args = (TINY, f"--workdir={workdir}", f"--config.data.data_dir={synthetic_data_dir}")
     first = launch(*args, "--config.train.num_steps=1000000", wait=False)
-    deadline = time.time() + 120
-    while not read_metrics(workdir) and time.time() < deadline:
-        time.sleep(0.2)
+    wait_for_rows(workdir)
     try:
         started = time.time()
         second = launch(*args, "--config.train.num_steps=5")
@@ -135,9 +139,8 @@ def test_repeated_sigterm_still_ends_with_a_complete_checkpoint(
         "--config.train.log_every=1",
         wait=False,
     )
+    wait_for_rows(workdir)
     deadline = time.time() + 120
-    while not read_metrics(workdir) and time.time() < deadline:
-        time.sleep(0.2)
     while process.poll() is None and time.time() < deadline:
         process.terminate()
         time.sleep(0.2)

@@ -20,7 +20,7 @@ import pytest
 from jaxdl import configs, tasks
 from jaxdl.train import read_metrics
 from tests.conftest import ROOT, make_images
-from tests.train.test_train_e2e import TINY, assert_ok, saved_state
+from tests.train.test_train_e2e import TINY, assert_ok, saved_state, wait_for_rows
 
 MOMENTUM = ("--config.optimizer.name=momentum", "--config.optimizer.learning_rate=0.05")
 
@@ -88,9 +88,7 @@ def test_sigterm_to_one_process_stops_both_at_one_step_and_resumes_equal(
     )
     line = job.stderr.readline()  # "2 processes (pids A B), ..."
     pids = [int(p) for p in line.split("pids ")[1].split(")")[0].split()]
-    deadline = time.time() + 120
-    while not read_metrics(stopped) and time.time() < deadline:
-        time.sleep(0.2)
+    wait_for_rows(stopped)
     os.kill(pids[1], signal.SIGTERM)  # one process only: a node's own shutdown
     rest = job.communicate(timeout=120)[1]
     assert job.returncode == 0, rest[-3000:]

@@ -41,6 +41,13 @@ def saved_state(workdir, step):
     return checkpointer.restore(path, args=ocp.args.PyTreeRestore(restore_args=as_numpy))
 
 
+def wait_for_rows(workdir, timeout: float = 120) -> None:
+    """Until a run (started in the background) has written its first metrics row."""
+    deadline = time.time() + timeout
+    while not read_metrics(workdir) and time.time() < deadline:
+        time.sleep(0.2)
+
+
 def keep_checkpoints_up_to(workdir, last):
     """Deletes checkpoints after step `last`: as if the run was killed just after it."""
     for step in saved_steps(workdir):
@@ -107,9 +114,7 @@ def test_sigterm_saves_a_resumable_checkpoint(launch, synthetic_data_dir, tmp_pa
         "--config.train.checkpoint_every=0",
         wait=False,
     )
-    deadline = time.time() + 120
-    while not read_metrics(workdir) and time.time() < deadline:
-        time.sleep(0.2)
+    wait_for_rows(workdir)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr[-3000:]
