@@ -29,10 +29,11 @@ def _quiet_checkpoint_noise(unraisable) -> None:
     sys.__unraisablehook__(unraisable)
 
 
-def _from_orbax(record) -> bool:
-    """orbax's own log lines, and asyncio's about orbax tasks that failed (a damaged
-    checkpoint: the trainer's warning says which and why)."""
-    if "/orbax/" in record.pathname:
+def _noise(record) -> bool:
+    """orbax's own log lines, asyncio's about orbax tasks that failed (a damaged
+    checkpoint: the trainer's warning says which and why), and urllib3's retries of a
+    TFDS download (TFDS's download threads retry on after the error line that says why)."""
+    if "/orbax/" in record.pathname or record.name.startswith("urllib3"):
         return True
     return record.name == "asyncio" and "/orbax/" in record.getMessage()
 
@@ -47,7 +48,7 @@ def tool_main(main):
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
         sys.unraisablehook = _quiet_checkpoint_noise
-        logging.get_absl_handler().addFilter(lambda record: not _from_orbax(record))
+        logging.get_absl_handler().addFilter(lambda record: not _noise(record))
         from jaxdl.errors import UserError
         from jaxdl.train import compile_cache
 

@@ -36,6 +36,7 @@ CLASS_NAMES = {
     "mnist": tuple(str(d) for d in range(10)),
 }
 DATA_DIR_ENV = "JAXDL_DATA_DIR"
+DOWNLOAD_RETRIES = 3  # of one TFDS download request
 # The project's machines keep real data sets beside the repository, in ../shared/data.
 SHARED_DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
@@ -125,29 +126,76 @@ def _tfds_data_dir() -> Path:
 
 
 def _tfds_prepared(name: str) -> bool:
-    return any((_tfds_data_dir() / name).glob("*/dataset_info.json"))
+    # name/version/ or, for builders with configs (imdb_reviews), name/config/version/
+    return any((_tfds_data_dir() / name).glob("**/dataset_info.json"))
+
+
+def _tfds_builder(name: str):
+    """TFDS's builder of `name`, prepared. A set TFDS already holds is read in the format
+    it was prepared in; one it lacks is downloaded and prepared as ArrayRecord (random
+    access, read without TensorFlow: what `tfds.data_source` prepares)."""
+    import tensorflow_datasets as tfds  # slow to import; only the TFDS path needs it
+    from tensorflow_datasets.core.download import downloader
+
+    # TFDS retries a failed request 10 times with exponential backoff: 3.5 minutes before
+    # an offline machine hears why. Three retries still ride out a brief network fault.
+    downloader.MAX_RETRIES = min(downloader.MAX_RETRIES, DOWNLOAD_RETRIES)
+    # TFDS imports its builder modules lazily: until these are, tfds.builder() does not
+    # know some of their sets (yelp_polarity_reviews).
+    import tensorflow_datasets.image_classification
+    import tensorflow_datasets.text
+
+    builder = tfds.builder(name)
+    if not builder.is_prepared():
+        builder = tfds.builder(name, file_format="array_record")
+        builder.download_and_prepare()
+    return builder
+
+
+def _read_split(builder, split: str, keys: tuple[str, ...]) -> dict:
+    """The `keys` features of every example of one split: a sequence of values each (numpy
+    arrays; text as bytes or str). Random-access formats (ArrayRecord) are read as a data
+    source, without TensorFlow; others (TFRecord, TFDS's default) through tf.data."""
+    from tensorflow_datasets.core import file_adapters
+
+    if builder.info.file_format in file_adapters.FileFormat.with_random_access():
+        source = builder.as_data_source(split=split)
+        examples = [source[i] for i in range(len(source))]
+        return {key: [example[key] for example in examples] for key in keys}
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    tf.config.set_visible_devices([], "GPU")  # keep accelerators for JAX
+    batch = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+    return {key: batch[key] for key in keys}
+
+
+def _text(value) -> str:
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _read_tfds(name: str, splits: tuple[str, ...], keys: tuple[str, ...], data_dir: str):
+    """(builder, {split: features}) of a TFDS set; any TFDS failure (not downloadable, no
+    network, no TensorFlow to prepare it) is one DatasetNotFoundError line."""
+    try:
+        builder = _tfds_builder(name)
+        return builder, {split: _read_split(builder, split, keys) for split in splits}
+    except Exception as e:  # TFDS raises many types; all mean "not available here"
+        reason = f"TFDS failed: {type(e).__name__}: {_first_line(e)}"
+        raise DatasetNotFoundError(
+            _not_found_message(name, "/".join(splits), data_dir, reason)
+        ) from e
 
 
 def _load_tfds(name: str, split: str, data_dir: str) -> Dataset:
-    import tensorflow_datasets as tfds  # slow to import; only this path needs it
-
-    try:
-        import tensorflow as tf
-
-        tf.config.set_visible_devices([], "GPU")  # keep accelerators for JAX
-        builder = tfds.builder(name)
-        builder.download_and_prepare()
-        batch = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
-    except Exception as e:  # TFDS raises many types; all mean "not available here"
-        raise DatasetNotFoundError(
-            _not_found_message(
-                name, split, data_dir, f"TFDS failed: {type(e).__name__}: {_first_line(e)}"
-            )
-        ) from e
-    label_feature = builder.info.features["label"]
+    builder, read = _read_tfds(name, (split,), ("image", "label"), data_dir)
+    columns = read[split]
     return Dataset(
-        arrays={"image": np.asarray(batch["image"]), "label": batch["label"].astype(np.int32)},
-        class_names=tuple(label_feature.names),
+        arrays={
+            "image": np.asarray(np.stack(columns["image"]), np.uint8),
+            "label": np.asarray(columns["label"], np.int32),
+        },
+        class_names=tuple(builder.info.features["label"].names),
         origin=f"TFDS {builder.data_dir}",
     )
 
@@ -157,12 +205,24 @@ def _first_line(error: Exception) -> str:
 
 
 def _not_found_message(name: str, split: str, data_dir: str, reason: str) -> str:
-    return (
-        f"data set {name!r} split {split!r} not found: looked in {local_data_dir(data_dir)} "
-        f"and TFDS "
-        f"{_tfds_data_dir()} ({reason}); put the files in one of these dirs, pass "
-        f"--config.data.data_dir=DIR or set {DATA_DIR_ENV}"
+    """One line: where the set was looked for, why TFDS could not give it, how to provide it."""
+    tfds_dir = _tfds_data_dir()
+    local = local_data_dir(data_dir)
+    copies = {**{n: f[0] for n, f in IDX_FOLDERS.items()}, **_LOCAL_TEXT_HINTS}
+    where = f"TFDS {tfds_dir}"
+    if name in copies:
+        where = f"{local} (a local copy) and {where}"
+    provide = (
+        f"to download it, pip install -e '.[tfds]' (TensorFlow prepares it) and run once "
+        f"online; or copy a prepared {name}/ from another machine's TFDS dir into {tfds_dir} "
+        f"(TFDS_DATA_DIR=DIR names another)"
     )
+    if name in copies:
+        provide = (
+            f"put a copy in {local / copies[name]} (or pass --config.data.data_dir=DIR, or "
+            f"set {DATA_DIR_ENV}), or {provide}"
+        )
+    return f"data set {name!r} split {split!r} not found in {where} ({reason}); {provide}"
 
 
 def load(name: str, split: str, source: str = "auto", data_dir: str = "") -> Dataset:
@@ -186,26 +246,15 @@ def load(name: str, split: str, source: str = "auto", data_dir: str = "") -> Dat
 # Local copies of text sets: folder names under the data dir, and the file in them.
 _TEXT_FOLDERS = {"tiny_shakespeare": (("tinyshakespeare", "tiny_shakespeare"), "input.txt")}
 TEXT_DATASETS = tuple(_TEXT_FOLDERS)
+_LOCAL_TEXT_HINTS = {n: f"{dirs[0]}/{file}" for n, (dirs, file) in _TEXT_FOLDERS.items()}
 
 
 def _load_text_tfds(name: str, data_dir: str) -> tuple[str, str]:
-    import tensorflow_datasets as tfds
-
-    try:
-        builder = tfds.builder(name)
-        builder.download_and_prepare()
-        # TFDS cuts the one text into train | validation | test; joined, it is the file.
-        parts = [
-            next(iter(tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))["text"]))
-            for split in ("train", "validation", "test")
-        ]
-    except Exception as e:
-        raise DatasetNotFoundError(
-            _not_found_message(
-                name, "all", data_dir, f"TFDS failed: {type(e).__name__}: {_first_line(e)}"
-            )
-        ) from e
-    return b"".join(parts).decode("utf-8"), f"TFDS {builder.data_dir}"
+    # TFDS cuts the one text into train | validation | test; joined, it is the file.
+    splits = ("train", "validation", "test")
+    builder, read = _read_tfds(name, splits, ("text",), data_dir)
+    text = "".join(_text(value) for split in splits for value in read[split]["text"])
+    return text, f"TFDS {builder.data_dir}"
 
 
 def load_text(name: str, source: str = "auto", data_dir: str = "") -> tuple[str, str]:
@@ -227,18 +276,8 @@ def load_text(name: str, source: str = "auto", data_dir: str = "") -> tuple[str,
 def load_reviews_tfds(name: str, split: str, data_dir: str):
     """(texts, labels, class names, origin) of a TFDS text-classification set such as
     imdb_reviews or yelp_polarity_reviews (downloaded and prepared by TFDS if needed)."""
-    import tensorflow_datasets as tfds
-
-    try:
-        builder = tfds.builder(name)
-        builder.download_and_prepare()
-        batch = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
-    except Exception as e:
-        raise DatasetNotFoundError(
-            _not_found_message(
-                name, split, data_dir, f"TFDS failed: {type(e).__name__}: {_first_line(e)}"
-            )
-        ) from e
-    texts = [t.decode("utf-8", errors="replace") for t in batch["text"]]
+    builder, read = _read_tfds(name, (split,), ("text", "label"), data_dir)
+    texts = [_text(value) for value in read[split]["text"]]
+    labels = np.asarray(read[split]["label"], np.int32)
     class_names = tuple(builder.info.features["label"].names)
-    return texts, batch["label"].astype(np.int32), class_names, f"TFDS {builder.data_dir}"
+    return texts, labels, class_names, f"TFDS {builder.data_dir}"
