@@ -26,10 +26,10 @@ train: $(STAMP)
 
 # One pytest worker per core (pytest-xdist): the suite is mostly single-threaded compiles.
 test: $(STAMP) browser
-	$(VENV)/bin/python -m pytest -q -n auto --durations=15
+	$(VENV)/bin/python -m pytest -q -n auto --dist worksteal --durations=15
 
 test-fast: $(STAMP)
-	$(VENV)/bin/python -m pytest -q -n auto -m "not slow"
+	$(VENV)/bin/python -m pytest -q -n auto --dist worksteal -m "not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -82,8 +82,10 @@ def main():
     from jaxdl import sweeps
     from jaxdl.sweeps.runner import SOME_TRIALS_FAILED
     from jaxdl.train import processes, train_and_evaluate, train_trials
+    from jaxdl.train.hooks import StopOnSignal
     from jaxdl.train.rundir import FAILED_FILE
 
+    StopOnSignal.ignore_after_stop = True  # this process exits after training
     explicit = FLAGS.coordinator_address or FLAGS.num_processes or FLAGS.process_id is not None
     if FLAGS.jax_distributed or explicit or processes.in_job():
         processes.join_job(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)

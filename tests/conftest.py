@@ -1,5 +1,7 @@
 """Shared fixtures: a small synthetic IDX data set and a launcher runner."""
 
+import fcntl
+import json
 import os
 import subprocess
 import sys
@@ -20,11 +22,20 @@ def shared_compile_cache(tmp_path_factory) -> Path:
     started by a test, so the many tiny runs compile each program once."""
     from jaxdl.train import compile_cache
 
-    root = tmp_path_factory.getbasetemp()
-    folder = (root.parent if "PYTEST_XDIST_WORKER" in os.environ else root) / "compile_cache"
+    folder = session_root(tmp_path_factory) / "compile_cache"
     os.environ[compile_cache.ENV] = str(folder)
     compile_cache.enable(str(folder))
     return folder
+
+
+def init_state(task, batch: dict, seed: int = 0):
+    """A task's first state, compiled as the trainer compiles it (train/mesh.py's
+    jit_unoptimised): eager, its random-number code runs op by op, seconds a test."""
+    import jax
+
+    from jaxdl.train.mesh import jit_unoptimised
+
+    return jit_unoptimised(task.init, None)(jax.random.PRNGKey(seed), batch)
 
 
 def make_images(num: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -82,18 +93,44 @@ def launch():
     return run_launcher
 
 
+def session_root(tmp_path_factory) -> Path:
+    """The folder every pytest-xdist worker of this session shares (their temporary
+    folders' parent), or this session's own without workers."""
+    root = tmp_path_factory.getbasetemp()
+    return root.parent if "PYTEST_XDIST_WORKER" in os.environ else root
+
+
+def shared_run(tmp_path_factory, name: str, start):
+    """(workdir, result) of a run made once a session by `start(workdir)` (a finished
+    subprocess), whichever worker asks first (the others wait on its lock): for tests
+    that read a run and never change it (a test that extends one copies it first)."""
+    folder = session_root(tmp_path_factory) / "shared_runs" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    workdir, finished = folder / "run", folder / "result.json"
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not finished.exists():
+            result = start(workdir)
+            outcome = [result.returncode, result.stdout, result.stderr]
+            finished.write_text(json.dumps(outcome))
+        returncode, stdout, stderr = json.loads(finished.read_text())
+    return workdir, subprocess.CompletedProcess(name, returncode, stdout, stderr)
+
+
 @pytest.fixture(scope="session")
 def tiny_vae_run(synthetic_data_dir, tmp_path_factory):
     """A finished 20-step run of experiments/fashion_vae_tiny.py (conv): (workdir, result).
     Shared: its own test checks what it wrote, others serve or read it."""
-    workdir = tmp_path_factory.mktemp("tiny_vae") / "run"
-    result = run_launcher(
-        f"--config={ROOT}/experiments/fashion_vae_tiny.py",
-        f"--workdir={workdir}",
-        f"--config.data.data_dir={synthetic_data_dir}",
-        "--config.model.arch=conv",
+    return shared_run(
+        tmp_path_factory,
+        "tiny_vae",
+        lambda workdir: run_launcher(
+            f"--config={ROOT}/experiments/fashion_vae_tiny.py",
+            f"--workdir={workdir}",
+            f"--config.data.data_dir={synthetic_data_dir}",
+            "--config.model.arch=conv",
+        ),
     )
-    return workdir, result
 
 
 POLARITY_WORDS = {

@@ -3,18 +3,25 @@
 trials.py trains K vmapped trials as one; mesh.py, checkpoint.py, writers.py,
 progress.py and run_info.py are its parts."""
 
-from jaxdl.train.loop import Hook, Loop, Stop, fit
-from jaxdl.train.run import train_and_evaluate, train_trials, validate
-from jaxdl.train.writers import METRICS_FILE, read_metrics
+import importlib
 
-__all__ = [
-    "METRICS_FILE",
-    "Hook",
-    "Loop",
-    "Stop",
-    "fit",
-    "read_metrics",
-    "train_and_evaluate",
-    "train_trials",
-    "validate",
-]
+# Imported when first used: launch/multiprocess.py reads jaxdl.train.processes before it
+# starts its children, and importing JAX first would delay each job by ~1.6 s.
+_EXPORTS = {
+    "METRICS_FILE": "writers",
+    "Hook": "loop",
+    "Loop": "loop",
+    "Stop": "loop",
+    "fit": "loop",
+    "read_metrics": "writers",
+    "train_and_evaluate": "run",
+    "train_trials": "run",
+    "validate": "run",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'jaxdl.train' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"jaxdl.train.{_EXPORTS[name]}"), name)

@@ -24,13 +24,18 @@ from jaxdl.train.progress import Progress
 
 class StopOnSignal(Hook):
     """SIGTERM (preemption) and SIGINT stop the loop at the next step boundary, where the
-    checkpoint hook saves. Any further signal is ignored: until the loop has ended (the
-    hook ends last, after the checkpoint is complete) and, once a signal has stopped the
-    loop, until the process exits, which is what the signal asked for. In a multi-process
-    job a SIGTERM to any one process stops all of them at the same step, through JAX's
-    preemption sync (multihost_utils.reached_preemption_sync_point)."""
+    checkpoint hook saves. Any further signal is ignored until the loop has ended (the
+    hook ends last, after the checkpoint is complete); then the handlers from before are
+    back, unless `ignore_after_stop`: a launcher that exits after training (launch/train.py)
+    sets it, so that once a signal has stopped the loop, later ones are ignored until the
+    process exits, which is what the signal asked for. In a multi-process job a SIGTERM to
+    any one process stops all of them at the same step, through JAX's preemption sync
+    (multihost_utils.reached_preemption_sync_point)."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
+    # Off for in-process use: an ignored SIGTERM would outlive the run and pass to every
+    # child process started later (ignored dispositions survive exec).
+    ignore_after_stop = False
 
     def __init__(self):
         self.received: str | None = None
@@ -61,9 +66,10 @@ class StopOnSignal(Hook):
 
     def end(self, loop: Loop) -> None:
         for s, handler in self._previous.items():
-            # Once stopping, ignored for good: Python's own exit would put back the
-            # default handler of a Python-level one, and a late SIGTERM would kill.
-            signal.signal(s, signal.SIG_IGN if self.received else handler)
+            # Ignored for good: Python's own exit would put back the default handler of a
+            # Python-level one, and a late SIGTERM would kill the exiting process.
+            for_good = self.received and self.ignore_after_stop
+            signal.signal(s, signal.SIG_IGN if for_good else handler)
 
 
 class StopOnNonFinite(Hook):

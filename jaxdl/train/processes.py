@@ -6,8 +6,6 @@ import os
 import signal
 import socket
 
-import jax
-
 # What launch/multiprocess.py tells each process it starts (launch/train.py reads them).
 COORDINATOR_ENV = "JAXDL_COORDINATOR_ADDRESS"
 NUM_PROCESSES_ENV = "JAXDL_NUM_PROCESSES"
@@ -41,6 +39,8 @@ def join_job(
         num_processes = int(os.environ[NUM_PROCESSES_ENV])
     if process_id is None and PROCESS_ID_ENV in os.environ:
         process_id = int(os.environ[PROCESS_ID_ENV])
+    import jax  # here: launch/multiprocess.py starts its children without importing JAX
+
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address, num_processes, process_id)
 

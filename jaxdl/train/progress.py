@@ -23,6 +23,7 @@ class Progress:
         self.unit = unit
         self.max_seconds = max_seconds
         self._last = (step, elapsed_s)
+        self._rate = 0.0
 
     def exclude(self, seconds: float) -> None:
         """Leaves `seconds` (an eval) out of the next rate, so it measures training alone."""
@@ -30,10 +31,14 @@ class Progress:
         self._last = (step, time + seconds)
 
     def line(self, step: int, elapsed_s: float, metrics: dict) -> str:
-        """The progress line for `step`; the rate is measured since the previous call."""
+        """The progress line for `step`; the rate is measured since the previous call, or
+        since an earlier one when no time has passed on the rows' clock (elapsed_s is
+        rounded: fast steps logged every step can share a value)."""
         last_step, last_time = self._last
-        self._last = (step, elapsed_s)
-        rate = (step - last_step) / (elapsed_s - last_time) if elapsed_s > last_time else 0.0
+        if elapsed_s > last_time:
+            self._rate = (step - last_step) / (elapsed_s - last_time)
+            self._last = (step, elapsed_s)
+        rate = self._rate
         eta = (self.total_steps - step) / rate if rate > 0 else float("inf")
         if self.max_seconds:
             eta = min(eta, self.max_seconds - elapsed_s)

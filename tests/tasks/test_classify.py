@@ -8,7 +8,7 @@ import experiments.fashion_cnn_tiny as tiny
 from jaxdl import data, tasks
 from jaxdl.tasks import classify
 from jaxdl.tasks.base import TrainState
-from tests.conftest import make_images
+from tests.conftest import init_state, make_images
 
 
 def tiny_task(optimizer=None, model=None, **task_overrides):
@@ -32,7 +32,7 @@ class TrainStepTest(chex.TestCase):
         # Momentum SGD: updates are linear in the gradient, so float reordering under jit
         # stays at rounding level (Adam's g/sqrt(v) would amplify it for tiny gradients).
         task, batch = tiny_task(optimizer=dict(name="momentum", learning_rate=0.05))
-        state = task.init(jax.random.PRNGKey(0), batch)
+        state = init_state(task, batch)
         step = self.variant(task.train_step)
         reference = task.train_step
         for _ in range(3):
@@ -53,7 +53,7 @@ class TrainStepTest(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
     def test_step_trains_and_updates_batch_stats(self):
         task, batch = tiny_task()
-        state = task.init(jax.random.PRNGKey(0), batch)
+        state = init_state(task, batch)
         step = self.variant(task.train_step)
         first_loss = None
         for _ in range(15):
@@ -69,7 +69,7 @@ class TrainStepTest(chex.TestCase):
 
 def test_eval_ignores_padding_rows():
     task, batch = tiny_task()
-    state = task.init(jax.random.PRNGKey(0), batch)
+    state = init_state(task, batch)
     full = task.eval_step(state, {**batch, "mask": np.ones(16, bool)})
     # Replace the last 6 rows by garbage and mask them out: the means of the first 10.
     garbage = {"image": batch["image"].at[10:].set(255), "label": batch["label"].at[10:].set(0)}
@@ -94,7 +94,7 @@ def test_augment_flip_and_shift_move_pixels_exactly():
 
 def test_step_keys_differ_per_step():
     task, batch = tiny_task(flip=True, shift=2)
-    state = task.init(jax.random.PRNGKey(0), batch)
+    state = init_state(task, batch)
     # The same batch at two steps is augmented differently: per-step keys, no reused key.
     keys = [jax.random.fold_in(state.rng, s) for s in (0, 1)]
     a, b = (

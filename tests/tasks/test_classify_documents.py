@@ -14,7 +14,7 @@ from jaxdl.errors import ConfigError
 from jaxdl.models import han
 from jaxdl.tasks.base import AveragedTrainState, TrainState
 from jaxdl.tasks.classify_documents import DocumentClassifyTask, word_dropout
-from tests.conftest import ROOT
+from tests.conftest import ROOT, init_state
 from tests.models.test_han import TOKENS
 
 INFO = {"class_names": ["neg", "pos"], "words": ["<pad>", "<unk>", *"abcdefgh"]}
@@ -86,15 +86,13 @@ def test_weight_average_follows_each_step_and_is_what_eval_and_predict_use():
     chex.assert_trees_all_close(state.ema_params, averaged, rtol=1e-5, atol=1e-7)
 
     eval_batch = {**batch, "mask": jnp.ones(8, bool)}
-    swapped = TrainState(  # no average: its average as its weights
-        state.step, state.ema_params, state.opt_state, state.rng, state.model_state
-    )
+    swapped = state.replace(params=state.ema_params)  # its average as its weights too
     for name, value in jax.jit(task.eval_step)(state, eval_batch).items():
         assert value.compute() == jax.jit(task.eval_step)(swapped, eval_batch)[name].compute()
     chex.assert_trees_all_equal(
         jax.jit(task.predict)(state, batch["tokens"]), jax.jit(task.predict)(swapped, tokens)
     )
-    plain = tasks.build(han_config(), INFO, 10).init(jax.random.PRNGKey(0), batch)
+    plain = jax.eval_shape(tasks.build(han_config(), INFO, 10).init, jax.random.PRNGKey(0), batch)
     assert type(plain) is TrainState  # the checkpoint structure of runs without an average
     with pytest.raises(ConfigError, match=r"task\.ema"):
         config.task.ema = 1.0
@@ -128,7 +126,7 @@ def test_ppmi_start_replaces_only_the_word_rows_of_the_embedding():
             np.testing.assert_array_equal(leaf, old)
     config.task.ema = 0.9  # a weight average starts from the new embedding too
     averaged = tasks.build(config, INFO, total_steps=10)
-    state = averaged.init(jax.random.PRNGKey(0), batch)
+    state = init_state(averaged, batch)
     chex.assert_trees_all_equal(
         averaged.init_from_data(state, {"tokens": tokens}).ema_params,
         averaged.init_from_data(state, {"tokens": tokens}).params,

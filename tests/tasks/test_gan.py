@@ -16,7 +16,7 @@ from jaxdl.errors import UserError
 from jaxdl.tasks.base import ema_decay
 from jaxdl.tasks.gan import GANTask, d_loss_terms, g_loss_terms
 from jaxdl.train import read_metrics
-from tests.conftest import ROOT, make_images
+from tests.conftest import ROOT, init_state, make_images
 from tests.train.test_train_e2e import keep_checkpoints_up_to, saved_state
 
 INFO = {"name": "test", "class_names": list("0123456789"), "image_shape": [28, 28, 1]}
@@ -60,7 +60,7 @@ def test_minibatch_std_lets_a_score_depend_only_on_its_group(group):
     config.model.d_minibatch_std = group
     task = tasks.build(config, INFO, total_steps=20)
     batch = image_batch(8)
-    state = task.init(jax.random.PRNGKey(0), batch)
+    state = init_state(task, batch)
     images = batch["image"].astype(jnp.float32) / 127.5 - 1
     score = lambda x: np.asarray(task.score(state.d_params, x, batch["label"]))
     base = score(images)
@@ -94,7 +94,7 @@ def test_losses_match_hand_computation():
 def test_r1_is_the_squared_input_gradient_of_d():
     task = tiny_task(r1_gamma=2.0, aux_classifier=0.0)
     batch = image_batch(4)
-    state = task.init(jax.random.PRNGKey(0), batch)
+    state = init_state(task, batch)
     real = batch["image"].astype(jnp.float32) / 127.5 - 1.0
     fake = -real
     loss, aux = task.d_loss(state.d_params, real, batch["label"], fake, batch["label"])
@@ -107,7 +107,7 @@ def test_r1_is_the_squared_input_gradient_of_d():
 
 def test_mode_seeking_adds_the_inverse_image_to_noise_distance_ratio():
     plain, seeking = tiny_task(aux_classifier=0.0), tiny_task(aux_classifier=0.0, mode_seeking=2.0)
-    state = plain.init(jax.random.PRNGKey(0), image_batch(8))
+    state = init_state(plain, image_batch(8))
     noise = plain.sample_noise(jax.random.PRNGKey(1), 8)
     labels = jnp.tile(jnp.arange(4, dtype=jnp.int32), 2)  # pairs (i, i + 4) share a label
     adversarial, aux = plain.g_loss(state.g_params, state.d_params, noise, labels)
@@ -127,7 +127,7 @@ def test_aux_classifier_adds_the_class_heads_cross_entropy_to_both_losses():
     plain = tiny_task(r1_gamma=0.0, aux_classifier=0.0)
     classifying = tiny_task(r1_gamma=0.0, aux_classifier=0.5)
     batch = image_batch(8)
-    state = classifying.init(jax.random.PRNGKey(0), batch)
+    state = init_state(classifying, batch)
     real = batch["image"].astype(jnp.float32) / 127.5 - 1.0
     labels = batch["label"]
     fake = classifying.fake(state.g_params, plain.sample_noise(jax.random.PRNGKey(1), 8), labels)
@@ -182,7 +182,7 @@ def test_each_network_changes_only_by_its_own_step(frozen):
         task, zero if frozen == "generator" else sgd, zero if frozen == "discriminator" else sgd
     )
     batch = image_batch()
-    state = task.init(jax.random.PRNGKey(0), batch)
+    state = init_state(task, batch)
     new, metrics = jax.jit(task.train_step)(state, batch)
     assert int(new.step) == 1 and set(metrics) >= {"d_loss", "g_loss", "d_real", "d_fake"}
     same, changed = ("g_params", "d_params")[:: 1 if frozen == "generator" else -1]
@@ -200,7 +200,7 @@ def test_each_network_changes_only_by_its_own_step(frozen):
 def test_refinement_increases_d_on_average():
     task = tiny_task()
     batch = image_batch()
-    state = task.init(jax.random.PRNGKey(0), batch)
+    state = init_state(task, batch)
     step = jax.jit(task.train_step)
     for _ in range(3):
         state, _ = step(state, batch)
@@ -215,7 +215,7 @@ def test_refinement_increases_d_on_average():
 def test_autoencoder_pretraining_touches_only_encoder_and_generator():
     task = tiny_task(pretrain_steps=2)
     batch = image_batch()
-    state = task.init(jax.random.PRNGKey(0), batch)
+    state = init_state(task, batch)
     pretrained, metrics = jax.jit(task.pretrain_step)(state, batch)
     chex.assert_trees_all_equal(pretrained.d_params, state.d_params)
     chex.assert_trees_all_equal(pretrained.ema_params, pretrained.g_params)

@@ -9,6 +9,7 @@ import pytest
 import experiments.shakespeare_lstm_tiny as tiny
 from jaxdl import data, losses, tasks
 from jaxdl.tasks.lm import LMState
+from tests.conftest import init_state
 
 VOCAB = "abcdefghij"
 
@@ -73,7 +74,7 @@ def test_reset_zeroes_the_carry_and_no_reset_keeps_it():
 def test_no_gradient_crosses_the_window_boundary():
     task = tiny_task()
     first, second = token_batch(seed=1), token_batch(seed=2)
-    state = task.init(jax.random.PRNGKey(0), first)
+    state = init_state(task, first)
 
     def second_window_loss(first_params, stop=True):
         _, carry = task.model.apply({"params": first_params}, first["inputs"], state.carry)

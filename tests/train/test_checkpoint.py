@@ -3,14 +3,16 @@ import jax
 import numpy as np
 
 from jaxdl.train import checkpoint
+from tests.conftest import init_state
 from tests.tasks.test_classify import tiny_task
 
 
 def test_round_trip_restores_state_and_position_exactly(tmp_path):
     task, batch = tiny_task()
-    state = task.init(jax.random.PRNGKey(0), batch)
+    state = init_state(task, batch)
+    step = jax.jit(task.train_step)  # eager steps would cost seconds here
     for _ in range(2):
-        state, _ = task.train_step(state, batch)
+        state, _ = step(state, batch)
     position = {"next_batch": 17, "elapsed_s": 3.25}
 
     ckpts = checkpoint.Checkpoints(tmp_path, keep=2)
@@ -31,7 +33,7 @@ def test_round_trip_restores_state_and_position_exactly(tmp_path):
 
 def test_keeps_only_the_newest_checkpoints(tmp_path):
     task, batch = tiny_task()
-    state = task.init(jax.random.PRNGKey(0), batch)
+    state = init_state(task, batch)
     ckpts = checkpoint.Checkpoints(tmp_path, keep=2)
     for step in (1, 2, 3):
         ckpts.save(step, state, {"next_batch": step, "elapsed_s": 0.0})

@@ -126,13 +126,16 @@ def test_each_hook_fires_on_its_cadence_and_at_the_end():
     assert evaluate.last == {"loss": 10.0}
 
 
-def test_sigterm_stops_at_the_next_step_saves_without_eval_and_ignores_a_second_one():
+def test_sigterm_stops_at_the_next_step_saves_without_eval_and_ignores_a_second_one(
+    monkeypatch,
+):
     class SecondSignal(Hook):  # another SIGTERM while the stop's checkpoint is saved
         def __call__(self, loop):
             if loop.stop:
                 os.kill(os.getpid(), signal.SIGTERM)
 
     fired = Fired(every=0, at_stop=(SIGNAL,))
+    monkeypatch.setattr(hooks_lib.StopOnSignal, "ignore_after_stop", True)  # as launchers do
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         loop, outputs, _ = run(total=100, signal_at=7, extra=[fired, SecondSignal()])
@@ -146,6 +149,14 @@ def test_sigterm_stops_at_the_next_step_saves_without_eval_and_ignores_a_second_
     last = outputs.rows[-1]
     assert last["step"] == 7 and last["stop"] == "SIGTERM" and "eval/loss" not in last
     assert outputs.pictures == [5]
+
+
+def test_in_process_a_signal_stop_gives_the_handlers_back():
+    # An ignored SIGTERM would outlive the run, in this process and every child it starts.
+    handlers = [signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)]
+    loop, _, _ = run(total=12, signal_at=6)
+    assert loop.stop.kind == SIGNAL
+    assert [signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)] == handlers
 
 
 def test_a_resumed_run_writes_the_rows_of_a_straight_run():

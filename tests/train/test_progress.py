@@ -29,3 +29,12 @@ def test_excluded_seconds_leave_the_rate_to_training_alone():
     )
     progress.exclude(5.0)  # an eval between two lines
     assert "10.00 steps/s 640 tok/s" in progress.line(100, 15.0, {})
+
+
+def test_lines_with_no_time_passed_keep_the_rate_and_measure_over_both():
+    progress = Progress(
+        total_steps=100, items_per_step=1, unit="ex", max_seconds=0, step=0, elapsed_s=0.0
+    )
+    assert "10.00 steps/s" in progress.line(10, 1.0, {})
+    assert "10.00 steps/s 10 ex/s ETA 0m08s" in progress.line(11, 1.0, {})  # same clock value
+    assert "15.00 steps/s" in progress.line(13, 1.2, {})  # 3 steps in 0.2 s, since step 10

@@ -19,7 +19,7 @@ from jaxdl import configs
 from jaxdl.errors import UserError
 from jaxdl.train import read_metrics
 from jaxdl.train.rundir import RunDir
-from tests.conftest import ROOT
+from tests.conftest import ROOT, init_state
 from tests.tasks.test_classify import tiny_task
 from tests.train.test_train_e2e import (
     TINY,
@@ -38,11 +38,11 @@ def two_checkpoints(workdir, dense=32):
     config.model.dense = dense
     task, batch = tiny_task(model=dict(dense=dense))
     rundir = RunDir(workdir, config, keep_checkpoints=3)
-    state = task.init(jax.random.PRNGKey(0), batch)
+    state = init_state(task, batch)
     rundir.start(0, {"class_names": list("0123456789")}, batch, 2)
-    states = []
+    states, train_step = [], jax.jit(task.train_step)
     for step in (1, 2):
-        state, _ = task.train_step(state, batch)
+        state, _ = train_step(state, batch)
         rundir.save(step, state, {"next_batch": step, "elapsed_s": 0.0})
         states.append(state)
     rundir.close()

@@ -5,6 +5,7 @@ batch, bfloat16 compute for every family."""
 import ast
 import importlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import pytest
 
 from jaxdl import configs, tasks
 from jaxdl.train import read_metrics
-from tests.conftest import ROOT, make_images
+from tests.conftest import ROOT, init_state, make_images, run_launcher, shared_run
 from tests.train.test_train_e2e import TINY, assert_ok, saved_state, wait_for_rows
 
 MOMENTUM = ("--config.optimizer.name=momentum", "--config.optimizer.learning_rate=0.05")
@@ -48,43 +49,71 @@ def rows_close(a, b, names=("train/loss", "train/grad_norm", "eval/loss")):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5, err_msg=name)
 
 
+# 40 steps of momentum SGD, logged every 5: made once a session (conftest.shared_run).
+STRAIGHT = (
+    TINY,
+    *MOMENTUM,
+    "--config.train.num_steps=40",
+    "--config.train.log_every=5",
+    "--config.train.plot=False",
+)
+
+
+@pytest.fixture
+def one_process_run(synthetic_data_dir, tmp_path_factory):
+    """1 process x 4 devices."""
+    data = f"--config.data.data_dir={synthetic_data_dir}"
+    start = lambda workdir: run_launcher(*STRAIGHT, data, f"--workdir={workdir}", devices=4)
+    return shared_run(tmp_path_factory, "scale_one_process", start)
+
+
+@pytest.fixture
+def two_process_run(synthetic_data_dir, tmp_path_factory):
+    """2 processes x 2 devices."""
+    data = f"--config.data.data_dir={synthetic_data_dir}"
+    start = lambda workdir: multiprocess(*STRAIGHT, data, f"--workdir={workdir}")
+    return shared_run(tmp_path_factory, "scale_two_processes", start)
+
+
 @pytest.mark.slow
 def test_two_processes_follow_one_and_their_checkpoint_resumes_in_one(
-    launch, synthetic_data_dir, tmp_path
+    launch, synthetic_data_dir, tmp_path, one_process_run, two_process_run
 ):
     data = f"--config.data.data_dir={synthetic_data_dir}"
-    one, two = tmp_path / "one", tmp_path / "two"
-    assert_ok(launch(TINY, f"--workdir={one}", data, *MOMENTUM, devices=4))
-    result = multiprocess(TINY, f"--workdir={two}", data, *MOMENTUM)
+    (shared_one, result_one), (shared_two, result) = one_process_run, two_process_run
+    assert_ok(result_one)
     assert_ok(result)
-    assert "2 processes" in result.stderr and "[process 1] stopped at step 20" in result.stderr
-    rows_close(read_metrics(one), read_metrics(two))
-    assert not list(two.glob("*.process_1*"))  # only process 0 writes the run's files
+    assert "2 processes" in result.stderr and "[process 1] stopped at step 40" in result.stderr
+    rows_close(read_metrics(shared_one), read_metrics(shared_two))
+    assert not list(shared_two.glob("*.process_1*"))  # only process 0 writes the run's files
     # The 2-process checkpoint resumes in 1 process of 4 devices, and back in 2.
-    more = ("--config.train.num_steps=24",)
-    assert_ok(launch(TINY, f"--workdir={one}", data, *MOMENTUM, *more, devices=4))
-    resumed = launch(TINY, f"--workdir={two}", data, *MOMENTUM, *more, devices=4)
+    one, two = tmp_path / "one", tmp_path / "two"
+    shutil.copytree(shared_one, one)
+    shutil.copytree(shared_two, two)
+    more = ("--config.train.num_steps=44",)
+    assert_ok(launch(*STRAIGHT, f"--workdir={one}", data, *more, devices=4))
+    resumed = launch(*STRAIGHT, f"--workdir={two}", data, *more, devices=4)
     assert_ok(resumed)
-    assert "resumed from step 20" in resumed.stderr
+    assert "resumed from step 40" in resumed.stderr
     rows_close(read_metrics(one), read_metrics(two))
     chex.assert_trees_all_close(
-        saved_state(two, 24)["params"], saved_state(one, 24)["params"], atol=1e-5
+        saved_state(two, 44)["params"], saved_state(one, 44)["params"], atol=1e-5
     )
-    back = multiprocess(TINY, f"--workdir={two}", data, *MOMENTUM, "--config.train.num_steps=26")
+    back = multiprocess(*STRAIGHT, f"--workdir={two}", data, "--config.train.num_steps=46")
     assert_ok(back)
-    assert "resumed from step 24" in back.stderr
+    assert "resumed from step 44" in back.stderr
 
 
 @pytest.mark.slow
 def test_sigterm_to_one_process_stops_both_at_one_step_and_resumes_equal(
-    launch, synthetic_data_dir, tmp_path
+    synthetic_data_dir, tmp_path, two_process_run
 ):
     data = f"--config.data.data_dir={synthetic_data_dir}"
-    args = (TINY, data, *MOMENTUM, "--config.train.num_steps=60", "--config.train.log_every=5")
-    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
-    assert_ok(multiprocess(*args, f"--workdir={straight}"))
+    straight, result = two_process_run
+    assert_ok(result)
+    stopped = tmp_path / "stopped"
     job = multiprocess(
-        *args, f"--workdir={stopped}", "--config.train.checkpoint_every=0", wait=False
+        *STRAIGHT, data, f"--workdir={stopped}", "--config.train.checkpoint_every=0", wait=False
     )
     line = job.stderr.readline()  # "2 processes (pids A B), ..."
     pids = [int(p) for p in line.split("pids ")[1].split(")")[0].split()]
@@ -93,17 +122,23 @@ def test_sigterm_to_one_process_stops_both_at_one_step_and_resumes_equal(
     rest = job.communicate(timeout=120)[1]
     assert job.returncode == 0, rest[-3000:]
     steps = [int(p.name) for p in (stopped / "checkpoints").iterdir()]
-    assert len(steps) == 1 and 0 < steps[0] < 60
+    assert len(steps) == 1 and 0 < steps[0] < 40
     assert f"stopped at step {steps[0]}: SIGTERM" in rest
     assert f"[process 1] stopped at step {steps[0]}: SIGTERM" in rest
-    assert_ok(multiprocess(*args, f"--workdir={stopped}"))
-    chex.assert_trees_all_equal(saved_state(stopped, 60), saved_state(straight, 60))
+    assert_ok(multiprocess(*STRAIGHT, data, f"--workdir={stopped}"))
+    chex.assert_trees_all_equal(saved_state(stopped, 40), saved_state(straight, 40))
     strip = lambda rows: [
         {k: v for k, v in r.items() if k not in ("elapsed_s", "stop")}
         for r in rows
         if "stop" not in r
     ]
     assert strip(read_metrics(stopped)) == strip(read_metrics(straight))
+
+
+def test_the_multiprocess_launcher_starts_its_children_before_importing_jax():
+    code = "import sys, jaxdl.train.processes; print('jax' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr[-3000:]
 
 
 def test_one_failing_process_ends_the_others(tmp_path):
@@ -153,21 +188,18 @@ print(out)
 
 
 @pytest.mark.slow
-def test_fsdp_follows_replicated_with_a_quarter_of_the_bytes(launch, synthetic_data_dir, tmp_path):
+def test_fsdp_follows_replicated_with_a_quarter_of_the_bytes(
+    launch, synthetic_data_dir, tmp_path, one_process_run
+):
     data = f"--config.data.data_dir={synthetic_data_dir}"
-    runs = {}
-    for mode in ("replicated", "fsdp"):
-        workdir = tmp_path / mode
-        args = (f"--workdir={workdir}", f"--config.train.param_sharding={mode}")
-        assert_ok(launch(TINY, data, *MOMENTUM, *args, devices=4))
-        runs[mode] = read_metrics(workdir)
-    rows_close(runs["replicated"], runs["fsdp"])
+    replicated, result = one_process_run  # param_sharding's default: replicated
+    assert_ok(result)
+    fsdp = tmp_path / "fsdp"
+    sharded = ("--config.train.param_sharding=fsdp", f"--workdir={fsdp}")
+    assert_ok(launch(*STRAIGHT, data, *sharded, devices=4))
+    rows_close(read_metrics(replicated), read_metrics(fsdp))
     # A checkpoint saved sharded restores replicated on one device.
-    assert_ok(
-        launch(
-            TINY, data, *MOMENTUM, f"--workdir={tmp_path / 'fsdp'}", "--config.train.num_steps=22"
-        )
-    )
+    assert_ok(launch(*STRAIGHT, data, f"--workdir={fsdp}", "--config.train.num_steps=42"))
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
     result = subprocess.run(
         [sys.executable, "-c", FSDP_CHECK.format(root=str(ROOT))],
@@ -213,7 +245,7 @@ def family_batch(name: str) -> dict:
 
 def train(config, batch, steps: int):
     task = tasks.build(config, INFO, 20)
-    state = task.init(jax.random.PRNGKey(0), batch)
+    state = init_state(task, batch)
     step = jax.jit(task.train_step)
     for _ in range(steps):
         state, metrics = step(state, batch)
