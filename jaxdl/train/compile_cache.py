@@ -56,8 +56,12 @@ class CacheStats:
 
 def enable(setting: str | None = None) -> CacheStats | None:
     """Points JAX at the cache directory (before anything is compiled); programs that took
-    MIN_COMPILE_SECONDS or more to compile are cached. Returns the counter of hits and
-    misses, or None when the cache is off."""
+    MIN_COMPILE_SECONDS or more to compile are cached. A setting given here also goes to
+    the environment, so the processes this one starts (a sweep's trials, a job's
+    processes) use the same cache. Returns the counter of hits and misses, or None when
+    the cache is off."""
+    if setting:
+        os.environ[ENV] = setting
     directory = cache_dir(setting)
     if directory is None:
         jax.config.update("jax_enable_compilation_cache", False)

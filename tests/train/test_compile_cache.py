@@ -1,6 +1,10 @@
 """The persistent compilation cache of the launchers: written on the first launch, read
 on the second, left alone when off."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from jaxdl.train import compile_cache
@@ -45,3 +49,22 @@ def test_the_cache_folder_is_per_jax_version(monkeypatch, tmp_path):
     monkeypatch.delenv(compile_cache.ENV)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert compile_cache.cache_dir().parent == tmp_path / "xdg" / "jaxdl" / "xla"
+
+
+CHILD_SEES = """
+import os, subprocess, sys
+from jaxdl.train import compile_cache
+compile_cache.enable(sys.argv[1])
+child = "import os; print(os.environ['JAXDL_COMPILE_CACHE'])"
+print(subprocess.run([sys.executable, "-c", child], capture_output=True, text=True).stdout)
+"""
+
+
+@pytest.mark.parametrize("setting", ["off", "DIR"])
+def test_a_launchers_cache_setting_reaches_the_processes_it_starts(tmp_path, setting):
+    setting = str(tmp_path / "cache") if setting == "DIR" else setting
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAXDL_COMPILE_CACHE": "elsewhere"}
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD_SEES, setting], capture_output=True, text=True, env=env
+    )
+    assert result.stdout.strip() == setting, result.stderr[-3000:]
