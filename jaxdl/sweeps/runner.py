@@ -207,21 +207,44 @@ class Sweep:
             trial["status"] = "pending"
         self.save()
         todo = self._units(todo)
-        running: dict[int, tuple[list[dict], subprocess.Popen]] = {}  # slot -> trials
+
+        def start(unit: list[dict], slot: dict) -> subprocess.Popen:
+            process = self._start(unit, slot)
+            self.save()
+            return process
+
+        def finish(unit: list[dict], process: subprocess.Popen) -> None:
+            self._finish(unit, process)
+            self.save()
+
+        try:
+            self.run_in_slots(slots, lambda: todo.pop(0) if todo else None, start, finish)
+        finally:
+            self.save()
+
+    def run_in_slots(self, slots: list[dict], take, start, finish) -> None:
+        """Keeps each slot busy with the next unit of work `take()` gives (None: no more)
+        until none is left and none runs, or a signal stops the sweep: then its running
+        children get one SIGTERM, and SIGKILL after STOP_TIMEOUT_S. `start(unit, slot)`
+        returns the unit's process; `finish(unit, process)` is called when it has ended."""
+        running: dict[int, tuple] = {}  # slot -> (unit, process)
         stopping_since: dict[int, float] = {}  # pid -> when it was sent SIGTERM
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        exhausted = False
         try:
-            while (todo and not self._stop) or running:
+            while (not exhausted and not self._stop) or running:
                 for index, slot in enumerate(slots):
-                    if index not in running and todo and not self._stop:
-                        unit = todo.pop(0)
-                        running[index] = (unit, self._start(unit, slot))
-                        self.save()
+                    if index in running or exhausted or self._stop:
+                        continue
+                    unit = take()
+                    if unit is None:
+                        exhausted = True
+                    else:
+                        running[index] = (unit, start(unit, slot))
                 for index, (unit, process) in list(running.items()):
                     if process.poll() is not None:
-                        self._finish(unit, process)
+                        finish(unit, process)
                         del running[index]
-                        self.save()
                 if self._stop:
                     for _, process in running.values():
                         stop_child(process, stopping_since)
@@ -229,7 +252,6 @@ class Sweep:
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
-            self.save()
 
     # ---- SLURM ----------------------------------------------------------------------------
     def slurm_script(

@@ -26,7 +26,7 @@ from absl import logging
 
 from jaxdl.errors import UserError, check
 from jaxdl.sweeps import spec
-from jaxdl.sweeps.runner import SOME_TRIALS_FAILED, Sweep, plot_axes, stop_child, write_table
+from jaxdl.sweeps.runner import SOME_TRIALS_FAILED, Sweep, plot_axes, write_table
 from jaxdl.train.loop import REQUESTED, Hook, Loop
 from jaxdl.train.writers import read_metrics
 
@@ -213,43 +213,23 @@ class Search:
         logging.info("trial %s: %s", record["name"], record["status"])
 
     def run(self, slots: list[dict]) -> None:
-        import signal
-
         self._active: list[dict] = []
         self._given: set[int] = set()
-        running: dict[int, tuple[dict, subprocess.Popen]] = {}
-        stopping_since: dict[int, float] = {}
-        handler = self.sweep._on_signal
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
         storage = storage_url(self.sweep_dir)
-        try:
-            exhausted = False
-            while (not exhausted and not self.sweep.stopped) or running:
-                for index, slot in enumerate(slots):
-                    if index in running or exhausted or self.sweep.stopped:
-                        continue
-                    record = self._next()
-                    if record is None:
-                        exhausted = True
-                        continue
-                    trial = record["trial"]
-                    description = [storage, "jaxdl", trial._trial_id, self.metric, self.pruner]
-                    env = {TRIAL_ENV: "|".join(str(x) for x in description)}
-                    process = self.sweep._start([record], {**slot, "env": {**slot["env"], **env}})
-                    running[index] = (record, process)
-                    self._active.append(record)
-                for index, (record, process) in list(running.items()):
-                    if process.poll() is not None:
-                        self._tell(record, process)
-                        self._active.remove(record)
-                        del running[index]
-                if self.sweep.stopped:
-                    for _, process in running.values():
-                        stop_child(process, stopping_since)
-                time.sleep(0.2)
-        finally:
-            for s, old in previous.items():
-                signal.signal(s, old)
+
+        def start(record: dict, slot: dict) -> subprocess.Popen:
+            trial = record["trial"]
+            description = [storage, "jaxdl", trial._trial_id, self.metric, self.pruner]
+            env = {TRIAL_ENV: "|".join(str(x) for x in description)}
+            process = self.sweep._start([record], {**slot, "env": {**slot["env"], **env}})
+            self._active.append(record)
+            return process
+
+        def finish(record: dict, process: subprocess.Popen) -> None:
+            self._tell(record, process)
+            self._active.remove(record)
+
+        self.sweep.run_in_slots(slots, self._next, start, finish)
 
     @property
     def stopped(self) -> bool:
