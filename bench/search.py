@@ -11,7 +11,7 @@ Each run's best final eval/loss (the test set), per search seed; medians over se
 
     python bench/search.py [--seeds=0,1] [--steps=400] [--trials=8]
 
-Writes bench/results/search.md.
+Writes bench/results/search.md (other --trials/--steps: search_<T>trials_<N>steps.md).
 """
 
 import argparse
@@ -202,7 +202,9 @@ def main() -> None:
     ]
     table = "\n".join(lines) + "\n"
     print(table)
-    (RESULTS / "search.md").write_text(table)
+    defaults = (args.trials, args.steps) == (8, 400)
+    name = "search.md" if defaults else f"search_{args.trials}trials_{args.steps}steps.md"
+    (RESULTS / name).write_text(table)
 
 
 if __name__ == "__main__":
