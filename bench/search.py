@@ -202,7 +202,7 @@ def main() -> None:
     ]
     table = "\n".join(lines) + "\n"
     print(table)
-    defaults = (args.trials, args.steps) == (8, 400)
+    defaults = all(getattr(args, k) == parser.get_default(k) for k in ("trials", "steps"))
     name = "search.md" if defaults else f"search_{args.trials}trials_{args.steps}steps.md"
     (RESULTS / name).write_text(table)
 
