@@ -9,10 +9,15 @@ top of that:
   save is known complete, so a failed save never costs the last good one.
 - `restore_newest` restores the newest checkpoint that restores, warning about each
   damaged one it skips; a checkpoint whose state has other shapes than the run's is
-  not damage but another config, and raises StateMismatchError.
+  not damage but another config, and raises StateMismatchError. Orbax abandons the
+  reads still in flight when the first fails; asyncio later logs each of their errors
+  with a traceback ("Task exception was never retrieved"). Those echoes of a damaged
+  checkpoint, already reported in one line, are dropped.
 """
 
 import errno
+import logging as std_logging
+import os
 import shutil
 from pathlib import Path
 
@@ -27,6 +32,24 @@ _SLACK_BYTES = 1 << 20  # beyond the arrays' own bytes: metadata, JSON, file sys
 
 class StateMismatchError(UserError):
     """A checkpoint holds a state of other shapes than the one asked for."""
+
+
+class _DamageEchoes(std_logging.Filter):
+    """Drops asyncio's late reports of failed reads inside checkpoints known damaged."""
+
+    def __init__(self):
+        super().__init__()
+        self.damaged: set[str] = set()  # step directories, ending in a separator
+
+    def filter(self, record) -> bool:
+        if not str(record.msg).startswith("Task exception was never retrieved"):
+            return True
+        error = record.exc_info[1] if record.exc_info else None
+        return not any(path in str(error) for path in self.damaged)
+
+
+_DAMAGE_ECHOES = _DamageEchoes()
+std_logging.getLogger("asyncio").addFilter(_DAMAGE_ECHOES)
 
 
 class Checkpoints:
@@ -135,6 +158,7 @@ class Checkpoints:
             except StateMismatchError:
                 raise
             except Exception as e:  # orbax and tensorstore raise many kinds for damage
+                _DAMAGE_ECHOES.damaged.add(f"{self.directory / str(step)}{os.sep}")
                 reasons.append(f"{step}: {_root_cause(e)}")
                 logging.warning(
                     "checkpoint %d in %s cannot be restored (%s); trying the one before",

@@ -1,6 +1,8 @@
 """Nothing lost: damaged checkpoints fall back, a failed save stops the run at once, one
 trainer per workdir, a resumed run's rows equal a straight run's, bad input is one line."""
 
+import asyncio
+import gc
 import json
 import logging
 import os
@@ -85,6 +87,33 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path, capl
     assert position["next_batch"] == 1
     chex.assert_trees_all_equal(state, states[0])
     assert "checkpoint 2 in" in caplog.text and "the one before" in caplog.text
+
+
+def abandoned_failed_read(path):
+    """What orbax leaves when a restore fails: a read that failed after the restore gave
+    up on it, whose error asyncio logs with a traceback when the task is collected."""
+
+    async def read():
+        raise ValueError(f'NOT_FOUND: Metadata in OCDBT database at local file "{path}/"')
+
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(read())
+    loop.run_until_complete(asyncio.wait([task]))  # waits without retrieving the error
+    del task
+    gc.collect()
+    loop.close()
+
+
+def test_late_errors_from_a_damaged_checkpoints_reads_are_not_logged(tmp_path, caplog):
+    two_checkpoints(tmp_path / "run")
+    (tmp_path / "run" / "checkpoints" / "2" / "state" / "manifest.ocdbt").unlink()
+    restore(tmp_path / "run")
+    checkpoints = tmp_path.absolute() / "run" / "checkpoints"
+    with caplog.at_level(logging.ERROR):
+        abandoned_failed_read(checkpoints / "2" / "state")
+        assert "never retrieved" not in caplog.text
+        abandoned_failed_read(checkpoints / "1" / "state")  # not damaged: still reported
+        assert "never retrieved" in caplog.text
 
 
 def test_when_every_checkpoint_is_damaged_the_run_stops_with_one_line(tmp_path):
