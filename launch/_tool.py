@@ -30,9 +30,10 @@ def _quiet_checkpoint_noise(unraisable) -> None:
 
 
 def _noise(record) -> bool:
-    """orbax's own log lines, asyncio's about orbax tasks that failed (a damaged
-    checkpoint: the trainer's warning says which and why), and urllib3's retries of a
-    TFDS download (TFDS's download threads retry on after the error line that says why)."""
+    """orbax's own log lines, asyncio's that name orbax's coroutines (tasks of a failed
+    save or restore: the trainer's line says which and why; reads of a damaged checkpoint
+    name none, train/checkpoint.py drops those), and urllib3's retries of a TFDS download
+    (TFDS's download threads retry on after the error line that says why)."""
     if "/orbax/" in record.pathname or record.name.startswith("urllib3"):
         return True
     return record.name == "asyncio" and "/orbax/" in record.getMessage()
