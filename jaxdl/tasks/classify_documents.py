@@ -16,7 +16,6 @@ import numpy as np
 import optax
 
 from jaxdl import losses, registry
-from jaxdl.data.word_vectors import ppmi_svd_vectors
 from jaxdl.errors import check, check_choice
 from jaxdl.models.han import OOV_ID, PAD_ID
 from jaxdl.tasks.base import (
@@ -74,6 +73,9 @@ class DocumentClassifyTask(Task):
         keep their random rows. (A vmapped state's trials all get the same vectors.)"""
         if self.embed_init == "random":
             return state
+        # Imported here: scipy costs every launch a tenth of a second, and only this uses it.
+        from jaxdl.data.word_vectors import ppmi_svd_vectors
+
         table = state.params["encoder"]["embedding"]["embedding"]  # (..., vocab, embed)
         vectors = ppmi_svd_vectors(
             np.asarray(train_arrays["tokens"]), table.shape[-2], table.shape[-1], self.ppmi_window
