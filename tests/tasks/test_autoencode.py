@@ -14,7 +14,7 @@ from jaxdl import losses, tasks
 from jaxdl.models import autoencoder
 from jaxdl.tasks.autoencode import iwae_bound
 from jaxdl.train import read_metrics
-from tests.conftest import make_images
+from tests.conftest import init_state, make_images
 
 INFO = {"name": "test", "class_names": list("0123456789"), "image_shape": [28, 28, 1]}
 
@@ -70,7 +70,7 @@ def test_reparameterised_samples_have_the_posterior_moments():
 def test_elbo_below_iwae_below_zero_and_k1_is_the_elbo_estimate():
     task = tiny_task()
     batch = image_batch()
-    state = jax.jit(task.init)(jax.random.PRNGKey(0), batch)
+    state = init_state(task, batch)
     x = batch["image"] / 255.0
     key = jax.random.PRNGKey(3)
     log_w = jax.jit(task.iwae_log_weights, static_argnums=3)(state.params, key, x, 200)
@@ -129,7 +129,7 @@ class StepVariantsTest(chex.TestCase):
                 optimizer={"name": "momentum", "learning_rate": 1e-3},
             )
             batch = image_batch()
-            state = jax.jit(task.init)(jax.random.PRNGKey(0), batch)
+            state = init_state(task, batch)
             new_state, metrics = self.variant(task.train_step)(state, batch)
             ref_state, ref_metrics = jax.jit(task.train_step)(state, batch)
             chex.assert_trees_all_close(metrics, ref_metrics, rtol=1e-4)
@@ -148,7 +148,7 @@ def test_kl_weight_warms_up_to_beta():
 def test_eval_masks_padding_and_pictures_have_their_layout():
     task = tiny_task()
     batch = image_batch(30)
-    state = jax.jit(task.init)(jax.random.PRNGKey(0), batch)
+    state = init_state(task, batch)
     eval_step = jax.jit(task.eval_step)
     full = eval_step(state, {**batch, "mask": jnp.ones(30, bool)})
     assert set(full) == {"loss", "recon", "kl", "neg_elbo", "iwae_nll"}
@@ -183,7 +183,7 @@ def test_tiny_vae_run_writes_metrics_and_pictures(tiny_vae_run):
 
 def test_generate_decodes_latent_codes_into_unit_images():
     task = tiny_task()
-    state = jax.jit(task.init)(jax.random.PRNGKey(0), image_batch(4))
+    state = init_state(task, image_batch(4))
     noise = 3 * jax.random.normal(jax.random.PRNGKey(1), (5, 4))
     out = np.asarray(task.model.apply({"params": state.params}, noise, method="decode"))
     labels = jnp.zeros(5, jnp.int32)

@@ -50,7 +50,7 @@ def test_task_learns_the_label_word_and_attends_to_it():
     tokens[:, :, 3] = 0
     tokens[:, 1, 0] = np.where(labels == 1, 2, 3)  # the label's word in sentence 2
     batch = {"tokens": jnp.asarray(tokens), "label": jnp.asarray(labels)}
-    state = jax.jit(task.init)(jax.random.PRNGKey(0), batch)
+    state = init_state(task, batch)
     step = jax.jit(task.train_step)
     for _ in range(80):
         state, _ = step(state, batch)
@@ -74,7 +74,7 @@ def test_weight_average_follows_each_step_and_is_what_eval_and_predict_use():
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, 10, (8, 3, 4)).astype(np.int32)
     batch = {"tokens": jnp.asarray(tokens), "label": jnp.asarray(rng.integers(0, 2, 8))}
-    state = jax.jit(task.init)(jax.random.PRNGKey(0), batch)
+    state = init_state(task, batch)
     assert isinstance(state, AveragedTrainState)
     chex.assert_trees_all_equal(state.ema_params, state.params)
     step = jax.jit(task.train_step)
@@ -105,7 +105,7 @@ def test_ppmi_start_replaces_only_the_word_rows_of_the_embedding():
     batch = {"tokens": jnp.asarray(tokens), "label": jnp.zeros(20, jnp.int32)}
     config = han_config()
     random_task = tasks.build(config, INFO, total_steps=10)
-    state = jax.jit(random_task.init)(jax.random.PRNGKey(0), batch)
+    state = init_state(random_task, batch)
     assert random_task.init_from_data(state, {"tokens": tokens}) is state
 
     config.task.embed_init = "ppmi"

@@ -38,7 +38,7 @@ def image_batch(n=16, seed=0):
 @pytest.mark.parametrize("conditional", [True, False])
 def test_shapes_and_ranges(conditional):
     task = tiny_task(conditional)
-    state = jax.jit(task.init)(jax.random.PRNGKey(0), image_batch())
+    state = init_state(task, image_batch())
     noise = task.sample_noise(jax.random.PRNGKey(1), 5)
     labels = jnp.arange(5, dtype=jnp.int32)
     generate = jax.jit(task.generate)  # (compiled: op-by-op convolutions are slow)

@@ -9,6 +9,7 @@ import pytest
 import experiments.shakespeare_lstm_tiny as tiny
 from jaxdl import data, losses, tasks
 from jaxdl.tasks.lm import LMState
+from jaxdl.train.mesh import jit_unoptimised
 from tests.conftest import init_state
 
 VOCAB = "abcdefghij"
@@ -23,8 +24,9 @@ def tiny_task(**model_overrides):
 
 
 def jitted(task):
-    """(init, train_step) compiled: eager scans are slow, and these tests check values."""
-    return jax.jit(task.init), jax.jit(task.train_step)
+    """(init, train_step) compiled as the trainer compiles them: eager scans are slow, and
+    these tests check values."""
+    return jit_unoptimised(task.init, None), jax.jit(task.train_step)
 
 
 def token_batch(seed=0, batch=4, window=6, reset=False):
@@ -117,7 +119,7 @@ class StepVariantsTest(chex.TestCase):
 
 def test_eval_is_the_whole_text_run_stream_by_stream():
     task = tiny_task()
-    state = jax.jit(task.init)(jax.random.PRNGKey(0), token_batch())
+    state = init_state(task, token_batch())
     text = np.random.default_rng(0).integers(0, len(VOCAB), 203).astype(np.int32)
     arrays = data.eval_streams(text, num_streams=2, window=8)
     batch = {k: jnp.asarray(v) for k, v in arrays.items()}
@@ -147,7 +149,7 @@ def test_eval_is_the_whole_text_run_stream_by_stream():
 
 def test_sampling_is_deterministic_for_a_seed():
     task = tiny_task()
-    state = jax.jit(task.init)(jax.random.PRNGKey(0), token_batch())
+    state = init_state(task, token_batch())
     prompt = jnp.array([1, 2, 3], jnp.int32)
     sample = jax.jit(task.sample, static_argnums=(2, 4, 5))
     a = sample(state.params, prompt, 40, jax.random.PRNGKey(7), 1.0, 0)
@@ -162,7 +164,7 @@ def test_sampling_is_deterministic_for_a_seed():
 
 
 def test_lm_state_is_a_pytree_with_the_carry():
-    state = jax.jit(tiny_task().init)(jax.random.PRNGKey(0), token_batch())
+    state = init_state(tiny_task(), token_batch())
     assert isinstance(state, LMState)
     restored = jax.tree.unflatten(jax.tree.structure(state), jax.tree.leaves(state))
     chex.assert_trees_all_equal(restored.carry, state.carry)
