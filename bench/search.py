@@ -5,13 +5,15 @@ The space: learning rate log-uniform in [1e-4, 0.3] and weight decay log-uniform
 [1e-5, 0.3] (adamw, one-cycle schedule, as fashion_cnn_tiny), --steps steps a trial.
   random   K random points (jaxdl.sweeps.random_search), vmapped in one process;
   pbt      the same K starting points, vmapped, exploit/explore every steps/8 steps;
-  optuna   trials asked one after another (2 local slots), pruned at each of its evals,
+  optuna   trials asked one after another (2 local slots), pruned at each of its evals
+           (from --prune_after of a trial's steps on),
            stopped (SIGTERM) when the random search's wall time has passed.
 Each run's best final eval/loss (the test set), per search seed; medians over seeds.
 
-    python bench/search.py [--seeds=0,1] [--steps=400] [--trials=8]
+    python bench/search.py [--seeds=0,1] [--steps=400] [--trials=8] [--prune_after=0]
 
-Writes bench/results/search.md (other --trials/--steps: search_<T>trials_<N>steps.md).
+Writes bench/results/search.md (other --trials/--steps/--prune_after:
+search_<T>trials_<N>steps[_prune<F>].md).
 """
 
 import argparse
@@ -111,7 +113,7 @@ def run_vmapped(tmp: Path, seed: int, steps: int, trials: int, pbt: bool) -> tup
     return wall, best_run(sweep_dir)
 
 
-def run_optuna(tmp: Path, seed: int, steps: int, wall: float) -> tuple:
+def run_optuna(tmp: Path, seed: int, steps: int, wall: float, prune_after: float) -> tuple:
     sweep_dir = tmp / f"optuna_{seed}"
     command = sweep_command(
         ROOT / "experiments/fashion_cnn_tiny.py",
@@ -120,6 +122,7 @@ def run_optuna(tmp: Path, seed: int, steps: int, wall: float) -> tuple:
         "--search=optuna",
         "--trials=1000",
         f"--search_seed={seed}",
+        f"--prune_after={prune_after}",
         "--parallel=2",
         *SPACE,
     )
@@ -143,6 +146,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--prune_after", type=float, default=0.0)
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = []
@@ -151,7 +155,9 @@ def main() -> None:
         for seed in seeds:
             random_wall, random_best = run_vmapped(tmp, seed, args.steps, args.trials, pbt=False)
             pbt_wall, pbt_best = run_vmapped(tmp, seed, args.steps, args.trials, pbt=True)
-            optuna_wall, optuna_best, counts = run_optuna(tmp, seed, args.steps, random_wall)
+            optuna_wall, optuna_best, counts = run_optuna(
+                tmp, seed, args.steps, random_wall, args.prune_after
+            )
             row = dict(
                 seed=seed,
                 random=(random_wall, random_best),
@@ -174,7 +180,8 @@ def main() -> None:
         "",
         machine_line(),
         f"- `python bench/search.py --seeds={args.seeds} --steps={args.steps} "
-        f"--trials={args.trials}`; tiny CNN on Fashion-MNIST, lower eval/loss is better",
+        f"--trials={args.trials} --prune_after={args.prune_after}`; tiny CNN on "
+        "Fashion-MNIST, lower eval/loss is better",
         "- each cell: the best finished trial's final eval/loss, the optimizer numbers it "
         "ended with, the search's wall time",
         "",
@@ -203,7 +210,10 @@ def main() -> None:
     table = "\n".join(lines) + "\n"
     print(table)
     defaults = all(getattr(args, k) == parser.get_default(k) for k in ("trials", "steps"))
-    name = "search.md" if defaults else f"search_{args.trials}trials_{args.steps}steps.md"
+    name = "search" if defaults else f"search_{args.trials}trials_{args.steps}steps"
+    if args.prune_after != parser.get_default("prune_after"):
+        name += f"_prune{args.prune_after:g}"
+    name += ".md"
     (RESULTS / name).write_text(table)
 
 

@@ -36,6 +36,12 @@ flags.DEFINE_multi_string(
     "space", [], "optuna: config.a.b=loguniform(1e-4,1e-2) | uniform(a,b) | int(a,b) | choice([..])"
 )
 flags.DEFINE_enum("pruner", "median", ["median", "successive_halving", "none"], "optuna's pruner.")
+flags.DEFINE_float(
+    "prune_after",
+    0.0,
+    "optuna: the share of a trial's steps before which it is never pruned (0: from its "
+    "first eval on).",
+)
 flags.DEFINE_integer("search_seed", 0, "optuna: the sampler's seed.")
 flags.DEFINE_string("metric", "eval/loss", "Metric that ranks trials.")
 flags.DEFINE_enum("mode", "min", ["min", "max"], "Whether lower or higher is better.")
@@ -82,6 +88,7 @@ def run_search(base_args: list[str]) -> int:
         FLAGS.mode,
         FLAGS.search_seed,
         FLAGS.pruner,
+        FLAGS.prune_after,
     )
     if FLAGS.backend == "slurm":
         worker = [a for a in sys.argv[1:] if not a.startswith(("--backend", "--parallel"))]

@@ -31,7 +31,7 @@ from jaxdl.train.loop import REQUESTED, Hook, Loop
 from jaxdl.train.writers import read_metrics
 
 STUDY_FILE = "study.db"
-TRIAL_ENV = "JAXDL_SEARCH_TRIAL"  # "storage|study name|trial id|metric|pruner"
+TRIAL_ENV = "JAXDL_SEARCH_TRIAL"  # "storage|study name|trial id|metric|pruner|prune_after"
 PRUNERS = ("median", "successive_halving", "none")
 
 
@@ -63,15 +63,16 @@ def distributions(space: dict) -> dict:
     return made
 
 
-def make_pruner(name: str):
+def make_pruner(name: str, warmup_steps: int = 0):
     """`median` (against the trials finished, from the second on), `successive_halving`
-    or `none`. (Optuna keeps no pruner in its storage: every process makes its own.)"""
+    or `none`; neither prunes a trial before `warmup_steps`. (Optuna keeps no pruner in
+    its storage: every process makes its own.)"""
     optuna = _optuna()
     check(name in PRUNERS, f"--pruner={name!r} is not one of {list(PRUNERS)}")
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=warmup_steps)
     if name == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner()
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, warmup_steps))
     return optuna.pruners.NopPruner()
 
 
@@ -102,23 +103,33 @@ def open_study(sweep_dir: Path, base_args: list[str], mode: str, seed: int, prun
 class SearchReport(Hook):
     """In a trial's trainer: at each eval, the metric goes to the study as the trial's
     intermediate value at that step, and when the pruner says so the run stops (a
-    checkpoint is saved) and the trial is PRUNED."""
+    checkpoint is saved) and the trial is PRUNED. `prune_after`: the share of the run's
+    steps before which it is never pruned (its early evals are still reported)."""
 
     def __init__(
-        self, storage: str, study_name: str, trial_id: int, metric: str, pruner: str = "median"
+        self,
+        storage: str,
+        study_name: str,
+        trial_id: int,
+        metric: str,
+        pruner: str = "median",
+        prune_after: float = 0.0,
     ):
+        check(0 <= prune_after < 1, f"--prune_after={prune_after} must be in [0, 1)")
         self.metric = metric
-        optuna = _optuna()
-        self._optuna = optuna
-        study = optuna.load_study(
-            study_name=study_name, storage=storage, pruner=make_pruner(pruner)
-        )
-        self.trial = optuna.trial.Trial(study, trial_id)
+        self._optuna = _optuna()
+        self._study = (storage, study_name, trial_id, pruner, prune_after)
 
     def start(self, loop: Loop) -> None:
         from jaxdl.train.hooks import Evaluate
 
         self.every = next(h.every for h in loop.hooks if isinstance(h, Evaluate))  # its cadence
+        storage, study_name, trial_id, pruner, prune_after = self._study
+        warmup = int(prune_after * loop.total_steps)
+        study = self._optuna.load_study(
+            study_name=study_name, storage=storage, pruner=make_pruner(pruner, warmup)
+        )
+        self.trial = self._optuna.trial.Trial(study, trial_id)
 
     def due(self, step: int, stop) -> bool:
         return step % self.every == 0 or (stop is not None and stop.kind != REQUESTED)
@@ -136,8 +147,8 @@ def report_hook_from_env() -> list[Hook]:
     """The SearchReport of $JAXDL_SEARCH_TRIAL, if the runner set it (launch/train.py)."""
     if TRIAL_ENV not in os.environ:
         return []
-    storage, study_name, trial_id, metric, pruner = os.environ[TRIAL_ENV].split("|")
-    return [SearchReport(storage, study_name, int(trial_id), metric, pruner)]
+    storage, study_name, trial_id, metric, pruner, after = os.environ[TRIAL_ENV].split("|")
+    return [SearchReport(storage, study_name, int(trial_id), metric, pruner, float(after))]
 
 
 class Search:
@@ -153,8 +164,10 @@ class Search:
         mode: str,
         seed: int = 0,
         pruner: str = "median",
+        prune_after: float = 0.0,
     ):
         check(num_trials >= 1, f"--trials={num_trials} must be >= 1")
+        check(0 <= prune_after < 1, f"--prune_after={prune_after} must be in [0, 1)")
         check(space, "a search needs a space: the experiment's search_space() or --space")
         self.sweep_dir = Path(sweep_dir)
         self.space = space
@@ -162,6 +175,7 @@ class Search:
         self.metric = metric
         self.mode = mode
         self.pruner = pruner
+        self.prune_after = prune_after
         self.study = open_study(self.sweep_dir, base_args, mode, seed, pruner)
         self.optuna = _optuna()
         # The runner's machinery for one trial: command, device slot, stderr, status.
@@ -219,7 +233,10 @@ class Search:
 
         def start(record: dict, slot: dict) -> subprocess.Popen:
             trial = record["trial"]
-            description = [storage, "jaxdl", trial._trial_id, self.metric, self.pruner]
+            description = [
+                *(storage, "jaxdl", trial._trial_id),
+                *(self.metric, self.pruner, self.prune_after),
+            ]
             env = {TRIAL_ENV: "|".join(str(x) for x in description)}
             process = self.sweep._start([record], {**slot, "env": {**slot["env"], **env}})
             self._active.append(record)

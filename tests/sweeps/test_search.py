@@ -63,16 +63,20 @@ def test_space_flags_parse_into_the_random_search_distributions():
             sweeps.parse_distribution(bad)
 
 
-def test_a_trial_whose_metric_lags_is_pruned_and_stops_with_a_checkpoint(tmp_path):
+# (prune_after, the step it stops at): at its first eval, or at the first past 60 of 100.
+@pytest.mark.parametrize("prune_after, stop", [(0.0, 2), (0.6, 60)])
+def test_a_trial_whose_metric_lags_is_pruned_and_stops_with_a_checkpoint(
+    tmp_path, prune_after, stop
+):
     study = search.open_study(tmp_path, ["--config=x.py"], "min", 0, "median")
-    for _ in range(2):  # two finished trials with low eval losses at steps 2 and 4
+    for _ in range(2):  # two finished trials with low eval losses at every second step
         trial = study.ask()
-        for step in (2, 4):
+        for step in range(2, 101, 2):
             trial.report(0.5, step)
         study.tell(trial, 0.5)
     trial = study.ask()
     report = search.SearchReport(
-        search.storage_url(tmp_path), "jaxdl", trial._trial_id, "eval/loss"
+        search.storage_url(tmp_path), "jaxdl", trial._trial_id, "eval/loss", "median", prune_after
     )
 
     def evaluate(state):  # this trial's eval loss: far above the others'
@@ -81,15 +85,16 @@ def test_a_trial_whose_metric_lags_is_pruned_and_stops_with_a_checkpoint(tmp_pat
     outputs = RecordingRunDir()
     hooks = [
         hooks_lib.Evaluate(2, evaluate),
-        hooks_lib.Checkpoint(3),
+        hooks_lib.Checkpoint(7),
         report,
     ]
     loop = Loop(0, 0, 100, outputs, {"next_batch": 0, "elapsed_s": 0.0})
     fit(steps(), loop, batches(), hooks)
-    assert loop.stop.kind == REQUESTED and loop.step == 2  # at its first report
-    assert [s for s, _, _ in outputs.saves] == [2]  # the stop's checkpoint
+    assert loop.stop.kind == REQUESTED and loop.step == stop
+    assert [s for s, _, _ in outputs.saves] == [*range(7, stop, 7), stop]  # + the stop's
     frozen = study.trials[trial.number]
-    assert frozen.state.name == "PRUNED" and frozen.intermediate_values == {2: 9.0}
+    assert frozen.state.name == "PRUNED"
+    assert frozen.intermediate_values == dict.fromkeys(range(2, stop + 1, 2), 9.0)
 
 
 @pytest.mark.slow
