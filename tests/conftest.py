@@ -133,6 +133,26 @@ def tiny_vae_run(synthetic_data_dir, tmp_path_factory):
     )
 
 
+@pytest.fixture(scope="session")
+def tiny_cgan_run(synthetic_data_dir, tmp_path_factory):
+    """A finished 6-step run of experiments/fashion_cgan_tiny.py whose steps 1-2 train the
+    autoencoder: (workdir, result). Shared: the GAN test checks and resumes a copy of it,
+    the labelled-data test samples from it."""
+    return shared_run(
+        tmp_path_factory,
+        "tiny_cgan",
+        lambda workdir: run_launcher(
+            f"--config={ROOT}/experiments/fashion_cgan_tiny.py",
+            f"--workdir={workdir}",
+            f"--config.data.data_dir={synthetic_data_dir}",
+            *TINY_CGAN_ARGS,
+            plot=True,
+        ),
+    )
+
+
+TINY_CGAN_ARGS = ("--config.task.pretrain_steps=2",)  # steps 1-2: the autoencoder phase
+
 POLARITY_WORDS = {
     0: ["dull", "boring", "awful", "mess", "waste"],
     1: ["great", "superb", "moving", "fun", "brilliant"],

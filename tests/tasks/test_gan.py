@@ -2,6 +2,7 @@
 own optimizer, EMA, refinement, autoencoder pre-training, a tiny run with resume."""
 
 import math
+import shutil
 
 import chex
 import jax
@@ -16,7 +17,7 @@ from jaxdl.errors import UserError
 from jaxdl.tasks.base import ema_decay
 from jaxdl.tasks.gan import GANTask, d_loss_terms, g_loss_terms
 from jaxdl.train import read_metrics
-from tests.conftest import ROOT, init_state, make_images
+from tests.conftest import ROOT, TINY_CGAN_ARGS, init_state, make_images
 from tests.train.test_train_e2e import keep_checkpoints_up_to, saved_state
 
 INFO = {"name": "test", "class_names": list("0123456789"), "image_shape": [28, 28, 1]}
@@ -242,16 +243,11 @@ def test_bad_gan_configs_are_one_line_errors():
 
 
 @pytest.mark.slow
-def test_tiny_cgan_run_writes_grids_and_resumes_exactly(launch, synthetic_data_dir, tmp_path):
-    args = (
-        f"--config={ROOT}/experiments/fashion_cgan_tiny.py",
-        f"--config.data.data_dir={synthetic_data_dir}",
-        "--config.task.pretrain_steps=2",  # steps 1-2: the autoencoder phase
-    )
-    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    for workdir in (straight, resumed):
-        result = launch(*args, f"--workdir={workdir}", plot=workdir == straight)
-        assert result.returncode == 0, result.stderr[-3000:]
+def test_tiny_cgan_run_writes_grids_and_resumes_exactly(
+    launch, synthetic_data_dir, tmp_path, tiny_cgan_run
+):
+    straight, result = tiny_cgan_run
+    assert result.returncode == 0, result.stderr[-3000:]
     pictures = sorted(p.name for p in (straight / "images").iterdir())
     assert pictures == ["samples_0000003.png", "samples_0000006.png"]
     from PIL import Image
@@ -264,7 +260,14 @@ def test_tiny_cgan_run_writes_grids_and_resumes_exactly(launch, synthetic_data_d
     assert "train/ae_loss" not in rows[-1]
     assert (straight / "metrics.png").is_file()
 
+    resumed = tmp_path / "resumed"
+    shutil.copytree(straight, resumed)
     keep_checkpoints_up_to(resumed, 3)
+    args = (
+        f"--config={ROOT}/experiments/fashion_cgan_tiny.py",
+        f"--config.data.data_dir={synthetic_data_dir}",
+        *TINY_CGAN_ARGS,
+    )
     result = launch(*args, f"--workdir={resumed}")
     assert result.returncode == 0 and "resumed from step 3" in result.stderr
     # Both parameter sets, both optimizer states, the EMA: bit-equal after the resume.
