@@ -142,16 +142,19 @@ def tiny_cgan_run(synthetic_data_dir, tmp_path_factory):
         tmp_path_factory,
         "tiny_cgan",
         lambda workdir: run_launcher(
-            f"--config={ROOT}/experiments/fashion_cgan_tiny.py",
-            f"--workdir={workdir}",
-            f"--config.data.data_dir={synthetic_data_dir}",
-            *TINY_CGAN_ARGS,
-            plot=True,
+            *tiny_cgan_args(synthetic_data_dir), f"--workdir={workdir}", plot=True
         ),
     )
 
 
-TINY_CGAN_ARGS = ("--config.task.pretrain_steps=2",)  # steps 1-2: the autoencoder phase
+def tiny_cgan_args(data_dir) -> tuple:
+    """The launcher flags of the tiny_cgan_run (its workdir aside)."""
+    return (
+        f"--config={ROOT}/experiments/fashion_cgan_tiny.py",
+        f"--config.data.data_dir={data_dir}",
+        "--config.task.pretrain_steps=2",  # steps 1-2: the autoencoder phase
+    )
+
 
 POLARITY_WORDS = {
     0: ["dull", "boring", "awful", "mess", "waste"],

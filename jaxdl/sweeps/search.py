@@ -115,7 +115,6 @@ class SearchReport(Hook):
         pruner: str = "median",
         prune_after: float = 0.0,
     ):
-        check(0 <= prune_after < 1, f"--prune_after={prune_after} must be in [0, 1)")
         self.metric = metric
         self._optuna = _optuna()
         self._study = (storage, study_name, trial_id, pruner, prune_after)

@@ -17,7 +17,7 @@ from jaxdl.errors import UserError
 from jaxdl.tasks.base import ema_decay
 from jaxdl.tasks.gan import GANTask, d_loss_terms, g_loss_terms
 from jaxdl.train import read_metrics
-from tests.conftest import ROOT, TINY_CGAN_ARGS, init_state, make_images
+from tests.conftest import init_state, make_images, tiny_cgan_args
 from tests.train.test_train_e2e import keep_checkpoints_up_to, saved_state
 
 INFO = {"name": "test", "class_names": list("0123456789"), "image_shape": [28, 28, 1]}
@@ -263,12 +263,7 @@ def test_tiny_cgan_run_writes_grids_and_resumes_exactly(
     resumed = tmp_path / "resumed"
     shutil.copytree(straight, resumed)
     keep_checkpoints_up_to(resumed, 3)
-    args = (
-        f"--config={ROOT}/experiments/fashion_cgan_tiny.py",
-        f"--config.data.data_dir={synthetic_data_dir}",
-        *TINY_CGAN_ARGS,
-    )
-    result = launch(*args, f"--workdir={resumed}")
+    result = launch(*tiny_cgan_args(synthetic_data_dir), f"--workdir={resumed}")
     assert result.returncode == 0 and "resumed from step 3" in result.stderr
     # Both parameter sets, both optimizer states, the EMA: bit-equal after the resume.
     chex.assert_trees_all_equal(saved_state(straight, 6), saved_state(resumed, 6))
