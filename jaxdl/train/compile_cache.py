@@ -20,8 +20,6 @@ from absl import logging
 
 ENV = "JAXDL_COMPILE_CACHE"
 OFF = "off"
-# Programs that compile faster than this are not worth a file (eager ops compile in ms).
-MIN_COMPILE_SECONDS = 0.1
 _EVENTS = {
     "/jax/compilation_cache/cache_hits": "hits",
     "/jax/compilation_cache/cache_misses": "misses",
@@ -55,8 +53,10 @@ class CacheStats:
 
 
 def enable(setting: str | None = None) -> CacheStats | None:
-    """Points JAX at the cache directory (before anything is compiled); programs that took
-    MIN_COMPILE_SECONDS or more to compile are cached. A setting given here also goes to
+    """Points JAX at the cache directory (before anything is compiled); every program JAX
+    looks up there is written, however fast it compiled: a threshold on compile time made
+    the next launch miss any program that compiled just under it on a loaded machine
+    (JAX skips its eager single-op programs anyway). A setting given here also goes to
     the environment, so the processes this one starts (a sweep's trials, a job's
     processes) use the same cache. Returns the counter of hits and misses, or None when
     the cache is off."""
@@ -73,6 +73,6 @@ def enable(setting: str | None = None) -> CacheStats | None:
         jax.config.update("jax_enable_compilation_cache", False)
         return None
     jax.config.update("jax_compilation_cache_dir", str(directory))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return CacheStats(directory)

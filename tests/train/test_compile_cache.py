@@ -51,6 +51,27 @@ def test_the_cache_folder_is_per_jax_version(monkeypatch, tmp_path):
     assert compile_cache.cache_dir().parent == tmp_path / "xdg" / "jaxdl" / "xla"
 
 
+FAST_PROGRAM = """
+import sys
+import jax
+from jaxdl.train import compile_cache
+compile_cache.enable(sys.argv[1])
+jax.jit(lambda x: x + 1)(1.0).block_until_ready()  # compiles in milliseconds
+"""
+
+
+def test_a_program_that_compiles_fast_is_cached_too(tmp_path):
+    """However little a program took to compile, the next launch loads it: a threshold
+    on compile time made the second launch compile again a program that had compiled
+    just under it the first time (a flaky `0 misses` above, on a loaded machine)."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    command = [sys.executable, "-c", FAST_PROGRAM, str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (versioned,) = tmp_path.iterdir()
+    assert [p.name for p in versioned.iterdir() if p.name.startswith("jit__lambda")]
+
+
 CHILD_SEES = """
 import os, subprocess, sys
 from jaxdl.train import compile_cache
