@@ -1,10 +1,15 @@
 """Shared fixtures: a small synthetic IDX data set and a launcher runner."""
 
+import contextlib
 import fcntl
+import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +31,12 @@ def shared_compile_cache(tmp_path_factory) -> Path:
     os.environ[compile_cache.ENV] = str(folder)
     compile_cache.enable(str(folder))
     return folder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fork_server():
+    """This worker's fork server, started now so its imports overlap the first tests."""
+    return _fork_server()
 
 
 def init_state(task, batch: dict, seed: int = 0):
@@ -70,22 +81,131 @@ def run_launcher(
     env: dict | None = None,
     plot: bool = False,
 ):
-    """Runs launch/train.py in a fresh process (its own JAX, its own device count), with
-    `env` added to this process's environment. Without `plot`, the run draws no
-    metrics.png (matplotlib costs a second a run)."""
-    env = {**os.environ, **(env or {})}
+    """Runs launch/train.py in a fresh process (run_script) with `devices` CPU devices.
+    Without `plot`, the run draws no metrics.png (matplotlib costs a second a run)."""
     if not plot and any(a.startswith("--config=") for a in args):
         args = (*args, "--config.train.plot=False")
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    env["JAX_PLATFORMS"] = "cpu"
-    command = [sys.executable, str(ROOT / "launch" / "train.py"), *args]
-    if not wait:
-        return subprocess.Popen(
+    env = {**(env or {}), "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    return run_script("launch/train.py", *args, timeout=timeout, wait=wait, env=env)
+
+
+def run_script(
+    script: str, *args: str, timeout: float = 300, wait: bool = True, env: dict | None = None
+):
+    """Runs ROOT/script with args in a fresh process on the CPU (its own JAX), with `env`
+    added to this process's environment: a child of this worker's fork server (its
+    imports already done), or a new `python` where the server cannot stand in. Returns
+    its CompletedProcess (text), or with `wait` False the running process (Popen's
+    interface: poll, wait, communicate, send_signal, terminate, kill, pid)."""
+    env = {**os.environ, **(env or {}), "JAX_PLATFORMS": "cpu"}
+    command = [sys.executable, str(ROOT / script), *args]
+    server = _fork_server()
+    if server is not None and server.serves(env):
+        process = server.launch(command[1:], env, ROOT)
+    else:
+        process = subprocess.Popen(
             command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
-    return subprocess.run(
-        command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout
-    )
+    if not wait:
+        return process
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+FORK_SERVER_ENV = "JAXDL_TEST_FORK_SERVER"  # "0": every launch a fresh `python` process
+_servers: dict[int, "ForkServer"] = {}
+
+
+def _fork_server() -> "ForkServer | None":
+    """This pytest process's fork server (tests/forkserver.py), started on first use."""
+    if os.environ.get(FORK_SERVER_ENV) == "0":
+        return None
+    if os.getpid() not in _servers:
+        _servers[os.getpid()] = ForkServer()
+    return _servers[os.getpid()]
+
+
+class ForkServer:
+    """The client of tests/forkserver.py: launches run as its forked children."""
+
+    # Read when Python starts or jax is imported, so a child could not take a new value:
+    # a launch whose environment changes one of these runs as a fresh process instead.
+    STARTUP_PREFIXES = ("PYTHON", "JAX_", "XLA_PYTHON")
+
+    def __init__(self):
+        self.env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+        self.folder = Path(tempfile.mkdtemp(prefix="jaxdl-forkserver-"))
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "forkserver.py")],
+            env=self.env,
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.numbers = itertools.count()
+
+    def serves(self, env: dict) -> bool:
+        startup = lambda e: {k: v for k, v in e.items() if k.startswith(self.STARTUP_PREFIXES)}
+        return self.process.poll() is None and startup(env) == startup(self.env)
+
+    def launch(self, argv: list, env: dict, cwd) -> "ForkedProcess":
+        files = self.folder / str(next(self.numbers))
+        request = {
+            "argv": [str(a) for a in argv],
+            "env": env,
+            "cwd": str(cwd),
+            **{name: f"{files}.{name}" for name in ("stdout", "stderr", "status")},
+        }
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        pid = int(self.process.stdout.readline())
+        return ForkedProcess(pid, request)
+
+
+class ForkedProcess:
+    """A launch running as a fork server's child, with the parts of subprocess.Popen that
+    the tests use (its output arrives when it has ended)."""
+
+    def __init__(self, pid: int, request: dict):
+        self.pid = pid
+        self.args = request["argv"]
+        self.returncode = None
+        self._files = request
+
+    def poll(self) -> int | None:
+        if self.returncode is None and os.path.exists(self._files["status"]):
+            self.returncode = int(Path(self._files["status"]).read_text())
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(self.args, timeout)
+            time.sleep(0.02)
+        return self.returncode
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        self.wait(timeout)
+        read = lambda name: Path(self._files[name]).read_text(errors="replace")
+        return read("stdout"), read("stderr")
+
+    def send_signal(self, signal_number: int) -> None:
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):  # ended, its status not yet written
+                os.kill(self.pid, signal_number)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
 
 
 @pytest.fixture

@@ -3,10 +3,6 @@ set's real features, no download, no TensorFlow): what it builds has the structu
 dtypes and info of the local-copy path, the catalogue's experiments fit it, and offline
 they fail with one line that says how to provide the data."""
 
-import os
-import subprocess
-import sys
-
 import jax
 import numpy as np
 import pytest
@@ -15,7 +11,7 @@ import tensorflow_datasets as tfds
 from jaxdl import data, tasks
 from jaxdl.data import sources
 from jaxdl.train import read_metrics
-from tests.conftest import ROOT, run_launcher
+from tests.conftest import ROOT, run_launcher, run_script
 from tests.train.test_train_e2e import assert_ok
 
 
@@ -168,9 +164,8 @@ TINY_RUNS = {
 def test_a_tiny_run_trains_on_tfds_through_the_launcher(tmp_path, name):
     experiment, *overrides = TINY_RUNS[name]
     workdir = tmp_path / "run"
-    command = [
-        sys.executable,
-        str(ROOT / "tests/data/mock_tfds_launch.py"),
+    result = run_script(
+        "tests/data/mock_tfds_launch.py",
         "2000" if name == "tiny_shakespeare" else "64",  # examples per split
         str(ROOT / "launch/train.py"),
         f"--config={ROOT}/experiments/{experiment}.py",
@@ -178,9 +173,8 @@ def test_a_tiny_run_trains_on_tfds_through_the_launcher(tmp_path, name):
         "--config.data.source=tfds",
         "--config.train.plot=False",
         *overrides,
-    ]
-    env = {**os.environ, **OFFLINE, "JAX_PLATFORMS": "cpu", "TFDS_DATA_DIR": str(tmp_path)}
-    result = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        env={**OFFLINE, "TFDS_DATA_DIR": str(tmp_path)},
+    )
     assert_ok(result)
     rows = read_metrics(workdir)
     losses = [row["train/loss"] for row in rows if "train/loss" in row]

@@ -3,8 +3,6 @@ the generator's law into the data's, accepted conditional samples keep their lab
 labelled training data from a GAN run end to end."""
 
 import math
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +13,7 @@ from scipy import stats
 from jaxdl.data.sources import read_idx
 from jaxdl.evaluation.gan_judge import rejection_samples
 from jaxdl.evaluation.rejection import accepted, calibrate, drs_acceptance, drs_scores
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_script
 from tests.train.test_train_e2e import assert_ok
 
 
@@ -76,16 +74,14 @@ def test_a_gan_run_becomes_a_labelled_data_set_that_trains_a_classifier(
     gan, result = tiny_cgan_run  # read, never written: gan_data reads it read-only
     assert_ok(result)
     out = tmp_path / "generated"
-    command = [
-        sys.executable,
-        str(ROOT / "launch" / "gan_data.py"),
+    result = run_script(
+        "launch/gan_data.py",
         f"--workdir={gan}",
         f"--out={out}",
         "--num_samples=120",
         "--real_per_class=3",
         "--reject=drs",
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "120 generated" in result.stdout and "30 real training images" in result.stdout
     folder = out / "fashion-mnist"

@@ -3,23 +3,18 @@ polarity archive (two folds, two vmapped seeds each, with a weight average), the
 attention pages of one fold's run."""
 
 import json
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 
 from jaxdl.evaluation import crossval
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_script
 
 pytestmark = pytest.mark.slow
 
 
 def run(script, *args):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    command = [sys.executable, str(ROOT / script), *args]
-    return subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return run_script(script, *args, timeout=600)
 
 
 def test_crossval_then_attention_pages(polarity_data_dir, tmp_path):

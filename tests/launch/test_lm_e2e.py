@@ -1,8 +1,6 @@
 """End-to-end language-model runs: resume, devices, the clipping pair, sampling."""
 
 import math
-import subprocess
-import sys
 
 import chex
 import jax
@@ -10,7 +8,7 @@ import numpy as np
 import pytest
 
 from jaxdl.train import read_metrics
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_script
 from tests.train.test_train_e2e import assert_ok, keep_checkpoints_up_to, saved_state, saved_steps
 
 pytestmark = pytest.mark.slow
@@ -122,13 +120,7 @@ def test_sample_launcher_is_seeded(launch, text_dir, tmp_path):
     assert_ok(lm_run(launch, workdir, text_dir))
 
     def sample(*flags):
-        return subprocess.run(
-            [sys.executable, str(ROOT / "launch/sample.py"), f"--workdir={workdir}", *flags],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=ROOT,
-        )
+        return run_script("launch/sample.py", f"--workdir={workdir}", *flags, timeout=120)
 
     first = sample("--prompt=to be", "--length=60", "--seed=3")
     assert_ok(first)
@@ -139,11 +131,5 @@ def test_sample_launcher_is_seeded(launch, text_dir, tmp_path):
     assert sample("--prompt=to be", "--length=60", "--seed=4").stdout != first.stdout
     bad = sample("--prompt=XYZ")
     assert bad.returncode == 1 and "not in the vocabulary: 'XYZ'" in bad.stderr
-    not_a_run = subprocess.run(
-        [sys.executable, str(ROOT / "launch/sample.py"), f"--workdir={tmp_path}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )
+    not_a_run = run_script("launch/sample.py", f"--workdir={tmp_path}", timeout=120)
     assert not_a_run.returncode == 1 and "is not a run directory" in not_a_run.stderr
