@@ -12,6 +12,7 @@ import pytest
 from jaxdl import sweeps
 from jaxdl.errors import UserError
 from tests.conftest import ROOT
+from tests.train.test_train_e2e import wait_for_rows
 
 
 def test_grid_is_every_combination_last_axis_fastest():
@@ -250,9 +251,10 @@ def test_killing_the_runner_stops_its_trainers_and_a_rerun_resumes(synthetic_dat
     )
     runner = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.DEVNULL)
     workdir = sweep_dir / "000_seed=0"
+    # Until it has trained: metrics.jsonl exists from the start, and a trainer stopped
+    # before its first step has nothing to save (seen on a loaded machine).
+    wait_for_rows(workdir)
     deadline = time.time() + 120
-    while not (workdir / "metrics.jsonl").is_file() and time.time() < deadline:
-        time.sleep(0.2)
     holder = lock_holder(workdir)
     assert holder is not None and holder != runner.pid
     os.kill(runner.pid, signal.SIGKILL)
