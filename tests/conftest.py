@@ -49,6 +49,16 @@ def init_state(task, batch: dict, seed: int = 0):
     return jit_unoptimised(task.init, None)(jax.random.PRNGKey(seed), batch)
 
 
+def jit_quick(fn):
+    """jax.jit for a test's programs whose assertions are properties or loose tolerances,
+    not agreement to rounding with another compiled program: compiled without LLVM's
+    optimisations (train/mesh.py's jit_unoptimised, as init is), which compiles a family's
+    step 1.5-2x faster here; its shapes are fixed by the first call."""
+    from jaxdl.train.mesh import jit_unoptimised
+
+    return jit_unoptimised(fn, None)
+
+
 def make_images(num: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Learnable 28x28 images: class c lights a bright 7x7 block at a class position."""
     rng = np.random.default_rng(seed)

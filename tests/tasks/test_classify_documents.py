@@ -14,7 +14,7 @@ from jaxdl.errors import ConfigError
 from jaxdl.models import han
 from jaxdl.tasks.base import AveragedTrainState, TrainState
 from jaxdl.tasks.classify_documents import DocumentClassifyTask, word_dropout
-from tests.conftest import ROOT, init_state
+from tests.conftest import ROOT, init_state, jit_quick
 from tests.models.test_han import TOKENS
 
 INFO = {"class_names": ["neg", "pos"], "words": ["<pad>", "<unk>", *"abcdefgh"]}
@@ -51,15 +51,15 @@ def test_task_learns_the_label_word_and_attends_to_it():
     tokens[:, 1, 0] = np.where(labels == 1, 2, 3)  # the label's word in sentence 2
     batch = {"tokens": jnp.asarray(tokens), "label": jnp.asarray(labels)}
     state = init_state(task, batch)
-    step = jax.jit(task.train_step)
+    step = jit_quick(task.train_step)
     for _ in range(80):
         state, _ = step(state, batch)
     assert int(state.step) == 80
     eval_batch = {**batch, "mask": jnp.ones(16, bool)}
-    result = jax.jit(task.eval_step)(state, eval_batch)
+    result = jit_quick(task.eval_step)(state, eval_batch)
     assert result["accuracy"].compute() == 1.0
     assert result["loss"].compute() < 0.1
-    probabilities, words, sentences = jax.jit(task.predict)(state, batch["tokens"])
+    probabilities, words, sentences = jit_quick(task.predict)(state, batch["tokens"])
     np.testing.assert_allclose(np.sum(probabilities, -1), 1.0, rtol=1e-6)
     # The word that decides the label draws most of its sentence's attention, and its
     # sentence most of the document's.
@@ -77,7 +77,7 @@ def test_weight_average_follows_each_step_and_is_what_eval_and_predict_use():
     state = init_state(task, batch)
     assert isinstance(state, AveragedTrainState)
     chex.assert_trees_all_equal(state.ema_params, state.params)
-    step = jax.jit(task.train_step)
+    step = jit_quick(task.train_step)
     averaged = state.params
     for t in range(3):  # decay min(0.9, (1 + t) / (10 + t)): 0.1, 2/11, 0.25
         state, _ = step(state, batch)
@@ -87,11 +87,10 @@ def test_weight_average_follows_each_step_and_is_what_eval_and_predict_use():
 
     eval_batch = {**batch, "mask": jnp.ones(8, bool)}
     swapped = state.replace(params=state.ema_params)  # its average as its weights too
-    for name, value in jax.jit(task.eval_step)(state, eval_batch).items():
-        assert value.compute() == jax.jit(task.eval_step)(swapped, eval_batch)[name].compute()
-    chex.assert_trees_all_equal(
-        jax.jit(task.predict)(state, batch["tokens"]), jax.jit(task.predict)(swapped, tokens)
-    )
+    evaluate, predict = jit_quick(task.eval_step), jit_quick(task.predict)
+    for name, value in evaluate(state, eval_batch).items():
+        assert value.compute() == evaluate(swapped, eval_batch)[name].compute()
+    chex.assert_trees_all_equal(predict(state, batch["tokens"]), predict(swapped, tokens))
     plain = jax.eval_shape(tasks.build(han_config(), INFO, 10).init, jax.random.PRNGKey(0), batch)
     assert type(plain) is TrainState  # the checkpoint structure of runs without an average
     with pytest.raises(ConfigError, match=r"task\.ema"):

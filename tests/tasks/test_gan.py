@@ -17,7 +17,7 @@ from jaxdl.errors import UserError
 from jaxdl.tasks.base import ema_decay
 from jaxdl.tasks.gan import GANTask, d_loss_terms, g_loss_terms
 from jaxdl.train import read_metrics
-from tests.conftest import init_state, make_images, tiny_cgan_args
+from tests.conftest import init_state, jit_quick, make_images, tiny_cgan_args
 from tests.train.test_train_e2e import keep_checkpoints_up_to, saved_state
 
 INFO = {"name": "test", "class_names": list("0123456789"), "image_shape": [28, 28, 1]}
@@ -42,7 +42,7 @@ def test_shapes_and_ranges(conditional):
     state = init_state(task, image_batch())
     noise = task.sample_noise(jax.random.PRNGKey(1), 5)
     labels = jnp.arange(5, dtype=jnp.int32)
-    generate = jax.jit(task.generate)  # (compiled: op-by-op convolutions are slow)
+    generate = jit_quick(task.generate)  # (compiled: op-by-op convolutions are slow)
     images = generate(state, noise, labels)
     assert images.shape == (5, 28, 28, 1) and images.dtype == jnp.float32
     assert float(images.min()) >= 0.0 and float(images.max()) <= 1.0
@@ -51,7 +51,7 @@ def test_shapes_and_ranges(conditional):
     # The label changes a conditional sample and nothing else.
     other = generate(state, noise, (labels + 1) % 10)
     assert bool(jnp.any(other != images)) == conditional
-    grid = jax.jit(task.images)(state, image_batch())["samples"]
+    grid = jit_quick(task.images)(state, image_batch())["samples"]
     assert grid.shape == (10 * 29, 10 * 29) and grid.dtype == jnp.uint8
 
 
@@ -98,9 +98,10 @@ def test_r1_is_the_squared_input_gradient_of_d():
     state = init_state(task, batch)
     real = batch["image"].astype(jnp.float32) / 127.5 - 1.0
     fake = -real
-    loss, aux = task.d_loss(state.d_params, real, batch["label"], fake, batch["label"])
+    loss, aux = jit_quick(task.d_loss)(state.d_params, real, batch["label"], fake, batch["label"])
     one = lambda x, label: task.score(state.d_params, x[None], label[None])[0]
-    grads = [jax.grad(one)(real[i], batch["label"][i]) for i in range(4)]
+    grad = jit_quick(jax.grad(one))
+    grads = [grad(real[i], batch["label"][i]) for i in range(4)]
     r1 = np.mean([float((g**2).sum()) for g in grads])
     np.testing.assert_allclose(float(aux["r1"]), r1, rtol=1e-4)
     np.testing.assert_allclose(float(loss), float(aux["d_loss"]) + 1.0 * r1, rtol=1e-5)
@@ -120,7 +121,7 @@ def test_mode_seeking_adds_the_inverse_image_to_noise_distance_ratio():
     np.testing.assert_allclose(seeking_aux["g_loss"], adversarial, rtol=1e-6)
     np.testing.assert_allclose(loss, adversarial + 2.0 * np.mean(1 / (ratio + 1e-5)), rtol=1e-5)
     assert "mode_ratio" not in aux
-    _, metrics = jax.jit(seeking.train_step)(state, image_batch(8))
+    _, metrics = jit_quick(seeking.train_step)(state, image_batch(8))
     assert metrics["mode_ratio"] > 0
 
 
@@ -184,7 +185,7 @@ def test_each_network_changes_only_by_its_own_step(frozen):
     )
     batch = image_batch()
     state = init_state(task, batch)
-    new, metrics = jax.jit(task.train_step)(state, batch)
+    new, metrics = jit_quick(task.train_step)(state, batch)
     assert int(new.step) == 1 and set(metrics) >= {"d_loss", "g_loss", "d_real", "d_fake"}
     same, changed = ("g_params", "d_params")[:: 1 if frozen == "generator" else -1]
     chex.assert_trees_all_equal(getattr(new, same), getattr(state, same))
@@ -202,7 +203,7 @@ def test_refinement_increases_d_on_average():
     task = tiny_task()
     batch = image_batch()
     state = init_state(task, batch)
-    step = jax.jit(task.train_step)
+    step = jit_quick(task.train_step)
     for _ in range(3):
         state, _ = step(state, batch)
     noise = task.sample_noise(jax.random.PRNGKey(5), 64)
@@ -217,13 +218,13 @@ def test_autoencoder_pretraining_touches_only_encoder_and_generator():
     task = tiny_task(pretrain_steps=2)
     batch = image_batch()
     state = init_state(task, batch)
-    pretrained, metrics = jax.jit(task.pretrain_step)(state, batch)
+    pretrained, metrics = jit_quick(task.pretrain_step)(state, batch)
     chex.assert_trees_all_equal(pretrained.d_params, state.d_params)
     chex.assert_trees_all_equal(pretrained.ema_params, pretrained.g_params)
     assert float(metrics["ae_loss"]) > 0 and int(pretrained.step) == 1
     g_changed = jax.tree.map(lambda a, b: bool((a != b).any()), pretrained.g_params, state.g_params)
     assert all(jax.tree.leaves(g_changed))
-    adversarial, metrics = jax.jit(task.train_step)(pretrained, batch)
+    adversarial, metrics = jit_quick(task.train_step)(pretrained, batch)
     chex.assert_trees_all_equal(adversarial.enc_params, pretrained.enc_params)
     assert "ae_loss" not in metrics and float(metrics["d_loss"]) > 0
     d_kernel = lambda s: s.d_params["Dense_1"]["kernel"]

@@ -20,7 +20,7 @@ import pytest
 
 from jaxdl import configs, tasks
 from jaxdl.train import read_metrics
-from tests.conftest import ROOT, init_state, make_images, run_launcher, shared_run
+from tests.conftest import ROOT, init_state, jit_quick, make_images, run_launcher, shared_run
 from tests.train.test_train_e2e import TINY, assert_ok, saved_state, wait_for_rows
 
 MOMENTUM = ("--config.optimizer.name=momentum", "--config.optimizer.learning_rate=0.05")
@@ -246,7 +246,7 @@ def family_batch(name: str) -> dict:
 def train(config, batch, steps: int):
     task = tasks.build(config, INFO, 20)
     state = init_state(task, batch)
-    step = jax.jit(task.train_step)
+    step = jit_quick(task.train_step)
     for _ in range(steps):
         state, metrics = step(state, batch)
     return state, metrics
