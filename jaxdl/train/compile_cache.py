@@ -54,9 +54,9 @@ class CacheStats:
 
 def enable(setting: str | None = None) -> CacheStats | None:
     """Points JAX at the cache directory (before anything is compiled); every program JAX
-    looks up there is written, however fast it compiled: a threshold on compile time made
-    the next launch miss any program that compiled just under it on a loaded machine
-    (JAX skips its eager single-op programs anyway). A setting given here also goes to
+    compiles is written, however fast it compiled (eager single ops too, a few kilobytes
+    each): a threshold on compile time made the next launch miss any program that had
+    compiled just under it on a loaded machine. A setting given here also goes to
     the environment, so the processes this one starts (a sweep's trials, a job's
     processes) use the same cache. Returns the counter of hits and misses, or None when
     the cache is off."""
