@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,9 +33,17 @@ def shared_compile_cache(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def fork_server():
-    """This worker's fork server, started now so its imports overlap the first tests."""
-    return _fork_server()
+def fork_server(tmp_path_factory):
+    """This worker's fork server (tests/forkserver.py), started before the first test so
+    its imports overlap the first tests; its launches' output files live in this
+    session's temporary folder. JAXDL_TEST_FORK_SERVER=0: none."""
+    if os.environ.get(FORK_SERVER_ENV) == "0":
+        yield None
+        return
+    server = _servers[os.getpid()] = ForkServer(tmp_path_factory.mktemp("forkserver"))
+    yield server
+    del _servers[os.getpid()]
+    server.close()
 
 
 def init_state(task, batch: dict, seed: int = 0):
@@ -53,7 +60,8 @@ def jit_quick(fn):
     """jax.jit for a test's programs whose assertions are properties or loose tolerances,
     not agreement to rounding with another compiled program: compiled without LLVM's
     optimisations (train/mesh.py's jit_unoptimised, as init is), which compiles a family's
-    step 1.5-2x faster here; its shapes are fixed by the first call."""
+    step markedly faster on CPU (WORKSPACE.md's CPU notes); the first call fixes its
+    shapes."""
     from jaxdl.train.mesh import jit_unoptimised
 
     return jit_unoptimised(fn, None)
@@ -109,7 +117,7 @@ def run_script(
     interface: poll, wait, communicate, send_signal, terminate, kill, pid)."""
     env = {**os.environ, **(env or {}), "JAX_PLATFORMS": "cpu"}
     command = [sys.executable, str(ROOT / script), *args]
-    server = _fork_server()
+    server = _servers.get(os.getpid())
     if server is not None and server.serves(env):
         process = server.launch(command[1:], env, ROOT)
     else:
@@ -128,16 +136,7 @@ def run_script(
 
 
 FORK_SERVER_ENV = "JAXDL_TEST_FORK_SERVER"  # "0": every launch a fresh `python` process
-_servers: dict[int, "ForkServer"] = {}
-
-
-def _fork_server() -> "ForkServer | None":
-    """This pytest process's fork server (tests/forkserver.py), started on first use."""
-    if os.environ.get(FORK_SERVER_ENV) == "0":
-        return None
-    if os.getpid() not in _servers:
-        _servers[os.getpid()] = ForkServer()
-    return _servers[os.getpid()]
+_servers: dict[int, "ForkServer"] = {}  # this pytest process's (the fork_server fixture)
 
 
 class ForkServer:
@@ -147,9 +146,9 @@ class ForkServer:
     # a launch whose environment changes one of these runs as a fresh process instead.
     STARTUP_PREFIXES = ("PYTHON", "JAX_", "XLA_PYTHON")
 
-    def __init__(self):
+    def __init__(self, folder: Path):
         self.env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-        self.folder = Path(tempfile.mkdtemp(prefix="jaxdl-forkserver-"))
+        self.folder = folder
         self.process = subprocess.Popen(
             [sys.executable, str(ROOT / "tests" / "forkserver.py")],
             env=self.env,
@@ -176,6 +175,11 @@ class ForkServer:
         self.process.stdin.flush()
         pid = int(self.process.stdout.readline())
         return ForkedProcess(pid, request)
+
+    def close(self) -> None:
+        """Ends the server (its stdin closes); launches still running go on."""
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
 
 
 class ForkedProcess:
