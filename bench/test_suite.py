@@ -77,7 +77,8 @@ def main() -> None:
     for commit, (short, _) in clones.items():
         runs = ", ".join(f"{s:.1f}" for s in seconds[commit])
         median = statistics.median(seconds[commit])
-        lines.append(f"| {short} (`{commit}`) | {median:.1f} | {runs} | {counts[commit]} |")
+        name = short if commit.startswith(short) else f"{short} (`{commit}`)"
+        lines.append(f"| {name} | {median:.1f} | {runs} | {counts[commit]} |")
     table = "\n".join(lines) + "\n"
     print(table)
     RESULTS.mkdir(exist_ok=True)
