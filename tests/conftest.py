@@ -48,12 +48,11 @@ def fork_server(tmp_path_factory):
 
 def init_state(task, batch: dict, seed: int = 0):
     """A task's first state, compiled as the trainer compiles it (train/mesh.py's
-    jit_unoptimised): eager, its random-number code runs op by op, seconds a test."""
+    jit_unoptimised, as jit_quick): eager, its random-number code runs op by op, seconds a
+    test."""
     import jax
 
-    from jaxdl.train.mesh import jit_unoptimised
-
-    return jit_unoptimised(task.init, None)(jax.random.PRNGKey(seed), batch)
+    return jit_quick(task.init)(jax.random.PRNGKey(seed), batch)
 
 
 def jit_quick(fn):
