@@ -10,6 +10,10 @@ differ only in seed and optimizer learning_rate / weight_decay / clip_norm in on
 vmapped step (one process), each still its own run directory. Every trial's config is
 validated before anything runs. Running the same command again skips finished trials.
 Writes sweep.json (the manifest) and summary.{csv,md,png} in --sweep_dir.
+
+`--search=optuna --trials=N` searches instead (jaxdl/sweeps/search.py): the space is the
+experiment's search_space() and the --space flags; with --config.sweep.vmap=K, K trials
+asked at once train as one vmapped run.
 """
 
 import importlib.util
@@ -43,6 +47,9 @@ flags.DEFINE_float(
     "first eval on).",
 )
 flags.DEFINE_integer("search_seed", 0, "optuna: the sampler's seed.")
+flags.DEFINE_integer(
+    "startup_trials", 10, "optuna: trials drawn at random before TPE models the others."
+)
 flags.DEFINE_string("metric", "eval/loss", "Metric that ranks trials.")
 flags.DEFINE_enum("mode", "min", ["min", "max"], "Whether lower or higher is better.")
 flags.mark_flags_as_required(["config", "sweep_dir"])
@@ -66,6 +73,7 @@ def run_search(base_args: list[str]) -> int:
     """--search=optuna: trials asked from the study in --sweep_dir (jaxdl/sweeps/search.py);
     on SLURM, --parallel array tasks each run this command's local search, one slot each."""
     from jaxdl import sweeps
+    from jaxdl.errors import check
     from jaxdl.sweeps import runner as sweep_lib
     from jaxdl.sweeps import search as search_lib
     from jaxdl.train import validate
@@ -79,6 +87,11 @@ def run_search(base_args: list[str]) -> int:
         name: args[0][0] if kind == "choice" else args[0] for name, (kind, *args) in space.items()
     }
     validate(sweeps.apply_overrides(FLAGS.config, low))
+    check(
+        not FLAGS.config.sweep.pbt_every,
+        "--search=optuna does not combine with config.sweep.pbt_every (population-based "
+        "training is a grid sweep's vmapped group)",
+    )
     search = search_lib.Search(
         base_args,
         FLAGS.sweep_dir,
@@ -89,6 +102,8 @@ def run_search(base_args: list[str]) -> int:
         FLAGS.search_seed,
         FLAGS.pruner,
         FLAGS.prune_after,
+        FLAGS.config.sweep.vmap,
+        FLAGS.startup_trials,
     )
     if FLAGS.backend == "slurm":
         worker = [a for a in sys.argv[1:] if not a.startswith(("--backend", "--parallel"))]

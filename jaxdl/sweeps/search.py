@@ -6,14 +6,19 @@ trials before it, and stopped early by a pruner when its eval metric lags.
     sweep_dir/<trial>/        the trial's workdir (a normal jaxdl run)
     sweep_dir/summary.{csv,md,png}, history.png, importance.md
 
-The runner asks the study for a trial's overrides (samplers: TPE by default, seeded),
-runs launch/train.py with them and tells the study the final `metric` (COMPLETE), or
-FAIL. Inside the trainer, `SearchReport` (a hook, added by launch/train.py when
-$JAXDL_SEARCH_TRIAL names the trial) reports the metric at each eval as an
-intermediate value and asks the pruner; a pruned trial stops at once with a checkpoint
-and is marked PRUNED. Running the command again resumes the study: finished trials stay,
-a trial that was running when the search was killed resumes its run, and new trials are
-asked until the study holds `num_trials`.
+The runner asks the study for a trial's overrides (TPE, seeded; random for the first
+`startup_trials`), runs launch/train.py with them and tells the study the final
+`metric` (COMPLETE), or FAIL. With `vmap` K > 1 (config.sweep.vmap), it asks K trials at
+once and trains them as one vmapped run (launch/train.py --vmap_trials), as a grid
+sweep's group; the space may then vary only seed and the optimizer numbers a vmapped
+step takes per trial. Inside the trainer, `SearchReport` (a hook, added by
+launch/train.py when $JAXDL_SEARCH_TRIAL names the trials) reports each trial's metric
+at each eval as an intermediate value and asks the pruner; a pruned trial stops with a
+checkpoint and is marked PRUNED (in a vmapped group it stops alone and the group goes on:
+it saves no compute until every trial of the group has stopped). Running the command
+again resumes the study: finished trials stay, trials that were running when the search
+was killed resume their runs (a vmapped group's together), and new trials are asked
+until the study holds `num_trials`.
 """
 
 import logging as std_logging
@@ -22,8 +27,10 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 from absl import logging
 
+from jaxdl import optim
 from jaxdl.errors import UserError, check
 from jaxdl.sweeps import spec
 from jaxdl.sweeps.runner import SOME_TRIALS_FAILED, Sweep, plot_axes, write_table
@@ -31,7 +38,8 @@ from jaxdl.train.loop import REQUESTED, Hook, Loop
 from jaxdl.train.writers import read_metrics
 
 STUDY_FILE = "study.db"
-TRIAL_ENV = "JAXDL_SEARCH_TRIAL"  # "storage|study name|trial id|metric|pruner|prune_after"
+# "storage|study name|trial ids (a vmapped group's, comma-separated)|metric|pruner|prune_after"
+TRIAL_ENV = "JAXDL_SEARCH_TRIAL"
 PRUNERS = ("median", "successive_halving", "none")
 
 
@@ -76,17 +84,30 @@ def make_pruner(name: str, warmup_steps: int = 0):
     return optuna.pruners.NopPruner()
 
 
-def open_study(sweep_dir: Path, base_args: list[str], mode: str, seed: int, pruner: str):
+def open_study(
+    sweep_dir: Path,
+    base_args: list[str],
+    mode: str,
+    seed: int,
+    pruner: str,
+    startup_trials: int = 10,
+):
     """The study of sweep_dir (created on the first call). Its sampler is TPE seeded with
-    `seed`; its pruner `median` (after 2 finished trials) or `successive_halving`."""
+    `seed`, random for the first `startup_trials`, and taking the trials still running as
+    the worst so far (constant liar: trials asked together differ); its pruner `median`
+    (after 2 finished trials) or `successive_halving`."""
     optuna = _optuna()
+    check(startup_trials >= 1, f"--startup_trials={startup_trials} must be >= 1")
     Path(sweep_dir).mkdir(parents=True, exist_ok=True)
+    sampler = optuna.samplers.TPESampler(
+        seed=seed, n_startup_trials=startup_trials, constant_liar=True
+    )
     study = optuna.create_study(
         study_name="jaxdl",
         storage=storage_url(sweep_dir),
         load_if_exists=True,
         direction="minimize" if mode == "min" else "maximize",
-        sampler=optuna.samplers.TPESampler(seed=seed),
+        sampler=sampler,
         pruner=make_pruner(pruner),
     )
     saved = study.user_attrs.get("base_args")
@@ -102,33 +123,35 @@ def open_study(sweep_dir: Path, base_args: list[str], mode: str, seed: int, prun
 
 class SearchReport(Hook):
     """In a trial's trainer: at each eval, the metric goes to the study as the trial's
-    intermediate value at that step, and when the pruner says so the run stops (a
-    checkpoint is saved) and the trial is PRUNED. `prune_after`: the share of the run's
-    steps before which it is never pruned (its early evals are still reported)."""
+    intermediate value at that step, and when the pruner says so the trial stops (a
+    checkpoint is saved) and is PRUNED. For a vmapped group, `trial_ids` lists its trials
+    in order: each reports its own value and stops alone; the run stops when none is
+    left. `prune_after`: the share of the run's steps before which no trial is pruned
+    (its early evals are still reported)."""
 
     def __init__(
         self,
         storage: str,
         study_name: str,
-        trial_id: int,
+        trial_ids: list[int],
         metric: str,
         pruner: str = "median",
         prune_after: float = 0.0,
     ):
         self.metric = metric
         self._optuna = _optuna()
-        self._study = (storage, study_name, trial_id, pruner, prune_after)
+        self._study = (storage, study_name, list(trial_ids), pruner, prune_after)
 
     def start(self, loop: Loop) -> None:
         from jaxdl.train.hooks import Evaluate
 
         self.every = next(h.every for h in loop.hooks if isinstance(h, Evaluate))  # its cadence
-        storage, study_name, trial_id, pruner, prune_after = self._study
+        storage, study_name, trial_ids, pruner, prune_after = self._study
         warmup = int(prune_after * loop.total_steps)
         study = self._optuna.load_study(
             study_name=study_name, storage=storage, pruner=make_pruner(pruner, warmup)
         )
-        self.trial = self._optuna.trial.Trial(study, trial_id)
+        self.trials = [self._optuna.trial.Trial(study, i) for i in trial_ids]
 
     def due(self, step: int, stop) -> bool:
         return step % self.every == 0 or (stop is not None and stop.kind != REQUESTED)
@@ -136,18 +159,29 @@ class SearchReport(Hook):
     def __call__(self, loop: Loop) -> None:
         if self.metric not in loop.row:
             return
-        self.trial.report(float(loop.row[self.metric]), loop.step)
-        if loop.stop is None and self.trial.should_prune():
-            self.trial.study.tell(self.trial, state=self._optuna.trial.TrialState.PRUNED)
-            loop.request_stop(REQUESTED, f"pruned by the search at step {loop.step}")
+        group = len(self.trials) > 1  # loop.outputs: trials.TrialRunDirs
+        values = np.ravel(loop.row[self.metric])
+        for k in loop.outputs.live() if group else [0]:
+            trial = self.trials[k]
+            trial.report(float(values[k]), loop.step)
+            if loop.stop is None and trial.should_prune():
+                trial.study.tell(trial, state=self._optuna.trial.TrialState.PRUNED)
+                reason = f"pruned by the search at step {loop.step}"
+                if group:
+                    loop.outputs.stop_trial(k, loop, reason)
+                else:
+                    loop.request_stop(REQUESTED, reason)
+        if group and not loop.outputs.live():
+            loop.request_stop(REQUESTED, f"every trial pruned or failed by step {loop.step}")
 
 
 def report_hook_from_env() -> list[Hook]:
     """The SearchReport of $JAXDL_SEARCH_TRIAL, if the runner set it (launch/train.py)."""
     if TRIAL_ENV not in os.environ:
         return []
-    storage, study_name, trial_id, metric, pruner, after = os.environ[TRIAL_ENV].split("|")
-    return [SearchReport(storage, study_name, int(trial_id), metric, pruner, float(after))]
+    storage, study_name, trial_ids, metric, pruner, after = os.environ[TRIAL_ENV].split("|")
+    ids = [int(i) for i in trial_ids.split(",")]
+    return [SearchReport(storage, study_name, ids, metric, pruner, float(after))]
 
 
 class Search:
@@ -164,10 +198,19 @@ class Search:
         seed: int = 0,
         pruner: str = "median",
         prune_after: float = 0.0,
+        vmap: int = 1,
+        startup_trials: int = 10,
     ):
         check(num_trials >= 1, f"--trials={num_trials} must be >= 1")
         check(0 <= prune_after < 1, f"--prune_after={prune_after} must be in [0, 1)")
         check(space, "a search needs a space: the experiment's search_space() or --space")
+        check(vmap >= 1, f"config.sweep.vmap={vmap} must be >= 1")
+        per_trial = ("seed", *(f"optimizer.{name}" for name in optim.TRACEABLE))
+        check(
+            vmap == 1 or set(space) <= set(per_trial),
+            f"config.sweep.vmap={vmap}: vmapped trials may differ only in {', '.join(per_trial)}"
+            f", not {', '.join(sorted(set(space) - set(per_trial)))}",
+        )
         self.sweep_dir = Path(sweep_dir)
         self.space = space
         self.num_trials = num_trials
@@ -175,9 +218,10 @@ class Search:
         self.mode = mode
         self.pruner = pruner
         self.prune_after = prune_after
-        self.study = open_study(self.sweep_dir, base_args, mode, seed, pruner)
+        self.vmap = vmap
+        self.study = open_study(self.sweep_dir, base_args, mode, seed, pruner, startup_trials)
         self.optuna = _optuna()
-        # The runner's machinery for one trial: command, device slot, stderr, status.
+        # The runner's machinery for a unit of trials: command, device slot, stderr, status.
         self.sweep = Sweep(base_args, [], [], self.sweep_dir, manifest=False)
 
     def _record(self, trial) -> dict:
@@ -186,64 +230,78 @@ class Search:
         trial.set_user_attr("name", name)
         return {"name": name, "overrides": overrides, "status": "pending", "trial": trial}
 
-    def _next(self) -> dict | None:
-        """A trial to run: one left RUNNING by a killed search, else a new one."""
+    def _next(self) -> list[dict] | None:
+        """Trials to run as one unit: those a killed search left RUNNING (a vmapped
+        group's together), else up to `vmap` new ones."""
         states = self.optuna.trial.TrialState
-        running = {r["trial"].number for r in self._active}
+        active = {r["trial"].number for r in self._active}
+        left: dict[str, list] = {}  # group -> its trials left RUNNING, in trial order
         for frozen in self.study.get_trials(deepcopy=False, states=(states.RUNNING,)):
-            if frozen.number not in running and frozen.number not in self._given:
-                self._given.add(frozen.number)
-                return self._record(self.optuna.trial.Trial(self.study, frozen._trial_id))
-        asked = self.study.get_trials(deepcopy=False, states=tuple(set(states) - {states.WAITING}))
-        if len(asked) >= self.num_trials:  # (waiting: enqueued, asked first)
-            return None
-        trial = self.study.ask(distributions(self.space))
-        self._given.add(trial.number)
-        return self._record(trial)
-
-    def _tell(self, record: dict, process: subprocess.Popen) -> None:
-        states = self.optuna.trial.TrialState
-        trial = record["trial"]
-        self.sweep._finish([record], process)
-        if self.study._storage.get_trial(trial._trial_id).state == states.PRUNED:
-            record["status"] = "pruned"  # told by its trainer (SearchReport)
-        elif record["status"] in ("done", "failed"):
-            for key in ("returncode", "wall_s"):
-                trial.set_user_attr(key, record[key])
-            values = [
-                float(r[self.metric])
-                for r in read_metrics(self.sweep_dir / record["name"])
-                if self.metric in r
+            if frozen.number not in active and frozen.number not in self._given:
+                group = frozen.user_attrs.get("group", frozen.user_attrs.get("name"))
+                left.setdefault(group, []).append(frozen)
+        if left:
+            unit = next(iter(left.values()))
+            self._given.update(frozen.number for frozen in unit)
+            return [
+                self._record(self.optuna.trial.Trial(self.study, frozen._trial_id))
+                for frozen in unit
             ]
-            if record["status"] == "done" and not values:
-                record.update(status="failed", error=f"no {self.metric} in its metrics.jsonl")
-            if record["status"] == "done":
-                self.study.tell(trial, values[-1])
-            else:
-                trial.set_user_attr("error", record.get("error", ""))
-                self.study.tell(trial, state=states.FAIL)
-        # interrupted: stays RUNNING, and the next run of the command resumes it
-        logging.info("trial %s: %s", record["name"], record["status"])
+        asked = self.study.get_trials(deepcopy=False, states=tuple(set(states) - {states.WAITING}))
+        room = self.num_trials - len(asked)  # (waiting: enqueued, asked first)
+        if room <= 0:
+            return None
+        unit = [
+            self._record(self.study.ask(distributions(self.space)))
+            for _ in range(min(room, self.vmap))
+        ]
+        for record in unit:
+            self._given.add(record["trial"].number)
+            record["trial"].set_user_attr("group", unit[0]["name"])
+        return unit
+
+    def _tell(self, unit: list[dict], process: subprocess.Popen) -> None:
+        states = self.optuna.trial.TrialState
+        self.sweep._finish(unit, process)
+        for record in unit:
+            trial = record["trial"]
+            if self.study._storage.get_trial(trial._trial_id).state == states.PRUNED:
+                record["status"] = "pruned"  # told by its trainer (SearchReport)
+            elif record["status"] in ("done", "failed"):
+                for key in ("returncode", "wall_s"):
+                    trial.set_user_attr(key, record[key])
+                values = [
+                    float(r[self.metric])
+                    for r in read_metrics(self.sweep_dir / record["name"])
+                    if self.metric in r
+                ]
+                if record["status"] == "done" and not values:
+                    record.update(status="failed", error=f"no {self.metric} in its metrics.jsonl")
+                if record["status"] == "done":
+                    self.study.tell(trial, values[-1])
+                else:
+                    trial.set_user_attr("error", record.get("error", ""))
+                    self.study.tell(trial, state=states.FAIL)
+            # interrupted: stays RUNNING, and the next run of the command resumes it
+            logging.info("trial %s: %s", record["name"], record["status"])
 
     def run(self, slots: list[dict]) -> None:
         self._active: list[dict] = []
         self._given: set[int] = set()
         storage = storage_url(self.sweep_dir)
 
-        def start(record: dict, slot: dict) -> subprocess.Popen:
-            trial = record["trial"]
-            description = [
-                *(storage, "jaxdl", trial._trial_id),
-                *(self.metric, self.pruner, self.prune_after),
-            ]
+        def start(unit: list[dict], slot: dict) -> subprocess.Popen:
+            ids = ",".join(str(record["trial"]._trial_id) for record in unit)
+            description = [storage, "jaxdl", ids, self.metric, self.pruner, self.prune_after]
             env = {TRIAL_ENV: "|".join(str(x) for x in description)}
-            process = self.sweep._start([record], {**slot, "env": {**slot["env"], **env}})
-            self._active.append(record)
+            process = self.sweep._start(unit, {**slot, "env": {**slot["env"], **env}})
+            self._active.extend(unit)
             return process
 
-        def finish(record: dict, process: subprocess.Popen) -> None:
-            self._tell(record, process)
-            self._active.remove(record)
+        def finish(unit: list[dict], process: subprocess.Popen) -> None:
+            self._tell(unit, process)
+            for record in unit:
+                self._active.remove(record)
 
         self.sweep.run_in_slots(slots, self._next, start, finish)
 

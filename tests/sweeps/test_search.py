@@ -12,6 +12,7 @@ from jaxdl.losses import Mean
 from jaxdl.sweeps import search
 from jaxdl.train import hooks as hooks_lib
 from jaxdl.train.loop import REQUESTED, Loop, fit
+from jaxdl.train.writers import read_metrics
 from tests.conftest import ROOT
 from tests.train.test_loop import RecordingRunDir, batches, steps
 
@@ -23,10 +24,12 @@ SPACE = {
 
 
 def proposals(sweep_dir, seed: int) -> list[dict]:
-    runner = search.Search(["--config=x.py"], sweep_dir, SPACE, 8, "eval/loss", "min", seed)
+    runner = search.Search(
+        ["--config=x.py"], sweep_dir, SPACE, 8, "eval/loss", "min", seed, startup_trials=3
+    )
     runner._active, runner._given, made = [], set(), []
     for _ in range(8):  # a made-up objective, told back so that TPE learns from it
-        record = runner._next()
+        (record,) = runner._next()
         made.append(record["overrides"])
         value = abs(np.log10(record["overrides"]["optimizer.learning_rate"]) + 2.5)
         runner.study.tell(record["trial"], value)
@@ -63,6 +66,28 @@ def test_space_flags_parse_into_the_random_search_distributions():
             sweeps.parse_distribution(bad)
 
 
+def test_a_vmapped_search_varies_only_what_a_vmapped_step_takes_per_trial(tmp_path):
+    with pytest.raises(UserError, match=r"vmapped trials may differ only in seed, .*model.dense"):
+        search.Search(["--config=x.py"], tmp_path, SPACE, 8, "eval/loss", "min", vmap=4)
+
+
+def test_a_vmapped_search_asks_its_groups_and_resumes_them_together(tmp_path):
+    space = {"optimizer.learning_rate": sweeps.loguniform(1e-4, 1e-1)}
+    make = lambda: search.Search(["--config=x.py"], tmp_path, space, 5, "eval/loss", "min", vmap=2)
+    runner = make()
+    runner._active, runner._given = [], set()
+    units = [runner._next() for _ in range(3)]
+    assert [[r["trial"].number for r in unit] for unit in units] == [[0, 1], [2, 3], [4]]
+    assert runner._next() is None  # the study holds its 5 trials
+    runner.study.tell(units[1][0]["trial"], 0.5)  # one of the second group finished
+    # The search was killed: a new one resumes each group's unfinished trials together.
+    again = make()
+    again._active, again._given = [], set()
+    resumed = [[r["trial"].number for r in again._next()] for _ in range(3)]
+    assert resumed == [[0, 1], [3], [4]]
+    assert again._next() is None
+
+
 # (prune_after, the step it stops at): at its first eval, or at the first past 60 of 100.
 @pytest.mark.parametrize("prune_after, stop", [(0.0, 2), (0.6, 60)])
 def test_a_trial_whose_metric_lags_is_pruned_and_stops_with_a_checkpoint(
@@ -76,7 +101,7 @@ def test_a_trial_whose_metric_lags_is_pruned_and_stops_with_a_checkpoint(
         study.tell(trial, 0.5)
     trial = study.ask()
     report = search.SearchReport(
-        search.storage_url(tmp_path), "jaxdl", trial._trial_id, "eval/loss", "median", prune_after
+        search.storage_url(tmp_path), "jaxdl", [trial._trial_id], "eval/loss", "median", prune_after
     )
 
     def evaluate(state):  # this trial's eval loss: far above the others'
@@ -97,20 +122,19 @@ def test_a_trial_whose_metric_lags_is_pruned_and_stops_with_a_checkpoint(
     assert frozen.intermediate_values == dict.fromkeys(range(2, stop + 1, 2), 9.0)
 
 
-@pytest.mark.slow
-def test_a_search_prunes_resumes_and_summarises(synthetic_data_dir, tmp_path):
-    sweep_dir = tmp_path / "search"
+def search_with_bad_last_trial(synthetic_data_dir, sweep_dir, lrs: tuple, *flags: str):
+    """The launch/sweep.py command of a 12-step SGD search (evals at 4, 8, 12) over the
+    learning rate whose trials are `lrs`, in order (enqueued), and the study's base args."""
     base = [
         f"--config={ROOT}/experiments/fashion_cnn_tiny.py",
         f"--config.data.data_dir={synthetic_data_dir}",
         "--config.train.num_steps=12",
         "--config.train.eval_every=4",
         "--config.optimizer.name=sgd",
+        *flags,
     ]
-    # Two good trials first, then a learning rate that cannot learn: the median pruner
-    # stops it at its first eval, with a checkpoint.
     study = search.open_study(sweep_dir, base, "min", 0, "median")
-    for lr in (0.05, 0.05, 1e-9):
+    for lr in lrs:
         study.enqueue_trial({"optimizer.learning_rate": lr})
     command = [
         sys.executable,
@@ -118,9 +142,18 @@ def test_a_search_prunes_resumes_and_summarises(synthetic_data_dir, tmp_path):
         *base,
         f"--sweep_dir={sweep_dir}",
         "--search=optuna",
-        "--trials=3",
+        f"--trials={len(lrs)}",
         "--space=config.optimizer.learning_rate=loguniform(1e-9,1.0)",
     ]
+    return command, base
+
+
+@pytest.mark.slow
+def test_a_search_prunes_resumes_and_summarises(synthetic_data_dir, tmp_path):
+    sweep_dir = tmp_path / "search"
+    # Two good trials first, then a learning rate that cannot learn: the median pruner
+    # stops it at its first eval, with a checkpoint.
+    command, _ = search_with_bad_last_trial(synthetic_data_dir, sweep_dir, (0.05, 0.05, 1e-9))
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = (sweep_dir / "summary.md").read_text()
@@ -135,3 +168,38 @@ def test_a_search_prunes_resumes_and_summarises(synthetic_data_dir, tmp_path):
     again = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert again.returncode == 0, again.stderr[-3000:]
     assert sorted(p.stat().st_mtime for p in sweep_dir.glob("*/metrics.jsonl")) == before
+
+
+@pytest.mark.slow
+def test_a_vmapped_search_prunes_one_trial_of_a_group_and_the_group_goes_on(
+    synthetic_data_dir, tmp_path
+):
+    sweep_dir = tmp_path / "search"
+    # A first group of two good trials; in the second, a learning rate that cannot learn
+    # is pruned at its first eval (step 4) while its partner trains on to step 12.
+    command, base = search_with_bad_last_trial(
+        synthetic_data_dir,
+        sweep_dir,
+        (0.05, 0.05, 0.05, 1e-9),
+        "--config.train.plot=False",
+        "--config.sweep.vmap=2",
+    )
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in sweep_dir.glob("*.trials.json")) == [
+        "000_learning_rate=0.05.trials.json",  # one vmapped run per group
+        "002_learning_rate=0.05.trials.json",
+    ]
+    summary = (sweep_dir / "summary.md").read_text()
+    rows = [line for line in summary.splitlines() if line.startswith("| 00")]
+    assert [r.split(" | ")[2] for r in rows] == ["done", "done", "done", "pruned"]
+    workdir = lambda number: next(p for p in sweep_dir.glob(f"{number}_*") if p.is_dir())
+    pruned, partner = workdir("003"), workdir("002")
+    assert [p.name for p in (pruned / "checkpoints").iterdir()] == ["4"]
+    rows = read_metrics(pruned)
+    assert rows[-1]["step"] == 4 and rows[-1]["stop"] == "pruned by the search at step 4"
+    assert "eval/loss" in rows[-1]
+    assert [r["step"] for r in read_metrics(partner) if "eval/loss" in r] == [4, 8, 12]
+    frozen = search.open_study(sweep_dir, base, "min", 0, "median").trials
+    assert sorted(frozen[3].intermediate_values) == [4]
+    assert sorted(frozen[2].intermediate_values) == [4, 8, 12]
