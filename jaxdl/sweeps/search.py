@@ -14,8 +14,9 @@ sweep's group; the space may then vary only seed and the optimizer numbers a vma
 step takes per trial. Inside the trainer, `SearchReport` (a hook, added by
 launch/train.py when $JAXDL_SEARCH_TRIAL names the trials) reports each trial's metric
 at each eval as an intermediate value and asks the pruner; a pruned trial stops with a
-checkpoint and is marked PRUNED (in a vmapped group it stops alone and the group goes on:
-it saves no compute until every trial of the group has stopped). Running the command
+checkpoint and is marked PRUNED. A vmapped group stops, its trials PRUNED, when the
+pruner would stop every one of them: stopping one alone would save no compute (the
+group's step computes it all the same) and lose its final value. Running the command
 again resumes the study: finished trials stay, trials that were running when the search
 was killed resume their runs (a vmapped group's together), and new trials are asked
 until the study holds `num_trials`.
@@ -125,9 +126,10 @@ class SearchReport(Hook):
     """In a trial's trainer: at each eval, the metric goes to the study as the trial's
     intermediate value at that step, and when the pruner says so the trial stops (a
     checkpoint is saved) and is PRUNED. For a vmapped group, `trial_ids` lists its trials
-    in order: each reports its own value and stops alone; the run stops when none is
-    left. `prune_after`: the share of the run's steps before which no trial is pruned
-    (its early evals are still reported)."""
+    in order: each reports its own value, and the group stops (all its trials PRUNED)
+    when the pruner would stop each of those that have not failed. `prune_after`: the
+    share of the run's steps before which no trial is pruned (its early evals are still
+    reported)."""
 
     def __init__(
         self,
@@ -159,20 +161,15 @@ class SearchReport(Hook):
     def __call__(self, loop: Loop) -> None:
         if self.metric not in loop.row:
             return
-        group = len(self.trials) > 1  # loop.outputs: trials.TrialRunDirs
         values = np.ravel(loop.row[self.metric])
-        for k in loop.outputs.live() if group else [0]:
-            trial = self.trials[k]
+        live = loop.outputs.live() if len(self.trials) > 1 else [0]  # (trials.TrialRunDirs)
+        trials = [self.trials[k] for k in live]
+        for k, trial in zip(live, trials, strict=True):
             trial.report(float(values[k]), loop.step)
-            if loop.stop is None and trial.should_prune():
+        if loop.stop is None and all(trial.should_prune() for trial in trials):
+            for trial in trials:
                 trial.study.tell(trial, state=self._optuna.trial.TrialState.PRUNED)
-                reason = f"pruned by the search at step {loop.step}"
-                if group:
-                    loop.outputs.stop_trial(k, loop, reason)
-                else:
-                    loop.request_stop(REQUESTED, reason)
-        if group and not loop.outputs.live():
-            loop.request_stop(REQUESTED, f"every trial pruned or failed by step {loop.step}")
+            loop.request_stop(REQUESTED, f"pruned by the search at step {loop.step}")
 
 
 def report_hook_from_env() -> list[Hook]:

@@ -7,7 +7,7 @@ states and takes per-trial batches; its step maps over the trials `chunk` at a t
 (`lax.map` of `jax.vmap`): on CPU a step over all K has K times the working set and
 falls out of cache. `TrialRunDirs` is the trainer's `outputs` for them: each trial gets
 its own metrics, pictures, checkpoints and failed.txt, exactly as if it had run alone,
-and a trial that turns non-finite, or that a search prunes, stops alone.
+and a trial that turns non-finite stops alone.
 """
 
 import json
@@ -257,15 +257,14 @@ class Lineage(Hook):
 
 class TrialRunDirs:
     """The outputs (see rundir.RunDir) of K vmapped trials: values with a leading trial
-    axis go, split, to each trial's RunDir; a failed or stopped trial gets nothing more
-    (it is still computed: the step's shapes stay)."""
+    axis go, split, to each trial's RunDir; a failed trial gets nothing more (it is
+    still computed: the step's shapes stay)."""
 
     def __init__(self, rundirs: list[RunDir], mesh, task: VmappedTask):
         self.rundirs = rundirs
         self.task = task  # what of its state each trial's checkpoint holds (task.saved)
         self._replicated = mesh_lib.replicated(mesh)
         self._unstack = None  # compiled on the first save
-        self._stopped: dict[int, str] = {}  # trial index -> why it stopped alone
 
     @property
     def path(self):
@@ -273,19 +272,8 @@ class TrialRunDirs:
         return self.rundirs[0].path
 
     def live(self) -> list[int]:
-        """The trials still trained and written: neither failed nor stopped."""
-        return [
-            k
-            for k, rundir in enumerate(self.rundirs)
-            if rundir.failure is None and k not in self._stopped
-        ]
-
-    def stop_trial(self, k: int, loop: Loop, reason: str) -> None:
-        """Trial k stops here, alone (a search pruned it): its checkpoint of this step and
-        this step's row with `stop`, as a run of its own that stopped would leave them."""
-        self._save([k], loop.step, loop.state, loop.checkpoint_position())
-        self.rundirs[k].write(loop.step, loop.elapsed(), {**_trial(loop.row, k), "stop": reason})
-        self._stopped[k] = reason
+        """The trials still written: those that have not failed."""
+        return [k for k, rundir in enumerate(self.rundirs) if rundir.failure is None]
 
     def latest_step(self) -> int | None:
         steps = {rundir.latest_step() for rundir in self.rundirs}
@@ -331,9 +319,6 @@ class TrialRunDirs:
             self.rundirs[k].write_images(step, _trial(pictures, k))
 
     def save(self, step: int, states, position: dict) -> None:
-        self._save(self.live(), step, states, position)
-
-    def _save(self, trials: list[int], step: int, states, position: dict) -> None:
         if self._unstack is None:
             count = len(self.rundirs)
             self._unstack = mesh_lib.jit_unoptimised(
@@ -343,7 +328,7 @@ class TrialRunDirs:
         states, extras = self.task.saved(states)
         position = {**position, **jax.device_get(extras)}
         trial_states = self._unstack(states)  # one call: indexing leaf by leaf dispatches a lot
-        for k in trials:
+        for k in self.live():
             self.rundirs[k].save(step, trial_states[k], _trial(position, k))
 
     def check_finite(self, step: int, elapsed_s: float, metrics: dict) -> str | None:
@@ -351,10 +336,9 @@ class TrialRunDirs:
             failure = self.rundirs[k].check_finite(step, elapsed_s, _trial(metrics, k))
             if failure:
                 logging.warning("trial %s: %s", self.rundirs[k].name, failure)
-        failed = [rundir for rundir in self.rundirs if rundir.failure is not None]
-        if self.live() or not failed:  # (every trial stopped: the loop is stopping anyway)
+        if self.live():
             return None
-        return "; ".join(f"trial {rundir.name}: {rundir.failure}" for rundir in failed)
+        return "; ".join(f"trial {rundir.name}: {rundir.failure}" for rundir in self.rundirs)
 
     def shown(self, row: dict) -> dict:
         """Each value's median over the live trials (marked ~)."""
@@ -367,11 +351,7 @@ class TrialRunDirs:
         }
 
     def result(self, metrics: dict) -> list:
-        """Each trial's final eval metrics: None if it failed, {} if it stopped alone."""
-        return [
-            {} if k in self._stopped else rundir.result(_trial(metrics, k))
-            for k, rundir in enumerate(self.rundirs)
-        ]
+        return [rundir.result(_trial(metrics, k)) for k, rundir in enumerate(self.rundirs)]
 
     def poll_saves(self) -> None:
         for rundir in self.rundirs:

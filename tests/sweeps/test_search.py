@@ -171,16 +171,15 @@ def test_a_search_prunes_resumes_and_summarises(synthetic_data_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_vmapped_search_prunes_one_trial_of_a_group_and_the_group_goes_on(
-    synthetic_data_dir, tmp_path
-):
+def test_a_vmapped_search_prunes_a_group_only_when_every_trial_lags(synthetic_data_dir, tmp_path):
     sweep_dir = tmp_path / "search"
-    # A first group of two good trials; in the second, a learning rate that cannot learn
-    # is pruned at its first eval (step 4) while its partner trains on to step 12.
+    # Groups of two: two good trials; a good one and one with a learning rate that cannot
+    # learn, which trains on with it (stopping it alone would save nothing); two that
+    # cannot learn: the group stops at its first eval (step 4), with their checkpoints.
     command, base = search_with_bad_last_trial(
         synthetic_data_dir,
         sweep_dir,
-        (0.05, 0.05, 0.05, 1e-9),
+        (0.05, 0.05, 0.05, 1e-9, 1e-9, 1e-9),
         "--config.train.plot=False",
         "--config.sweep.vmap=2",
     )
@@ -189,17 +188,17 @@ def test_a_vmapped_search_prunes_one_trial_of_a_group_and_the_group_goes_on(
     assert sorted(p.name for p in sweep_dir.glob("*.trials.json")) == [
         "000_learning_rate=0.05.trials.json",  # one vmapped run per group
         "002_learning_rate=0.05.trials.json",
+        "004_learning_rate=1e-09.trials.json",
     ]
     summary = (sweep_dir / "summary.md").read_text()
     rows = [line for line in summary.splitlines() if line.startswith("| 00")]
-    assert [r.split(" | ")[2] for r in rows] == ["done", "done", "done", "pruned"]
+    assert [r.split(" | ")[2] for r in rows] == ["done"] * 4 + ["pruned"] * 2
     workdir = lambda number: next(p for p in sweep_dir.glob(f"{number}_*") if p.is_dir())
-    pruned, partner = workdir("003"), workdir("002")
-    assert [p.name for p in (pruned / "checkpoints").iterdir()] == ["4"]
-    rows = read_metrics(pruned)
-    assert rows[-1]["step"] == 4 and rows[-1]["stop"] == "pruned by the search at step 4"
-    assert "eval/loss" in rows[-1]
-    assert [r["step"] for r in read_metrics(partner) if "eval/loss" in r] == [4, 8, 12]
+    evals = lambda number: [r["step"] for r in read_metrics(workdir(number)) if "eval/loss" in r]
+    assert evals("003") == [4, 8, 12]  # the lagging trial of a mixed group
+    for number in ("004", "005"):
+        assert evals(number) == [4]
+        assert [p.name for p in (workdir(number) / "checkpoints").iterdir()] == ["4"]
+        assert read_metrics(workdir(number))[-1]["stop"] == "pruned by the search at step 4"
     frozen = search.open_study(sweep_dir, base, "min", 0, "median").trials
-    assert sorted(frozen[3].intermediate_values) == [4]
-    assert sorted(frozen[2].intermediate_values) == [4, 8, 12]
+    assert [sorted(t.intermediate_values) for t in frozen[3:]] == [[4, 8, 12], [4], [4]]
