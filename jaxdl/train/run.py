@@ -150,6 +150,7 @@ def train_trials(
             pbt.pbt_fraction,
             tuple(pbt.pbt_factors),
             config.seed,
+            total_steps,
         )
         check(
             isinstance(

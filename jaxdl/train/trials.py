@@ -110,7 +110,9 @@ class PopulationTask(VmappedTask):
     optimizer state, batch statistics and weight average, keeping their own random key
     and data, and their optimizer numbers become the copied trial's times a factor drawn
     from `factors` (one draw per number and trial, from the key of `seed` and the step).
-    No shape changes, so nothing is compiled again. Tasks with a TrainState only."""
+    Not at step `total_steps`: a copy then would never train (its numbers unused, its
+    final eval its source's). No shape changes, so nothing is compiled again. Tasks with
+    a TrainState only."""
 
     def __init__(
         self,
@@ -122,6 +124,7 @@ class PopulationTask(VmappedTask):
         fraction: float,
         factors: tuple,
         seed: int,
+        total_steps: int,
         metric: str = "loss",
     ):
         super().__init__(factory, values, num_trials, chunk)
@@ -129,7 +132,7 @@ class PopulationTask(VmappedTask):
         check(0 < fraction <= 0.5, f"sweep.pbt_fraction={fraction} must be in (0, 0.5]")
         check(len(factors) > 0 and all(f > 0 for f in factors), "sweep.pbt_factors must be > 0")
         self.every, self.fraction, self.factors = every, fraction, tuple(factors)
-        self.seed, self.metric = seed, metric
+        self.seed, self.total_steps, self.metric = seed, total_steps, metric
         self.copies = max(1, int(num_trials * fraction))
 
     def init(self, rngs: jax.Array, example_batch: dict) -> Population:
@@ -151,7 +154,7 @@ class PopulationTask(VmappedTask):
             loss_sum=population.loss_sum + metrics[self.metric],
             count=population.count + 1,
         )
-        due = trials.step[0] % self.every == 0
+        due = (trials.step[0] % self.every == 0) & (trials.step[0] < self.total_steps)
         return jax.lax.cond(due, self.exploit_and_explore, lambda p: p, population), metrics
 
     def exploit_and_explore(self, population: Population) -> Population:
@@ -221,8 +224,8 @@ class PopulationTask(VmappedTask):
 
 class Lineage(Hook):
     """PBT's record in each trial's run directory: lineage.jsonl, one row at the start and
-    after each exploit: {"step", "copied": the trial it copied (or null), and its
-    optimizer numbers}."""
+    after each exploit (PopulationTask's steps: every `every`, before the last): {"step",
+    "copied": the trial it copied (or null), and its optimizer numbers}."""
 
     FILE = "lineage.jsonl"
 
@@ -240,7 +243,7 @@ class Lineage(Hook):
             self._write(loop)
 
     def __call__(self, loop: Loop) -> None:
-        if loop.step % self.every == 0:
+        if loop.step % self.every == 0 and loop.step < loop.total_steps:
             self._write(loop)
 
     def _write(self, loop: Loop) -> None:

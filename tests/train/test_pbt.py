@@ -32,9 +32,9 @@ class Constant(Task):
         return state.replace(step=state.step + 1), {"loss": batch["loss"], "lr": self.lr}
 
 
-def population(every=2):
+def population(every=2, total_steps=100):
     values = {"learning_rate": np.array([1.0, 2.0, 3.0, 4.0], np.float32)}
-    return PopulationTask(Constant, values, 4, 1, every, 0.25, (0.5, 2.0), seed=7)
+    return PopulationTask(Constant, values, 4, 1, every, 0.25, (0.5, 2.0), 7, total_steps)
 
 
 def test_the_worst_copies_the_best_and_perturbs_its_numbers():
@@ -61,6 +61,20 @@ def test_the_worst_copies_the_best_and_perturbs_its_numbers():
     np.testing.assert_array_equal(state.count, 0)  # the ranking starts again
     state, metrics = step(state, {"loss": jnp.zeros(4)})
     np.testing.assert_allclose(metrics["lr"], expected)  # the next step runs with them
+
+
+def test_nothing_is_copied_at_the_last_step():
+    # The example above with two steps in all: a copy at step 2 would never train.
+    task = population(every=2, total_steps=2)
+    keys = jnp.stack([jax.random.PRNGKey(k) for k in range(4)])
+    state = task.init(keys, {"loss": jnp.zeros(4)})
+    state = state.replace(trials=state.trials.replace(params={"w": jnp.arange(4.0)}))
+    step = jax.jit(task.train_step)
+    for losses in ([2.0, 1.0, 6.0, 2.0], [4.0, 1.0, 4.0, 2.0]):
+        state, _ = step(state, {"loss": jnp.array(losses)})
+    np.testing.assert_array_equal(state.parent, -1)
+    np.testing.assert_array_equal(state.trials.params["w"], [0.0, 1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(state.values["learning_rate"], [1.0, 2.0, 3.0, 4.0])
 
 
 def configs(data_dir, num_steps=12):
