@@ -3,17 +3,21 @@ wall time, on the tiny-CNN sweep of bench/sweep_vmap.py (Fashion-MNIST, batch 32
 
 The space: learning rate log-uniform in [1e-4, 0.3] and weight decay log-uniform in
 [1e-5, 0.3] (adamw, one-cycle schedule, as fashion_cnn_tiny), --steps steps a trial.
-  random   K random points (jaxdl.sweeps.random_search), vmapped in one process;
-  pbt      the same K starting points, vmapped, exploit/explore every steps/8 steps;
-  optuna   trials asked one after another (2 local slots), pruned at each of its evals
-           (from --prune_after of a trial's steps on),
-           stopped (SIGTERM) when the random search's wall time has passed.
+  random   --trials random points (jaxdl.sweeps.random_search), vmapped in one process;
+  pbt      the same starting points, vmapped, exploit/explore every steps/8 steps with
+           --pbt_factors;
+  optuna   groups of --optuna_vmap trials asked at once and trained as one vmapped run,
+           --optuna_parallel runs at a time (one CPU core each), TPE after the first
+           --optuna_startup random trials, a group pruned at an eval from --prune_after
+           of its steps on when all its trials lag, stopped (SIGTERM) when the random
+           search's wall time has passed: the trials finished by then count;
+  control  optuna's runner and budget with every trial random (what the layout alone
+           gives: more trials than one process of --trials in the same time).
 Each run's best final eval/loss (the test set), per search seed; medians over seeds.
 
-    python bench/search.py [--seeds=0,1] [--steps=400] [--trials=8] [--prune_after=0]
+    python bench/search.py [--seeds=0,1,2,3,4] [--trials=24] [--steps=400] ...
 
-Writes bench/results/search.md (other --trials/--steps/--prune_after:
-search_<T>trials_<N>steps[_prune<F>].md).
+Writes bench/results/search.md (with other options: search_<option><value>....md).
 """
 
 import argparse
@@ -98,23 +102,25 @@ def sweep_command(experiment: Path, sweep_dir: Path, steps: int, *flags: str) ->
     ]
 
 
-def run_vmapped(tmp: Path, seed: int, steps: int, trials: int, pbt: bool) -> tuple:
+def run_vmapped(tmp: Path, seed: int, steps: int, trials: int, pbt_factors: str = "") -> tuple:
+    """Random search, or with `pbt_factors` PBT from the same starting points."""
     experiment = tmp / f"search_{seed}.py"
     experiment.write_text(textwrap.dedent(EXPERIMENT.format(trials=trials, seed=seed)))
-    sweep_dir = tmp / f"{'pbt' if pbt else 'random'}_{seed}"
+    sweep_dir = tmp / f"{'pbt' if pbt_factors else 'random'}_{seed}"
+    pbt = [
+        f"--config.sweep.pbt_every={max(1, steps // 8)}",
+        f"--config.sweep.pbt_factors=({pbt_factors})",
+    ]
     command = sweep_command(
-        experiment,
-        sweep_dir,
-        steps,
-        f"--config.sweep.vmap={trials}",
-        *([f"--config.sweep.pbt_every={max(1, steps // 8)}"] if pbt else []),
+        experiment, sweep_dir, steps, f"--config.sweep.vmap={trials}", *(pbt if pbt_factors else [])
     )
     wall = timed_run(command)
     return wall, best_run(sweep_dir)
 
 
-def run_optuna(tmp: Path, seed: int, steps: int, wall: float, prune_after: float) -> tuple:
-    sweep_dir = tmp / f"optuna_{seed}"
+def run_optuna(tmp: Path, seed: int, steps: int, wall: float, args, tpe: bool = True) -> tuple:
+    """Optuna's search for `wall` seconds (`tpe` False: every trial drawn at random)."""
+    sweep_dir = tmp / f"{'optuna' if tpe else 'control'}_{seed}"
     command = sweep_command(
         ROOT / "experiments/fashion_cnn_tiny.py",
         sweep_dir,
@@ -122,8 +128,10 @@ def run_optuna(tmp: Path, seed: int, steps: int, wall: float, prune_after: float
         "--search=optuna",
         "--trials=1000",
         f"--search_seed={seed}",
-        f"--prune_after={prune_after}",
-        "--parallel=2",
+        f"--prune_after={args.prune_after}",
+        f"--parallel={args.optuna_parallel}",
+        f"--config.sweep.vmap={args.optuna_vmap}",
+        f"--startup_trials={args.optuna_startup if tpe else 10**9}",
         *SPACE,
     )
     start = time.perf_counter()
@@ -141,80 +149,89 @@ def run_optuna(tmp: Path, seed: int, steps: int, wall: float, prune_after: float
     return used, best_run(sweep_dir), counts
 
 
+OPTIONS = dict(
+    trials=24,
+    steps=400,
+    prune_after=0.5,
+    optuna_vmap=4,
+    optuna_parallel=2,
+    optuna_startup=8,
+    pbt_factors="0.5,0.8,1.25,2",
+)
+COLUMNS = {
+    "random": "random",
+    "pbt": "PBT",
+    "optuna": "Optuna TPE (done / pruned)",
+    "control": "control: random in Optuna's runner (done)",
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seeds", default="0,1")
-    parser.add_argument("--steps", type=int, default=400)
-    parser.add_argument("--trials", type=int, default=8)
-    parser.add_argument("--prune_after", type=float, default=0.0)
+    parser.add_argument("--seeds", default="0,1,2,3,4")
+    for name, default in OPTIONS.items():
+        parser.add_argument(f"--{name}", type=type(default), default=default)
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for seed in seeds:
-            random_wall, random_best = run_vmapped(tmp, seed, args.steps, args.trials, pbt=False)
-            pbt_wall, pbt_best = run_vmapped(tmp, seed, args.steps, args.trials, pbt=True)
-            optuna_wall, optuna_best, counts = run_optuna(
-                tmp, seed, args.steps, random_wall, args.prune_after
-            )
-            row = dict(
-                seed=seed,
-                random=(random_wall, random_best),
-                pbt=(pbt_wall, pbt_best),
-                optuna=(optuna_wall, optuna_best),
-                counts=counts,
-            )
+            wall, best = run_vmapped(tmp, seed, args.steps, args.trials)
+            row = dict(seed=seed, random=(wall, best, None))
+            row["pbt"] = (*run_vmapped(tmp, seed, args.steps, args.trials, args.pbt_factors), None)
+            row["optuna"] = run_optuna(tmp, seed, args.steps, wall, args)
+            row["control"] = run_optuna(tmp, seed, args.steps, wall, args, tpe=False)
             print(row, flush=True)
             rows.append(row)
     loss = lambda row, key: row[key][1][0] if row[key][1] else None
-    median = lambda key: statistics.median(loss(r, key) for r in rows if loss(r, key) is not None)
 
-    def cell(row, key, more=""):
-        wall, best = row[key]
+    def median(key) -> str:
+        found = [loss(r, key) for r in rows if loss(r, key) is not None]
+        return f"{statistics.median(found):.4f}" if found else "none finished"
+
+    def cell(row, key):
+        wall, best, counts = row[key]
         found = f"{best[0]:.4f}: {best[1]}" if best else "none finished"
+        more = ""
+        if counts is not None:
+            more = f"; {counts['done']}" + (f" / {counts['pruned']}" if key == "optuna" else "")
         return f"{found} ({wall:.0f} s{more})"
 
+    command = " ".join(f"--{k}={getattr(args, k)}" for k in ("seeds", *OPTIONS))
     lines = [
         "# Searches at equal wall time: random vs Optuna TPE + pruning vs PBT",
         "",
         machine_line(),
-        f"- `python bench/search.py --seeds={args.seeds} --steps={args.steps} "
-        f"--trials={args.trials} --prune_after={args.prune_after}`; tiny CNN on "
-        "Fashion-MNIST, lower eval/loss is better",
+        f"- `python bench/search.py {command}`; tiny CNN on Fashion-MNIST, lower eval/loss "
+        "is better",
         "- each cell: the best finished trial's final eval/loss, the optimizer numbers it "
-        "ended with, the search's wall time",
+        "ended with, the search's wall time (and trials finished in it)",
         "",
-        "| seed | random | PBT | Optuna (trials done / pruned) |",
-        "|---|---|---|---|",
+        "| seed | " + " | ".join(COLUMNS.values()) + " |",
+        "|---|" + "---|" * len(COLUMNS),
     ]
     for r in rows:
-        counts = f"; {r['counts']['done']} / {r['counts']['pruned']}"
-        lines.append(
-            f"| {r['seed']} | {cell(r, 'random')} | {cell(r, 'pbt')} | "
-            f"{cell(r, 'optuna', counts)} |"
-        )
-    lines.append(
-        f"| **median** | **{median('random'):.4f}** | **{median('pbt'):.4f}** | "
-        f"**{median('optuna'):.4f}** |"
-    )
-    beats = lambda key: all(
+        lines.append(f"| {r['seed']} | " + " | ".join(cell(r, key) for key in COLUMNS) + " |")
+    lines.append("| **median** | " + " | ".join(f"**{median(key)}**" for key in COLUMNS) + " |")
+    wins = lambda key: sum(
         loss(r, key) is not None and loss(r, key) < loss(r, "random") for r in rows
+    )
+    verdict = lambda key: (
+        f"{COLUMNS[key].split(' (')[0]} beats random on {wins(key)} of {len(rows)} seeds, "
+        f"median {median(key)} vs {median('random')}: "
+        f"{'met' if wins(key) == len(rows) else 'NOT met'}"
     )
     lines += [
         "",
         "Target (both adaptive methods beat random search at equal wall time, every seed): "
-        f"PBT {'met' if beats('pbt') else 'NOT met'}, "
-        f"Optuna {'met' if beats('optuna') else 'NOT met'}.",
+        f"{verdict('pbt')}; {verdict('optuna')}. (Control: {wins('control')} of {len(rows)}.)",
     ]
     table = "\n".join(lines) + "\n"
     print(table)
-    defaults = all(getattr(args, k) == parser.get_default(k) for k in ("trials", "steps"))
-    name = "search" if defaults else f"search_{args.trials}trials_{args.steps}steps"
-    if args.prune_after != parser.get_default("prune_after"):
-        name += f"_prune{args.prune_after:g}"
-    name += ".md"
-    (RESULTS / name).write_text(table)
+    changed = [k for k, v in OPTIONS.items() if getattr(args, k) != v]
+    name = "search" + "".join(f"_{k}{getattr(args, k)}" for k in changed)
+    (RESULTS / f"{name}.md").write_text(table)
 
 
 if __name__ == "__main__":
