@@ -36,7 +36,7 @@ from absl import logging
 
 from jaxdl.errors import UserError, check
 from jaxdl.train.processes import die_with_parent
-from jaxdl.train.rundir import FAILED_FILE, lock_holder
+from jaxdl.train.rundir import FAILED_FILE, STOPPED_FILE, lock_holder
 from jaxdl.train.writers import read_metrics
 
 MANIFEST = "sweep.json"
@@ -186,8 +186,9 @@ class Sweep:
             failure = self.sweep_dir / trial["name"] / FAILED_FILE
             trial["returncode"] = process.returncode
             trial["wall_s"] = round(time.time() - trial.pop("started"), 2)
-            if self._stop and process.returncode != 0 and not failure.exists():
-                trial["status"] = "interrupted"
+            stopped = (self.sweep_dir / trial["name"] / STOPPED_FILE).exists()
+            if (stopped or (self._stop and process.returncode != 0)) and not failure.exists():
+                trial["status"] = "interrupted"  # (a trainer stopped by a signal exits 0)
             elif failure.exists():  # one trial of a vmapped group
                 trial["status"] = "failed"
                 trial["error"] = failure.read_text().strip()

@@ -22,7 +22,7 @@ from jaxdl.sweeps.grouping import vmapped_values
 from jaxdl.tasks.base import TrainState
 from jaxdl.train import hooks as hooks_lib
 from jaxdl.train import mesh as mesh_lib
-from jaxdl.train.loop import Hook, Loop, fit
+from jaxdl.train.loop import SIGNAL, Hook, Loop, fit
 from jaxdl.train.rundir import RunDir
 from jaxdl.train.trials import Lineage, PopulationTask, TrialRunDirs, VmappedTask, trial_chunk
 
@@ -314,6 +314,8 @@ def _train(
     phase = lambda at_step: pretrain_step if at_step < task.pretrain_steps else train_step
     try:
         fit(phase, loop, prefetch, hooks)
+        if loop.stop is not None and loop.stop.kind == SIGNAL:  # (the sweep runner reads it)
+            outputs.mark_stopped(f"stopped by {loop.stop.reason} at step {loop.step}; resumable")
     finally:
         prefetch.close()
         outputs.close()

@@ -7,6 +7,7 @@
     workdir/images/            <name>_<step>.png pictures of tasks that draw them
     workdir/checkpoints/<step> state + data position (orbax)
     workdir/failed.txt         why the run stopped on a non-finite value (if it did)
+    workdir/stopped.txt        why it stopped early and resumable, by a signal (if it did)
     workdir/metrics.png        every metric against step, when the run stops
     workdir/.lock              held (flock) by the trainer writing the run; its pid inside
     workdir/damaged_checkpoints/<step>  checkpoints that failed to restore, set aside on resume
@@ -35,6 +36,7 @@ from jaxdl.train.run_info import write_run_info
 from jaxdl.train.writers import MetricWriter, write_images
 
 FAILED_FILE = "failed.txt"  # read by the sweep runner
+STOPPED_FILE = "stopped.txt"  # read by the sweep runner: a stopped trial is not done
 LOCK_FILE = ".lock"
 DAMAGED_DIR = "damaged_checkpoints"  # newer checkpoints that failed to restore, set aside
 
@@ -150,7 +152,8 @@ class RunDir:
         a killed run wrote after its last checkpoint)."""
         try:
             if self.chief:
-                (self.path / FAILED_FILE).unlink(missing_ok=True)
+                for stale in (FAILED_FILE, STOPPED_FILE):
+                    (self.path / stale).unlink(missing_ok=True)
                 config_json = self.config.to_json_best_effort(indent=2) + "\n"
                 (self.path / "config.json").write_text(config_json)
                 write_run_info(self.path, info, example_batch, total_steps)
@@ -201,6 +204,12 @@ class RunDir:
         if self.chief:
             (self.path / FAILED_FILE).write_text(self.failure + "\n")
         return self.failure
+
+    def mark_stopped(self, reason: str) -> None:
+        """The run stopped before its end, resumable (a signal): stopped.txt says why,
+        until a run of this workdir starts again."""
+        if self.chief and self.failure is None:
+            (self.path / STOPPED_FILE).write_text(reason + "\n")
 
     def shown(self, row: dict) -> dict:
         """The values of a row the progress line shows."""

@@ -343,6 +343,10 @@ class TrialRunDirs:
             return None
         return "; ".join(f"trial {rundir.name}: {rundir.failure}" for rundir in self.rundirs)
 
+    def mark_stopped(self, reason: str) -> None:
+        for k in self.live():
+            self.rundirs[k].mark_stopped(reason)
+
     def shown(self, row: dict) -> dict:
         """Each value's median over the live trials (marked ~)."""
         live = self.live()

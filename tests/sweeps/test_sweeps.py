@@ -6,11 +6,15 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
+from types import SimpleNamespace
 
 import pytest
 
 from jaxdl import sweeps
 from jaxdl.errors import UserError
+from jaxdl.sweeps.runner import Sweep
+from jaxdl.train.rundir import STOPPED_FILE
 from tests.conftest import ROOT
 from tests.train.test_train_e2e import wait_for_rows
 
@@ -234,6 +238,22 @@ def test_vmapped_sweep_runs_a_group_in_one_process_and_records_its_failure(
 
 
 @pytest.mark.slow
+def test_a_trial_stopped_by_a_signal_is_interrupted_not_done(tmp_path):
+    # Ctrl-C reaches the trainers too: they save, exit 0 and leave stopped.txt; a rerun of
+    # the sweep must resume them, not skip them as done.
+    sweep = Sweep(["--config=x.py"], [{}], ["000"], tmp_path)
+    (tmp_path / "000").mkdir()
+    trial = sweep.trials[0]
+    for stopped, status in ((True, "interrupted"), (False, "done")):
+        if stopped:
+            (tmp_path / "000" / STOPPED_FILE).write_text("stopped by SIGINT at step 5\n")
+        else:
+            (tmp_path / "000" / STOPPED_FILE).unlink()
+        trial.update(started=time.time(), log="000.log")
+        sweep._finish([trial], SimpleNamespace(returncode=0))
+        assert trial["status"] == status
+
+
 def test_killing_the_runner_stops_its_trainers_and_a_rerun_resumes(synthetic_data_dir, tmp_path):
     import os
     import signal
