@@ -373,7 +373,7 @@ class Search:
         ax.set_ylabel(self.metric)
         ax.set_title("trials' eval values (dashed: pruned)")
         ax.grid(alpha=0.3)
-        if len(rows) <= 12:
+        if ax.lines and len(rows) <= 12:  # (none yet: every trial stopped before an eval)
             ax.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(self.sweep_dir / "history.png", dpi=100)
