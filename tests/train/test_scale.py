@@ -42,11 +42,20 @@ def multiprocess(*args, processes=2, devices=2, wait=True, timeout=300):
 
 
 def rows_close(a, b, names=("train/loss", "train/grad_norm", "eval/loss")):
+    """Equal to 1e-6 over the first 10 steps, and within 2e-3 after. Processes sum the
+    gradients in another order than one process's devices do; training amplifies that
+    rounding about tenfold every 5 steps (relative train/loss gaps 2e-8 at step 5, 9e-5 at
+    step 35, grad_norm 5e-4, on 2026-12-03), while a wrong share of the batch or a wrong
+    mean is off by far more from the first step."""
     for name in names:
-        x = [r[name] for r in a if name in r]
-        y = [r[name] for r in b if name in r]
+        x = [(r["step"], r[name]) for r in a if name in r]
+        y = [(r["step"], r[name]) for r in b if name in r]
         assert len(x) == len(y) > 0, name
-        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5, err_msg=name)
+        assert [s for s, _ in x] == [s for s, _ in y], name
+        early = [k for k, (step, _) in enumerate(x) if step <= 10]
+        x, y = np.array([v for _, v in x]), np.array([v for _, v in y])
+        np.testing.assert_allclose(x[early], y[early], rtol=1e-6, atol=1e-7, err_msg=name)
+        np.testing.assert_allclose(x, y, rtol=2e-3, atol=1e-5, err_msg=name)
 
 
 # 40 steps of momentum SGD, logged every 5: made once a session (conftest.shared_run).
@@ -86,20 +95,22 @@ def test_two_processes_follow_one_and_their_checkpoint_resumes_in_one(
     assert "2 processes" in result.stderr and "[process 1] stopped at step 40" in result.stderr
     rows_close(read_metrics(shared_one), read_metrics(shared_two))
     assert not list(shared_two.glob("*.process_1*"))  # only process 0 writes the run's files
-    # The 2-process checkpoint resumes in 1 process of 4 devices, and back in 2.
-    one, two = tmp_path / "one", tmp_path / "two"
-    shutil.copytree(shared_one, one)
-    shutil.copytree(shared_two, two)
+    # The 2-process checkpoint resumes in 1 process of 4 devices: its 4 steps there equal
+    # 4 steps of 2 processes from the same checkpoint (too few for rounding to grow); and
+    # the 1-process checkpoint resumes back in 2.
+    in_one, in_two = tmp_path / "in_one", tmp_path / "in_two"
+    for workdir in (in_one, in_two):
+        shutil.copytree(shared_two, workdir)
     more = ("--config.train.num_steps=44",)
-    assert_ok(launch(*STRAIGHT, f"--workdir={one}", data, *more, devices=4))
-    resumed = launch(*STRAIGHT, f"--workdir={two}", data, *more, devices=4)
+    resumed = launch(*STRAIGHT, f"--workdir={in_one}", data, *more, devices=4)
     assert_ok(resumed)
     assert "resumed from step 40" in resumed.stderr
-    rows_close(read_metrics(one), read_metrics(two))
+    assert_ok(multiprocess(*STRAIGHT, f"--workdir={in_two}", data, *more))
+    rows_close(read_metrics(in_two), read_metrics(in_one))
     chex.assert_trees_all_close(
-        saved_state(two, 44)["params"], saved_state(one, 44)["params"], atol=1e-5
+        saved_state(in_one, 44)["params"], saved_state(in_two, 44)["params"], atol=1e-6
     )
-    back = multiprocess(*STRAIGHT, f"--workdir={two}", data, "--config.train.num_steps=46")
+    back = multiprocess(*STRAIGHT, f"--workdir={in_one}", data, "--config.train.num_steps=46")
     assert_ok(back)
     assert "resumed from step 44" in back.stderr
 
