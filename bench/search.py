@@ -11,8 +11,8 @@ The space: learning rate log-uniform in [1e-4, 0.3] and weight decay log-uniform
            --optuna_startup random trials, a group pruned at an eval from --prune_after
            of its steps on when all its trials lag, stopped (SIGTERM) when the random
            search's wall time has passed: the trials finished by then count;
-  control  optuna's runner and budget with every trial random (what the layout alone
-           gives: more trials than one process of --trials in the same time).
+  control  optuna's runner and budget with every trial random (what its layout of
+           groups and slots gives without TPE).
 Each run's best final eval/loss (the test set), per search seed; medians over seeds.
 
     python bench/search.py [--seeds=0,1,2,3,4] [--trials=24] [--steps=400] ...

@@ -8,6 +8,9 @@ import ml_collections
 from jaxdl import optim
 from jaxdl.errors import UserError
 
+# The config keys in which trials of one vmapped step may differ.
+PER_TRIAL_KEYS = ("seed", *(f"optimizer.{name}" for name in optim.TRACEABLE))
+
 
 def vmap_key(config: ml_collections.ConfigDict) -> dict:
     """What trials vmapped together must share: the config without its seed and the
@@ -26,8 +29,8 @@ def vmapped_values(configs: list[ml_collections.ConfigDict]) -> dict:
     for index, key in enumerate(keys[1:], 1):
         if key != keys[0]:
             raise UserError(
-                f"vmapped trials may differ only in seed and optimizer."
-                f"{{{','.join(optim.TRACEABLE)}}}; trial {index} differs from trial 0 in "
+                f"vmapped trials may differ only in {', '.join(PER_TRIAL_KEYS)}; trial "
+                f"{index} differs from trial 0 in "
                 f"{_first_difference(keys[0], key)}"
             )
     return {

@@ -183,10 +183,10 @@ class Sweep:
     def _finish(self, unit: list[dict], process: subprocess.Popen) -> None:
         for trial in unit:
             log = self.sweep_dir / trial["log"]
-            failure = self.sweep_dir / trial["name"] / FAILED_FILE
+            workdir = self.sweep_dir / trial["name"]
+            failure, stopped = workdir / FAILED_FILE, (workdir / STOPPED_FILE).exists()
             trial["returncode"] = process.returncode
             trial["wall_s"] = round(time.time() - trial.pop("started"), 2)
-            stopped = (self.sweep_dir / trial["name"] / STOPPED_FILE).exists()
             if (stopped or (self._stop and process.returncode != 0)) and not failure.exists():
                 trial["status"] = "interrupted"  # (a trainer stopped by a signal exits 0)
             elif failure.exists():  # one trial of a vmapped group

@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 from absl import logging
 
-from jaxdl import optim
 from jaxdl.errors import UserError, check
 from jaxdl.sweeps import spec
+from jaxdl.sweeps.grouping import PER_TRIAL_KEYS
 from jaxdl.sweeps.runner import SOME_TRIALS_FAILED, Sweep, plot_axes, write_table
 from jaxdl.train.loop import REQUESTED, Hook, Loop
 from jaxdl.train.writers import read_metrics
@@ -201,12 +201,13 @@ class Search:
         check(num_trials >= 1, f"--trials={num_trials} must be >= 1")
         check(0 <= prune_after < 1, f"--prune_after={prune_after} must be in [0, 1)")
         check(space, "a search needs a space: the experiment's search_space() or --space")
-        check(vmap >= 1, f"config.sweep.vmap={vmap} must be >= 1")
-        per_trial = ("seed", *(f"optimizer.{name}" for name in optim.TRACEABLE))
+        # The runner's machinery for a unit of trials: command, device slot, stderr, status.
+        self.sweep = Sweep(base_args, [], [], sweep_dir, vmap, manifest=False)
+        others = sorted(set(space) - set(PER_TRIAL_KEYS))
         check(
-            vmap == 1 or set(space) <= set(per_trial),
-            f"config.sweep.vmap={vmap}: vmapped trials may differ only in {', '.join(per_trial)}"
-            f", not {', '.join(sorted(set(space) - set(per_trial)))}",
+            vmap == 1 or not others,
+            f"config.sweep.vmap={vmap}: vmapped trials may differ only in "
+            f"{', '.join(PER_TRIAL_KEYS)}, not {', '.join(others)}",
         )
         self.sweep_dir = Path(sweep_dir)
         self.space = space
@@ -215,11 +216,8 @@ class Search:
         self.mode = mode
         self.pruner = pruner
         self.prune_after = prune_after
-        self.vmap = vmap
         self.study = open_study(self.sweep_dir, base_args, mode, seed, pruner, startup_trials)
         self.optuna = _optuna()
-        # The runner's machinery for a unit of trials: command, device slot, stderr, status.
-        self.sweep = Sweep(base_args, [], [], self.sweep_dir, manifest=False)
 
     def _record(self, trial) -> dict:
         overrides = {k: trial.params[k] for k in self.space}
@@ -250,7 +248,7 @@ class Search:
             return None
         unit = [
             self._record(self.study.ask(distributions(self.space)))
-            for _ in range(min(room, self.vmap))
+            for _ in range(min(room, self.sweep.vmap))
         ]
         for record in unit:
             self._given.add(record["trial"].number)
