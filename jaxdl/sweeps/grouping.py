@@ -23,8 +23,9 @@ def vmap_key(config: ml_collections.ConfigDict) -> dict:
 
 
 def vmapped_values(configs: list[ml_collections.ConfigDict]) -> dict:
-    """The optimizer numbers that differ between trials, one array entry per trial;
-    raises UserError if the trials differ in anything a vmapped step cannot vary."""
+    """Every optimizer number a vmapped step takes per trial, one array entry per trial
+    (all of them, differing or not: then one compiled step serves every group of the same
+    config); raises UserError if the trials differ in anything a vmapped step cannot vary."""
     keys = [vmap_key(c) for c in configs]
     for index, key in enumerate(keys[1:], 1):
         if key != keys[0]:
@@ -36,7 +37,6 @@ def vmapped_values(configs: list[ml_collections.ConfigDict]) -> dict:
     return {
         name: jnp.asarray([float(c.optimizer[name]) for c in configs], jnp.float32)
         for name in optim.TRACEABLE
-        if len({c.optimizer[name] for c in configs}) > 1
     }
 
 

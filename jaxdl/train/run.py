@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from jaxdl import configs, data, optim, tasks
+from jaxdl import configs, data, tasks
 from jaxdl.errors import check, check_choice
 from jaxdl.sweeps.grouping import vmapped_values
 from jaxdl.tasks.base import TrainState
@@ -135,11 +135,7 @@ def train_trials(
     factory = lambda trial_values: tasks.build(config, inputs.info, total_steps, trial_values)
     chunk = trial_chunk(config.sweep.vmap_chunk, len(trial_configs))
     extra = list(hooks)
-    if config.sweep.pbt_every:  # every trial's numbers are in the population's state
-        values = {
-            name: np.asarray([float(c.optimizer[name]) for c in trial_configs], np.float32)
-            for name in optim.TRACEABLE
-        }
+    if config.sweep.pbt_every:
         pbt = config.sweep
         task = PopulationTask(
             factory,
@@ -162,6 +158,7 @@ def train_trials(
         extra = [Lineage(pbt.pbt_every), *extra]
     else:
         task = VmappedTask(factory, values, len(trial_configs), chunk)
+    varying = [name for name, v in values.items() if len(set(np.asarray(v).tolist())) > 1]
     chief = jax.process_index() == 0
     outputs = TrialRunDirs(
         [
@@ -176,7 +173,7 @@ def train_trials(
         inputs,
         mesh,
         total_steps,
-        f"; {len(trial_configs)} vmapped trials varying seed/{','.join(values) or '-'} "
+        f"; {len(trial_configs)} vmapped trials varying seed/{','.join(varying) or '-'} "
         "(progress: their medians, ~)",
     )
     keys = np.stack([jax.random.PRNGKey(c.seed) for c in trial_configs])

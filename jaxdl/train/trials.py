@@ -5,9 +5,12 @@ The trials may differ only in `seed` and the optimizer numbers of optim.TRACEABL
 (sweeps/grouping.py decides which trials may share a step). `VmappedTask` stacks their
 states and takes per-trial batches; its step maps over the trials `chunk` at a time
 (`lax.map` of `jax.vmap`): on CPU a step over all K has K times the working set and
-falls out of cache. `TrialRunDirs` is the trainer's `outputs` for them: each trial gets
-its own metrics, pictures, checkpoints and failed.txt, exactly as if it had run alone,
-and a trial that turns non-finite stops alone.
+falls out of cache. The trials' numbers are part of the state (`Trials.values`), not
+constants of the compiled step, so the next group of a sweep or search, with other
+numbers, runs the same step program (from the compile cache; only `init`, compiled
+unoptimised, holds them as constants). `TrialRunDirs` is the trainer's `outputs` for
+them: each trial gets its own metrics, pictures, checkpoints and failed.txt, exactly as
+if it had run alone, and a trial that turns non-finite stops alone.
 """
 
 import json
@@ -38,6 +41,19 @@ def trial_chunk(chunk: int, num_trials: int) -> int:
     return 1 if jax.default_backend() == "cpu" else num_trials
 
 
+@struct.dataclass
+class Trials:
+    """K vmapped trials: their stacked states and each one's optimizer numbers."""
+
+    trials: Any  # the K trials' stacked states
+    values: dict  # optimizer number -> (K,) float32: each trial's
+
+    @property
+    def step(self) -> jax.Array:
+        """The trials' steps (what the trainer reads of any state)."""
+        return self.trials.step
+
+
 class VmappedTask(Task):
     """`factory(values)`: the task of one trial, given its optimizer numbers (traced
     scalars; {} for the config's own). `values`: name -> (K,) array of each trial's."""
@@ -54,53 +70,53 @@ class VmappedTask(Task):
         """`fn` over a leading trial axis of every argument, `chunk` trials at a time."""
         return lambda *args: jax.lax.map(lambda a: fn(*a), args, batch_size=self.chunk)
 
-    def init(self, rngs: jax.Array, example_batch: dict):
-        return jax.vmap(self.inner.init)(rngs, example_batch)
+    def _values(self) -> dict:
+        return {name: jnp.asarray(v, jnp.float32) for name, v in self.values.items()}
 
-    def train_step(self, states, batches: dict):
+    def init(self, rngs: jax.Array, example_batch: dict) -> Trials:
+        return Trials(trials=jax.vmap(self.inner.init)(rngs, example_batch), values=self._values())
+
+    def train_step(self, states: Trials, batches: dict):
         step = lambda values, state, batch: self.factory(values).train_step(state, batch)
-        return self._over_trials(step)(self.values, states, batches)
+        trials, metrics = self._over_trials(step)(states.values, states.trials, batches)
+        return states.replace(trials=trials), metrics
 
-    def pretrain_step(self, states, batches: dict):
+    def pretrain_step(self, states: Trials, batches: dict):
         step = lambda values, state, batch: self.factory(values).pretrain_step(state, batch)
-        return self._over_trials(step)(self.values, states, batches)
+        trials, metrics = self._over_trials(step)(states.values, states.trials, batches)
+        return states.replace(trials=trials), metrics
 
-    def eval_step(self, states, batch: dict) -> dict:  # every trial on the same eval batch
-        return self._over_trials(lambda state: self.inner.eval_step(state, batch))(states)
+    def eval_step(self, states: Trials, batch: dict) -> dict:  # every trial on the same batch
+        return self._over_trials(lambda state: self.inner.eval_step(state, batch))(states.trials)
 
-    def images(self, states, batch: dict) -> dict:
-        return self._over_trials(lambda state: self.inner.images(state, batch))(states)
+    def images(self, states: Trials, batch: dict) -> dict:
+        return self._over_trials(lambda state: self.inner.images(state, batch))(states.trials)
 
-    def init_from_data(self, states, train_arrays: dict):
-        return self.inner.init_from_data(states, train_arrays)  # the same start for each trial
+    def init_from_data(self, states: Trials, train_arrays: dict) -> Trials:
+        # the same start for each trial
+        return states.replace(trials=self.inner.init_from_data(states.trials, train_arrays))
 
-    def num_params(self, states) -> int:
-        return self.inner.num_params(states) // self.num_trials
+    def num_params(self, states: Trials) -> int:
+        return self.inner.num_params(states.trials) // self.num_trials
 
-    def saved(self, states) -> tuple:
+    def saved(self, states: Trials) -> tuple:
         """(the stacked trial states each trial's checkpoint holds, {name: per-trial arrays}
         that go with each trial's position instead)."""
-        return states, {}
+        return states.trials, {}
 
-    def restored(self, states, extras: dict):
-        """The inverse of `saved`."""
-        return states
+    def restored(self, trials, extras: dict) -> Trials:
+        """The inverse of `saved` (the numbers: this group's, from its configs)."""
+        return Trials(trials=trials, values=self._values())
 
 
 @struct.dataclass
-class Population:
-    """K trials of population-based training: their states and what PBT keeps of them."""
+class Population(Trials):
+    """K trials of population-based training: what PBT keeps of them besides their states
+    and current numbers."""
 
-    trials: Any  # the K trials' stacked states
-    values: dict  # optimizer number -> (K,) float32: each trial's current numbers
     loss_sum: jax.Array  # (K,) the ranking metric summed since the last exploit
     count: jax.Array  # (K,) steps summed
     parent: jax.Array  # (K,) int32: whom each trial copied at the last exploit (-1: none)
-
-    @property
-    def step(self) -> jax.Array:
-        """The trials' steps (what the trainer reads of any state)."""
-        return self.trials.step
 
 
 class PopulationTask(VmappedTask):
@@ -136,25 +152,23 @@ class PopulationTask(VmappedTask):
         self.copies = max(1, int(num_trials * fraction))
 
     def init(self, rngs: jax.Array, example_batch: dict) -> Population:
-        trials = super().init(rngs, example_batch)
-        k = self.num_trials
+        k, start = self.num_trials, super().init(rngs, example_batch)
         return Population(
-            trials=trials,
-            values={n: jnp.asarray(v, jnp.float32) for n, v in self.values.items()},
+            trials=start.trials,
+            values=start.values,
             loss_sum=jnp.zeros(k, jnp.float32),
             count=jnp.zeros(k, jnp.int32),
             parent=jnp.full(k, -1, jnp.int32),
         )
 
     def train_step(self, population: Population, batches: dict):
-        step = lambda values, state, batch: self.factory(values).train_step(state, batch)
-        trials, metrics = self._over_trials(step)(population.values, population.trials, batches)
+        population, metrics = super().train_step(population, batches)
         population = population.replace(
-            trials=trials,
             loss_sum=population.loss_sum + metrics[self.metric],
             count=population.count + 1,
         )
-        due = (trials.step[0] % self.every == 0) & (trials.step[0] < self.total_steps)
+        step = population.trials.step[0]
+        due = (step % self.every == 0) & (step < self.total_steps)
         return jax.lax.cond(due, self.exploit_and_explore, lambda p: p, population), metrics
 
     def exploit_and_explore(self, population: Population) -> Population:
@@ -188,18 +202,6 @@ class PopulationTask(VmappedTask):
             count=jnp.zeros_like(population.count),
             parent=jnp.where(moved, source, -1).astype(jnp.int32),
         )
-
-    def eval_step(self, population: Population, batch: dict) -> dict:
-        return super().eval_step(population.trials, batch)
-
-    def images(self, population: Population, batch: dict) -> dict:
-        return super().images(population.trials, batch)
-
-    def init_from_data(self, population: Population, train_arrays: dict):
-        return population.replace(trials=super().init_from_data(population.trials, train_arrays))
-
-    def num_params(self, population: Population) -> int:
-        return super().num_params(population.trials)
 
     def saved(self, population: Population) -> tuple:
         extras = {

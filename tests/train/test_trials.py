@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from experiments import fashion_cnn_tiny
+from jaxdl import data, tasks
 from jaxdl.errors import NonFiniteLossError, UserError
 from jaxdl.sweeps.grouping import vmapped_values
 from jaxdl.train import read_metrics, run_info, train_and_evaluate, train_trials
 from jaxdl.train.rundir import FAILED_FILE
-from jaxdl.train.trials import trial_chunk
+from jaxdl.train.trials import VmappedTask, trial_chunk
 
 # Trials 0-2 differ in seed, learning rate, weight decay and clip norm.
 TRIALS = [
@@ -77,6 +78,8 @@ def test_trials_that_differ_in_more_than_numbers_are_refused(synthetic_data_dir)
     values = vmapped_values(configs_of(synthetic_data_dir, TRIALS))
     assert set(values) == {"learning_rate", "weight_decay", "clip_norm"}
     np.testing.assert_allclose(values["learning_rate"], [3e-3, 3e-3, 1e-2])
+    same_clip = vmapped_values(configs_of(synthetic_data_dir, [TRIALS[0], TRIALS[2]]))
+    np.testing.assert_allclose(same_clip["clip_norm"], [1.0, 1.0])  # every number, always
     assert jax.tree.leaves(values)[0].shape == (3,)
     assert trial_chunk(2, 3) == 2 and trial_chunk(5, 3) == 3
     assert trial_chunk(0, 3) == 1  # this CPU: one trial at a time
@@ -103,3 +106,23 @@ def test_when_every_vmapped_trial_diverges_the_run_fails(synthetic_data_dir, tmp
         train_trials(configs, workdirs)
     for workdir in workdirs:
         assert "non-finite train/" in (workdir / FAILED_FILE).read_text()
+
+
+def test_groups_with_other_numbers_run_the_same_compiled_step(synthetic_data_dir):
+    """The trials' optimizer numbers are inputs of the step, not constants in it: a
+    sweep's or search's next group (other learning rates, weight decays, clip norms, or
+    only other learning rates) reuses the compiled program instead of compiling its own."""
+
+    def step_program(trials) -> str:
+        configs = configs_of(synthetic_data_dir, trials)
+        inputs = data.build_input(configs[0].data, 0)
+        build = lambda values: tasks.build(configs[0], inputs.info, 8, values)
+        task = VmappedTask(build, vmapped_values(configs), len(trials), 1)
+        batch = {k: np.stack([v] * len(trials)) for k, v in inputs.train.batch(0).items()}
+        keys = np.stack([jax.random.PRNGKey(k) for k in range(len(trials))])
+        state = jax.eval_shape(task.init, keys, batch)
+        return jax.jit(task.train_step).lower(state, batch).as_text()
+
+    other = [dict(t, learning_rate=0.5, weight_decay=0.25, clip_norm=3.0) for t in TRIALS]
+    only_lr = [dict(TRIALS[0], learning_rate=lr) for lr in (1e-3, 2e-3, 5e-3)]
+    assert step_program(TRIALS) == step_program(other) == step_program(only_lr)
