@@ -70,6 +70,11 @@ class StopOnSignal(Hook):
             # Python-level one, and a late SIGTERM would kill the exiting process.
             for_good = self.received and self.ignore_after_stop
             signal.signal(s, signal.SIG_IGN if for_good else handler)
+        # In process, a Python handler this one stood in for (a search worker's) hears the
+        # signal too: it may have come too late to stop the loop, and its sender waits.
+        heard = self._previous.get(getattr(signal, self.received or "", None))
+        if not self.ignore_after_stop and callable(heard):
+            heard(getattr(signal, self.received), None)
 
 
 class StopOnNonFinite(Hook):

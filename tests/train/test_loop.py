@@ -193,3 +193,23 @@ def test_a_time_budget_stops_with_an_eval_and_a_checkpoint():
     assert outputs.rows[-1]["stop"] == "time budget of 60s"
     assert outputs.rows[-1]["eval/loss"] == 1.0
     assert [s for s, _, _ in outputs.saves] == [1]
+
+
+def test_a_signal_the_trainer_took_reaches_the_python_handler_it_stood_in_for():
+    """A search worker trains in process: a SIGTERM that reached the trainer after its
+    last step (too late to stop it) was lost, and the worker trained on until SIGKILL."""
+
+    class LateSignal(Hook):
+        def __call__(self, loop):
+            if loop.stop is not None and loop.stop.kind == DONE:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    heard = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: heard.append(signum))
+    try:
+        loop, _, _ = run(total=6, extra=[LateSignal()])
+        assert loop.stop.kind == DONE and heard == [signal.SIGTERM]
+        loop, _, _ = run(total=12, signal_at=6)  # and one that stopped the loop
+        assert loop.stop.kind == SIGNAL and heard == [signal.SIGTERM] * 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
