@@ -176,7 +176,7 @@ def train_trials(
         f"; {len(trial_configs)} vmapped trials varying seed/{','.join(varying) or '-'} "
         "(progress: their medians, ~)",
     )
-    keys = np.stack([jax.random.PRNGKey(c.seed) for c in trial_configs])
+    starts = task.starts(np.stack([jax.random.PRNGKey(c.seed) for c in trial_configs]))
     return _train(
         config,
         task,
@@ -185,7 +185,7 @@ def train_trials(
         outputs,
         mesh,
         mesh_lib.data_sharded(mesh, trial_axis=True),
-        keys,
+        starts,
         total_steps,
         inputs.items_per_batch * len(trial_configs),
         extra,
@@ -236,7 +236,7 @@ def _train(
     outputs,
     mesh,
     batch_sharding,
-    root_key,
+    start,  # what task.init starts from: a random key (a vmapped group: TrialStarts)
     total_steps: int,
     items_per_step: int,
     extra_hooks: Sequence[Hook],
@@ -249,7 +249,7 @@ def _train(
         for name, value in batch.items()
     }
     example = shard(batches.batch(0))
-    abstract = jax.eval_shape(task.init, root_key, example)
+    abstract = jax.eval_shape(task.init, start, example)
     state_sharding = mesh_lib.state_shardings(abstract, mesh, config.train.param_sharding)
     compile_step = lambda fn: jax.jit(
         fn,
@@ -272,7 +272,7 @@ def _train(
     # ---- State: the newest checkpoint, or a fresh start ------------------------------------
     resume_step = outputs.latest_step()
     if resume_step is None:
-        state = mesh_lib.jit_unoptimised(task.init, state_sharding)(root_key, example)
+        state = mesh_lib.jit_unoptimised(task.init, state_sharding)(start, example)
         state = jax.device_put(task.init_from_data(state, inputs.train_arrays), state_sharding)
         position = {"next_batch": 0, "elapsed_s": 0.0}
     else:  # restored into this run's shardings, whatever the saving run's were

@@ -5,12 +5,13 @@ The trials may differ only in `seed` and the optimizer numbers of optim.TRACEABL
 (sweeps/grouping.py decides which trials may share a step). `VmappedTask` stacks their
 states and takes per-trial batches; its step maps over the trials `chunk` at a time
 (`lax.map` of `jax.vmap`): on CPU a step over all K has K times the working set and
-falls out of cache. The trials' numbers are part of the state (`Trials.values`), not
-constants of the compiled step, so the next group of a sweep or search, with other
-numbers, runs the same step program (from the compile cache; only `init`, compiled
-unoptimised, holds them as constants). `TrialRunDirs` is the trainer's `outputs` for
-them: each trial gets its own metrics, pictures, checkpoints and failed.txt, exactly as
-if it had run alone, and a trial that turns non-finite stops alone.
+falls out of cache. The trials' numbers are inputs of the compiled programs (`init`
+takes them with the random keys, `TrialStarts`; the state keeps them, `Trials.values`),
+not constants in them, so the next group of a sweep or search, with other numbers, runs
+the same programs (from the compile cache, or already traced in a search worker).
+`TrialRunDirs` is the trainer's `outputs` for them: each trial gets its own metrics,
+pictures, checkpoints and failed.txt, exactly as if it had run alone, and a trial that
+turns non-finite stops alone.
 """
 
 import json
@@ -39,6 +40,15 @@ def trial_chunk(chunk: int, num_trials: int) -> int:
     if chunk:
         return min(chunk, num_trials)
     return 1 if jax.default_backend() == "cpu" else num_trials
+
+
+@struct.dataclass
+class TrialStarts:
+    """What a vmapped group's fresh state starts from (VmappedTask.init's first
+    argument): each trial's random key and optimizer numbers."""
+
+    rngs: jax.Array  # (K, 2) raw keys
+    values: dict  # optimizer number -> (K,) float32
 
 
 @struct.dataclass
@@ -73,8 +83,13 @@ class VmappedTask(Task):
     def _values(self) -> dict:
         return {name: jnp.asarray(v, jnp.float32) for name, v in self.values.items()}
 
-    def init(self, rngs: jax.Array, example_batch: dict) -> Trials:
-        return Trials(trials=jax.vmap(self.inner.init)(rngs, example_batch), values=self._values())
+    def starts(self, rngs) -> TrialStarts:
+        """This group's start: the trials' random keys (K, 2) and its numbers."""
+        return TrialStarts(rngs=jnp.asarray(rngs), values=self._values())
+
+    def init(self, starts: TrialStarts, example_batch: dict) -> Trials:
+        trials = jax.vmap(self.inner.init)(starts.rngs, example_batch)
+        return Trials(trials=trials, values=starts.values)
 
     def train_step(self, states: Trials, batches: dict):
         step = lambda values, state, batch: self.factory(values).train_step(state, batch)
@@ -151,8 +166,8 @@ class PopulationTask(VmappedTask):
         self.seed, self.total_steps, self.metric = seed, total_steps, metric
         self.copies = max(1, int(num_trials * fraction))
 
-    def init(self, rngs: jax.Array, example_batch: dict) -> Population:
-        k, start = self.num_trials, super().init(rngs, example_batch)
+    def init(self, starts: TrialStarts, example_batch: dict) -> Population:
+        k, start = self.num_trials, super().init(starts, example_batch)
         return Population(
             trials=start.trials,
             values=start.values,

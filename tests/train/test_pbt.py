@@ -40,7 +40,7 @@ def population(every=2, total_steps=100):
 def test_the_worst_copies_the_best_and_perturbs_its_numbers():
     task = population(every=2)
     keys = jnp.stack([jax.random.PRNGKey(k) for k in range(4)])
-    state = task.init(keys, {"loss": jnp.zeros(4)})
+    state = task.init(task.starts(keys), {"loss": jnp.zeros(4)})
     state = state.replace(trials=state.trials.replace(params={"w": jnp.arange(4.0)}))
     step = jax.jit(task.train_step)
     # Mean losses over the two steps: trial 0: 3, 1: 1 (best), 2: 5 (worst), 3: 2.
@@ -67,7 +67,7 @@ def test_nothing_is_copied_at_the_last_step():
     # The example above with two steps in all: a copy at step 2 would never train.
     task = population(every=2, total_steps=2)
     keys = jnp.stack([jax.random.PRNGKey(k) for k in range(4)])
-    state = task.init(keys, {"loss": jnp.zeros(4)})
+    state = task.init(task.starts(keys), {"loss": jnp.zeros(4)})
     state = state.replace(trials=state.trials.replace(params={"w": jnp.arange(4.0)}))
     step = jax.jit(task.train_step)
     for losses in ([2.0, 1.0, 6.0, 2.0], [4.0, 1.0, 4.0, 2.0]):

@@ -108,10 +108,11 @@ def test_when_every_vmapped_trial_diverges_the_run_fails(synthetic_data_dir, tmp
         assert "non-finite train/" in (workdir / FAILED_FILE).read_text()
 
 
-def test_groups_with_other_numbers_run_the_same_compiled_step(synthetic_data_dir):
-    """The trials' optimizer numbers are inputs of the step, not constants in it: a
-    sweep's or search's next group (other learning rates, weight decays, clip norms, or
-    only other learning rates) reuses the compiled program instead of compiling its own."""
+def test_groups_with_other_numbers_run_the_same_compiled_programs(synthetic_data_dir):
+    """The trials' optimizer numbers are inputs of init and the step, not constants in
+    them: a sweep's or search's next group (other learning rates, weight decays, clip
+    norms, or only other learning rates) reuses the compiled programs instead of
+    compiling its own."""
 
     def step_program(trials) -> str:
         configs = configs_of(synthetic_data_dir, trials)
@@ -120,8 +121,9 @@ def test_groups_with_other_numbers_run_the_same_compiled_step(synthetic_data_dir
         task = VmappedTask(build, vmapped_values(configs), len(trials), 1)
         batch = {k: np.stack([v] * len(trials)) for k, v in inputs.train.batch(0).items()}
         keys = np.stack([jax.random.PRNGKey(k) for k in range(len(trials))])
-        state = jax.eval_shape(task.init, keys, batch)
-        return jax.jit(task.train_step).lower(state, batch).as_text()
+        init = jax.jit(task.init).lower(task.starts(keys), batch)
+        state = jax.eval_shape(task.init, task.starts(keys), batch)
+        return init.as_text() + jax.jit(task.train_step).lower(state, batch).as_text()
 
     other = [dict(t, learning_rate=0.5, weight_decay=0.25, clip_norm=3.0) for t in TRIALS]
     only_lr = [dict(TRIALS[0], learning_rate=lr) for lr in (1e-3, 2e-3, 5e-3)]
