@@ -12,7 +12,8 @@ validated before anything runs. Running the same command again skips finished tr
 Writes sweep.json (the manifest) and summary.{csv,md,png} in --sweep_dir.
 
 `--search=optuna --trials=N` searches instead (jaxdl/sweeps/search.py): the space is the
-experiment's search_space() and the --space flags; with --config.sweep.vmap=K, K trials
+experiment's search_space() and the --space flags; --parallel worker processes each train
+their trials one after another in their own process; with --config.sweep.vmap=K, K trials
 asked at once train as one vmapped run.
 """
 
@@ -50,6 +51,11 @@ flags.DEFINE_integer("search_seed", 0, "optuna: the sampler's seed.")
 flags.DEFINE_integer(
     "startup_trials", 10, "optuna: trials drawn at random before TPE models the others."
 )
+flags.DEFINE_string(
+    "search_worker",
+    None,
+    "optuna, internal: RUN:NUMBER, run as worker NUMBER of the search's run RUN.",
+)
 flags.DEFINE_string("metric", "eval/loss", "Metric that ranks trials.")
 flags.DEFINE_enum("mode", "min", ["min", "max"], "Whether lower or higher is better.")
 flags.mark_flags_as_required(["config", "sweep_dir"])
@@ -70,8 +76,9 @@ def defined_trials(config_path: str) -> list[dict] | None:
 
 
 def run_search(base_args: list[str]) -> int:
-    """--search=optuna: trials asked from the study in --sweep_dir (jaxdl/sweeps/search.py);
-    on SLURM, --parallel array tasks each run this command's local search, one slot each."""
+    """--search=optuna: trials asked from the study in --sweep_dir (jaxdl/sweeps/search.py)
+    by worker processes, this command again with --search_worker: --parallel of them on
+    local slots, or as SLURM array tasks; each trains its trials in its own process."""
     from jaxdl import sweeps
     from jaxdl.errors import check
     from jaxdl.sweeps import runner as sweep_lib
@@ -81,17 +88,10 @@ def run_search(base_args: list[str]) -> int:
     module = experiment_module(config_flags.get_config_filename(FLAGS["config"]))
     space = dict(module.search_space()) if hasattr(module, "search_space") else {}
     space.update(dict(sweeps.parse_distribution(s) for s in FLAGS.space))
-    # The low end of every axis: unknown keys and bad values are one line now, not failed
-    # trials later.
-    low = {
-        name: args[0][0] if kind == "choice" else args[0] for name, (kind, *args) in space.items()
-    }
-    validate(sweeps.apply_overrides(FLAGS.config, low))
-    check(
-        not FLAGS.config.sweep.pbt_every,
-        "--search=optuna does not combine with config.sweep.pbt_every (population-based "
-        "training is a grid sweep's vmapped group)",
-    )
+    worker_of_run = []  # the runner: a new run id, worker 0's seed
+    if FLAGS.search_worker:
+        run_id, _, number = FLAGS.search_worker.rpartition(":")
+        worker_of_run = [run_id, int(number)]
     search = search_lib.Search(
         base_args,
         FLAGS.sweep_dir,
@@ -104,17 +104,28 @@ def run_search(base_args: list[str]) -> int:
         FLAGS.prune_after,
         FLAGS.config.sweep.vmap,
         FLAGS.startup_trials,
+        *worker_of_run,
     )
+    if FLAGS.search_worker:
+        FLAGS.showprefixforinfo = False  # its trials' logs read as launch/train.py's
+        search.work(FLAGS.config)
+        return 0
+    # The low end of every axis: unknown keys and bad values are one line now, not failed
+    # trials later.
+    low = {
+        name: args[0][0] if kind == "choice" else args[0] for name, (kind, *args) in space.items()
+    }
+    validate(sweeps.apply_overrides(FLAGS.config, low))
+    check(
+        not FLAGS.config.sweep.pbt_every,
+        "--search=optuna does not combine with config.sweep.pbt_every (population-based "
+        "training is a grid sweep's vmapped group)",
+    )
+    worker = [sys.executable, __file__, *sys.argv[1:]]
     if FLAGS.backend == "slurm":
-        worker = [a for a in sys.argv[1:] if not a.startswith(("--backend", "--parallel"))]
-        search_lib.run_slurm_workers(
-            [sys.executable, __file__, *worker, "--backend=local", "--parallel=1"],
-            FLAGS.sweep_dir,
-            FLAGS.parallel,
-            FLAGS.sbatch,
-        )
+        search.run_slurm(worker, FLAGS.parallel, FLAGS.sbatch)
     else:
-        search.run(sweep_lib.device_slots(FLAGS.parallel, FLAGS.gpus))
+        search.run(sweep_lib.device_slots(FLAGS.parallel, FLAGS.gpus), worker)
     best = search.write_summary()
     rows = search.rows()
     counts = {s: sum(r["status"] == s for r in rows) for s in ("done", "pruned", "failed")}

@@ -89,13 +89,11 @@ def main():
     explicit = FLAGS.coordinator_address or FLAGS.num_processes or FLAGS.process_id is not None
     if FLAGS.jax_distributed or explicit or processes.in_job():
         processes.join_job(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-    from jaxdl.sweeps.search import report_hook_from_env  # a search's trial reports
-
     if FLAGS.vmap_trials:
         with open(FLAGS.vmap_trials) as listing:
             trials = json.load(listing)
         configs = [sweeps.apply_overrides(FLAGS.config, t["overrides"]) for t in trials]
-        results = train_trials(configs, [t["workdir"] for t in trials], report_hook_from_env())
+        results = train_trials(configs, [t["workdir"] for t in trials])
         if None in results:
             print(
                 f"error: {results.count(None)} of {len(results)} vmapped trials stopped on "
@@ -105,7 +103,7 @@ def main():
             return SOME_TRIALS_FAILED
         metrics = results
     else:
-        metrics = train_and_evaluate(FLAGS.config, FLAGS.workdir, report_hook_from_env())
+        metrics = train_and_evaluate(FLAGS.config, FLAGS.workdir)
     if metrics:  # empty when stopped by SIGTERM: no eval then, the run resumes later
         logging.info("final eval: %s", metrics)
     return 0

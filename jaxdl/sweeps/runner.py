@@ -157,28 +157,13 @@ class Sweep:
         return units
 
     def _start(self, unit: list[dict], slot: dict) -> subprocess.Popen:
-        env = {**os.environ, **slot["env"]}
-        cores = slot.get("cores")
         log = self.sweep_dir / f"{unit[0]['name']}.log"
         for trial in unit:  # a trainer left by a runner killed before (it is stopping)
             _wait_for_unlock(self.sweep_dir / trial["name"])
         started = time.time()
         for trial in unit:
             trial.update(status="running", started=started, log=log.name)
-
-        def prepare_child() -> None:
-            die_with_parent()
-            if cores:
-                os.sched_setaffinity(0, cores)
-
-        return subprocess.Popen(
-            self._command(unit),
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=log.open("w"),
-            preexec_fn=prepare_child,
-        )
+        return start_child(self._command(unit), slot, log)
 
     def _finish(self, unit: list[dict], process: subprocess.Popen) -> None:
         for trial in unit:
@@ -486,6 +471,26 @@ def plot_axes(sweep_dir: Path, rows: list[dict], axes: list[str], metric: str) -
     fig.tight_layout()
     fig.savefig(sweep_dir / "summary.png", dpi=100)
     plt.close(fig)
+
+
+def start_child(command: list[str], slot: dict, log: Path) -> subprocess.Popen:
+    """`command` on a device slot (its environment, and its CPU cores if it names them),
+    stderr to `log`; it gets SIGTERM when this process dies."""
+    cores = slot.get("cores")
+
+    def prepare_child() -> None:
+        die_with_parent()
+        if cores:
+            os.sched_setaffinity(0, cores)
+
+    return subprocess.Popen(
+        command,
+        env={**os.environ, **slot["env"]},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("w"),
+        preexec_fn=prepare_child,
+    )
 
 
 def stop_child(process: subprocess.Popen, since: dict) -> None:

@@ -3,29 +3,39 @@ trials before it, and stopped early by a pruner when its eval metric lags.
 
     sweep_dir/study.db        the Optuna study (SQLite): the manifest of a search; every
                               worker (local slots, SLURM array tasks) pulls trials from it
-    sweep_dir/<trial>/        the trial's workdir (a normal jaxdl run)
+    sweep_dir/<trial>/        the trial's workdir (a normal jaxdl run); <trial>.log its log
+    sweep_dir/claims/         which worker of which run of the command trains a trial
+    sweep_dir/workers/        each local worker's own log
     sweep_dir/summary.{csv,md,png}, history.png, importance.md
 
-The runner asks the study for a trial's overrides (TPE, seeded; random for the first
-`startup_trials`), runs launch/train.py with them and tells the study the final
-`metric` (COMPLETE), or FAIL. With `vmap` K > 1 (config.sweep.vmap), it asks K trials at
-once and trains them as one vmapped run (launch/train.py --vmap_trials), as a grid
-sweep's group; the space may then vary only seed and the optimizer numbers a vmapped
-step takes per trial. Inside the trainer, `SearchReport` (a hook, added by
-launch/train.py when $JAXDL_SEARCH_TRIAL names the trials) reports each trial's metric
-at each eval as an intermediate value and asks the pruner; a pruned trial stops with a
-checkpoint and is marked PRUNED. A vmapped group stops, its trials PRUNED, when the
-pruner would stop every one of them: stopping one alone would save no compute (the
-group's step computes it all the same) and lose its final value. Running the command
-again resumes the study: finished trials stay, trials that were running when the search
-was killed resume their runs (a vmapped group's together), and new trials are asked
-until the study holds `num_trials`.
+The runner (`Search.run`) starts one worker process per slot (launch/sweep.py
+--search_worker) and waits for them. A worker (`Search.work`) asks the study for a
+trial's overrides (TPE, seeded; random for the first `startup_trials`), trains it in
+its own process and tells the study the final `metric` (COMPLETE), or FAIL; then asks
+again. Trials of one worker share its imports, data and compile cache, so a trial costs
+its training, not a process start. With `vmap` K > 1 (config.sweep.vmap) it asks K trials
+at once and trains them as one vmapped run (train.train_trials); the space may then vary
+only seed and the optimizer numbers a vmapped step takes per trial. A space that varies
+only those trains a single trial that way too (a group of one): the optimizer numbers
+are then inputs of the step, and every trial of the search runs one compiled program.
+`SearchReport`, a hook of the trial's trainer, reports each trial's metric at each eval
+as an intermediate value and asks the pruner; a pruned trial stops with a checkpoint and
+is marked PRUNED. A vmapped group stops, its trials PRUNED, when the pruner would stop
+every one of them: stopping one alone would save no compute (the group's step computes
+it all the same) and lose its final value. A worker that dies (killed, out of memory)
+fails the trials it held, and the runner starts another. Running the command again
+resumes the study: finished trials stay, trials that were running when the search was
+killed resume their runs (a vmapped group's together), and new trials are asked until
+the study holds `num_trials`.
 """
 
 import logging as std_logging
 import os
+import shlex
+import signal
 import subprocess
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -34,13 +44,20 @@ from absl import logging
 from jaxdl.errors import UserError, check
 from jaxdl.sweeps import spec
 from jaxdl.sweeps.grouping import PER_TRIAL_KEYS
-from jaxdl.sweeps.runner import SOME_TRIALS_FAILED, Sweep, plot_axes, write_table
-from jaxdl.train.loop import REQUESTED, Hook, Loop
+from jaxdl.sweeps.runner import (
+    ROOT,
+    SOME_TRIALS_FAILED,
+    Sweep,
+    plot_axes,
+    start_child,
+    write_table,
+)
+from jaxdl.train.loop import REQUESTED, SIGNAL, Hook, Loop
+from jaxdl.train.rundir import FAILED_FILE, STOPPED_FILE
 from jaxdl.train.writers import read_metrics
 
 STUDY_FILE = "study.db"
-# "storage|study name|trial ids (a vmapped group's, comma-separated)|metric|pruner|prune_after"
-TRIAL_ENV = "JAXDL_SEARCH_TRIAL"
+CLAIMS = "claims"
 PRUNERS = ("median", "successive_halving", "none")
 
 
@@ -92,16 +109,20 @@ def open_study(
     seed: int,
     pruner: str,
     startup_trials: int = 10,
+    worker: int = 0,
 ):
     """The study of sweep_dir (created on the first call). Its sampler is TPE seeded with
-    `seed`, random for the first `startup_trials`, and taking the trials still running as
-    the worst so far (constant liar: trials asked together differ); its pruner `median`
-    (after 2 finished trials) or `successive_halving`."""
+    `seed` and the `worker`'s number (workers sharing a study draw apart), random for the
+    first `startup_trials`, and taking the trials still running as the worst so far
+    (constant liar: trials asked together differ); its pruner `median` (after 2 finished
+    trials) or `successive_halving`."""
     optuna = _optuna()
     check(startup_trials >= 1, f"--startup_trials={startup_trials} must be >= 1")
     Path(sweep_dir).mkdir(parents=True, exist_ok=True)
     sampler = optuna.samplers.TPESampler(
-        seed=seed, n_startup_trials=startup_trials, constant_liar=True
+        seed=int(np.random.SeedSequence([seed, worker]).generate_state(1)[0]),
+        n_startup_trials=startup_trials,
+        constant_liar=True,
     )
     study = optuna.create_study(
         study_name="jaxdl",
@@ -172,17 +193,24 @@ class SearchReport(Hook):
             loop.request_stop(REQUESTED, f"pruned by the search at step {loop.step}")
 
 
-def report_hook_from_env() -> list[Hook]:
-    """The SearchReport of $JAXDL_SEARCH_TRIAL, if the runner set it (launch/train.py)."""
-    if TRIAL_ENV not in os.environ:
-        return []
-    storage, study_name, trial_ids, metric, pruner, after = os.environ[TRIAL_ENV].split("|")
-    ids = [int(i) for i in trial_ids.split(",")]
-    return [SearchReport(storage, study_name, ids, metric, pruner, float(after))]
+class _StopWhen(Hook):
+    """Stops the trainer (as a signal does: saved, resumable) once `asked()`: a signal
+    that reached the worker while its trainer was starting, before the trainer's own
+    handler took over."""
+
+    def __init__(self, asked):
+        self.asked = asked
+
+    def after_step(self, loop: Loop) -> None:
+        if self.asked():
+            loop.request_stop(SIGNAL, "a signal to the search worker")
 
 
 class Search:
-    """The runner of a search (see the module doc): local slots pulling trials."""
+    """A search (see the module doc): the runner of its workers, and each worker's loop.
+    `run_id` names one run of the command (its runner's start time, given to its
+    workers): trials started before it and left RUNNING are a killed run's, to resume.
+    `worker`: this worker's number in the run (its sampler's seed depends on it)."""
 
     def __init__(
         self,
@@ -197,18 +225,20 @@ class Search:
         prune_after: float = 0.0,
         vmap: int = 1,
         startup_trials: int = 10,
+        run_id: str | None = None,
+        worker: int = 0,
     ):
         check(num_trials >= 1, f"--trials={num_trials} must be >= 1")
         check(0 <= prune_after < 1, f"--prune_after={prune_after} must be in [0, 1)")
         check(space, "a search needs a space: the experiment's search_space() or --space")
-        # The runner's machinery for a unit of trials: command, device slot, stderr, status.
-        self.sweep = Sweep(base_args, [], [], sweep_dir, vmap, manifest=False)
+        check(vmap >= 1, f"config.sweep.vmap={vmap} must be >= 1")
         others = sorted(set(space) - set(PER_TRIAL_KEYS))
         check(
             vmap == 1 or not others,
             f"config.sweep.vmap={vmap}: vmapped trials may differ only in "
             f"{', '.join(PER_TRIAL_KEYS)}, not {', '.join(others)}",
         )
+        self.vmapped = not others  # its trials may train as a vmapped group (of one, too)
         self.sweep_dir = Path(sweep_dir)
         self.space = space
         self.num_trials = num_trials
@@ -216,93 +246,244 @@ class Search:
         self.mode = mode
         self.pruner = pruner
         self.prune_after = prune_after
-        self.study = open_study(self.sweep_dir, base_args, mode, seed, pruner, startup_trials)
+        self.vmap = vmap
+        self.run_id = run_id or f"{time.time():.6f}"
+        self.study = open_study(
+            self.sweep_dir, base_args, mode, seed, pruner, startup_trials, worker
+        )
         self.optuna = _optuna()
+        self._stop = False
+
+    # ---- asking for trials (a worker) -----------------------------------------------------
+    def _claim(self, number: int) -> bool:
+        """Whether this process took trial `number` for this run (a file created once:
+        of several workers resuming a killed run's trial, one gets it)."""
+        claims = self.sweep_dir / CLAIMS
+        claims.mkdir(exist_ok=True)
+        try:
+            handle = os.open(
+                claims / f"{number}.{self.run_id}", os.O_CREAT | os.O_EXCL | os.O_WRONLY
+            )
+        except FileExistsError:
+            return False
+        os.write(handle, str(os.getpid()).encode())
+        os.close(handle)
+        return True
 
     def _record(self, trial) -> dict:
         overrides = {k: trial.params[k] for k in self.space}
         name = spec.trial_name(trial.number, overrides)
         trial.set_user_attr("name", name)
-        return {"name": name, "overrides": overrides, "status": "pending", "trial": trial}
+        return {"name": name, "overrides": overrides, "trial": trial}
 
     def _next(self) -> list[dict] | None:
-        """Trials to run as one unit: those a killed search left RUNNING (a vmapped
-        group's together), else up to `vmap` new ones."""
+        """Trials to train as one unit: those a killed run left RUNNING (a vmapped
+        group's together), else up to `vmap` new ones; None when the study is full."""
         states = self.optuna.trial.TrialState
-        active = {r["trial"].number for r in self._active}
         left: dict[str, list] = {}  # group -> its trials left RUNNING, in trial order
+        since = float(self.run_id)
         for frozen in self.study.get_trials(deepcopy=False, states=(states.RUNNING,)):
-            if frozen.number not in active and frozen.number not in self._given:
+            if frozen.datetime_start.timestamp() < since:
                 group = frozen.user_attrs.get("group", frozen.user_attrs.get("name"))
                 left.setdefault(group, []).append(frozen)
-        if left:
-            unit = next(iter(left.values()))
-            self._given.update(frozen.number for frozen in unit)
-            return [
-                self._record(self.optuna.trial.Trial(self.study, frozen._trial_id))
-                for frozen in unit
-            ]
+        for unit in left.values():
+            if all(self._claim(frozen.number) for frozen in unit):
+                return [
+                    self._record(self.optuna.trial.Trial(self.study, frozen._trial_id))
+                    for frozen in unit
+                ]
         asked = self.study.get_trials(deepcopy=False, states=tuple(set(states) - {states.WAITING}))
         room = self.num_trials - len(asked)  # (waiting: enqueued, asked first)
         if room <= 0:
             return None
         unit = [
             self._record(self.study.ask(distributions(self.space)))
-            for _ in range(min(room, self.sweep.vmap))
+            for _ in range(min(room, self.vmap))
         ]
         for record in unit:
-            self._given.add(record["trial"].number)
+            self._claim(record["trial"].number)
             record["trial"].set_user_attr("group", unit[0]["name"])
         return unit
 
-    def _tell(self, unit: list[dict], process: subprocess.Popen) -> None:
-        states = self.optuna.trial.TrialState
-        self.sweep._finish(unit, process)
+    # ---- a worker: trials trained in this process -----------------------------------------
+    def work(self, base_config) -> None:
+        """Trains units of trials until the study is full or a signal stops the worker."""
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            while not self._stop:
+                unit = self._next()
+                if unit is None:
+                    return
+                self._train(unit, base_config)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def _train(self, unit: list[dict], base_config) -> None:
+        """One unit, in this process, its log in sweep_dir/<first trial>.log; then each
+        trial's outcome goes to the study."""
+        from jaxdl.train import train_and_evaluate, train_trials
+
+        report = SearchReport(
+            storage_url(self.sweep_dir),
+            "jaxdl",
+            [record["trial"]._trial_id for record in unit],
+            self.metric,
+            self.pruner,
+            self.prune_after,
+        )
+        log = std_logging.FileHandler(self.sweep_dir / f"{unit[0]['name']}.log", mode="w")
+        log.setFormatter(logging.PythonFormatter())
+        for keep in logging.get_absl_handler().filters:  # what the console leaves out too
+            log.addFilter(keep)
+        std_logging.getLogger().addHandler(log)
+        started, error = time.time(), None
+        logging.info("worker %d: trials %s", os.getpid(), [r["trial"].number for r in unit])
+        try:
+            configs = [spec.apply_overrides(base_config, r["overrides"]) for r in unit]
+            workdirs = [self.sweep_dir / r["name"] for r in unit]
+            hooks = [report, _StopWhen(lambda: self._stop)]
+            if self.vmapped:  # (one trial too: its numbers then are inputs of the step)
+                train_trials(configs, workdirs, hooks)
+            else:
+                train_and_evaluate(configs[0], workdirs[0], hooks)
+        except UserError as e:  # a bad config or data, every trial non-finite: one line
+            error = str(e)
+            logging.error("%s", error)
+        except Exception as e:  # the trial's failure, not the worker's: the search goes on
+            logging.error("%s", traceback.format_exc())
+            error = f"{type(e).__name__}: {e}"
+        finally:
+            std_logging.getLogger().removeHandler(log)
+            log.close()
         for record in unit:
-            trial = record["trial"]
-            if self.study._storage.get_trial(trial._trial_id).state == states.PRUNED:
-                record["status"] = "pruned"  # told by its trainer (SearchReport)
-            elif record["status"] in ("done", "failed"):
-                for key in ("returncode", "wall_s"):
-                    trial.set_user_attr(key, record[key])
-                values = [
-                    float(r[self.metric])
-                    for r in read_metrics(self.sweep_dir / record["name"])
-                    if self.metric in r
-                ]
-                if record["status"] == "done" and not values:
-                    record.update(status="failed", error=f"no {self.metric} in its metrics.jsonl")
-                if record["status"] == "done":
-                    self.study.tell(trial, values[-1])
-                else:
-                    trial.set_user_attr("error", record.get("error", ""))
-                    self.study.tell(trial, state=states.FAIL)
-            # interrupted: stays RUNNING, and the next run of the command resumes it
-            logging.info("trial %s: %s", record["name"], record["status"])
+            self._tell(record, error, time.time() - started)
 
-    def run(self, slots: list[dict]) -> None:
-        self._active: list[dict] = []
-        self._given: set[int] = set()
-        storage = storage_url(self.sweep_dir)
+    def _tell(self, record: dict, error: str | None, wall_s: float) -> None:
+        states = self.optuna.trial.TrialState
+        trial, workdir = record["trial"], self.sweep_dir / record["name"]
+        failure = workdir / FAILED_FILE
+        if self.study._storage.get_trial(trial._trial_id).state == states.PRUNED:
+            logging.info("trial %s: pruned (%.0f s)", record["name"], wall_s)
+            return  # told by its trainer (SearchReport)
+        trial.set_user_attr("wall_s", round(wall_s, 2))
+        if failure.exists() or error is not None:
+            status = "failed"
+            message = failure.read_text().strip() if failure.exists() else error
+            trial.set_user_attr("error", message)
+            self.study.tell(trial, state=states.FAIL)
+        elif (workdir / STOPPED_FILE).exists():
+            status = "interrupted"  # stays RUNNING: the next run of the command resumes it
+            self._stop = True  # the signal that stopped its trainer stops this worker
+        else:
+            values = [float(r[self.metric]) for r in read_metrics(workdir) if self.metric in r]
+            if values:
+                status = "done"
+                self.study.tell(trial, values[-1])
+            else:
+                status = "failed"
+                trial.set_user_attr("error", f"no {self.metric} in its metrics.jsonl")
+                self.study.tell(trial, state=states.FAIL)
+        logging.info("trial %s: %s (%.0f s)", record["name"], status, wall_s)
 
-        def start(unit: list[dict], slot: dict) -> subprocess.Popen:
-            ids = ",".join(str(record["trial"]._trial_id) for record in unit)
-            description = [storage, "jaxdl", ids, self.metric, self.pruner, self.prune_after]
-            env = {TRIAL_ENV: "|".join(str(x) for x in description)}
-            process = self.sweep._start(unit, {**slot, "env": {**slot["env"], **env}})
-            self._active.extend(unit)
-            return process
+    # ---- the runner: a worker per slot ----------------------------------------------------
+    def run(self, slots: list[dict], worker: list[str]) -> None:
+        """Keeps a worker process (`worker`, a command, with --search_worker=RUN:NUMBER
+        added) on each slot while the study has trials to give; a worker that dies fails
+        the trials it held, and another takes its slot. A worker that dies holding no
+        trial stops the search with its error (another would die the same way)."""
+        logs = self.sweep_dir / "workers"
+        logs.mkdir(parents=True, exist_ok=True)
+        runner = Sweep([], [], [], self.sweep_dir, manifest=False)  # its slots and signals
+        count, broken = 0, None
 
-        def finish(unit: list[dict], process: subprocess.Popen) -> None:
-            self._tell(unit, process)
-            for record in unit:
-                self._active.remove(record)
+        def take() -> dict | None:
+            return {"log": None} if self._work_left() else None
 
-        self.sweep.run_in_slots(slots, self._next, start, finish)
+        def start(unit: dict, slot: dict) -> subprocess.Popen:
+            nonlocal count
+            unit["log"] = logs / f"{count}.log"
+            command = [*worker, f"--search_worker={self.run_id}:{count}"]
+            count += 1
+            return start_child(command, slot, unit["log"])
+
+        def finish(unit: dict, process: subprocess.Popen) -> None:
+            nonlocal broken
+            if process.returncode == 0 or runner.stopped:
+                return
+            tail = "\n".join(unit["log"].read_text(errors="replace").strip().splitlines()[-5:])
+            died = f"its worker died ({process.returncode}):\n{tail}"
+            if not self._fail_trials_of(process.pid, died):
+                broken = f"a search worker failed ({process.returncode}), holding no trial: {tail}"
+                runner._stop = True  # the others stop too
+
+        runner.run_in_slots(slots, take, start, finish)
+        if broken:
+            raise UserError(broken)
+        self._stop = runner.stopped
+
+    def run_slurm(self, worker: list[str], parallel: int, sbatch_options: list[str]) -> None:
+        """`parallel` SLURM array tasks, each a worker (`worker`, a command, numbered by
+        its task id) pulling trials from the shared study; waits for the array to end."""
+        logs = self.sweep_dir / "slurm"
+        logs.mkdir(parents=True, exist_ok=True)
+        script = logs / "workers.sh"
+        lines = [
+            "#!/bin/bash",
+            f"#SBATCH --job-name=jaxdl-search-{self.sweep_dir.name}",
+            f"#SBATCH --array=0-{parallel - 1}",
+            f"#SBATCH --output={logs}/worker-%a.out",
+            f"#SBATCH --error={logs}/worker-%a.err",
+            *(f"#SBATCH {option}" for option in sbatch_options),
+            f"cd {shlex.quote(str(ROOT))}",
+            shlex.join(worker) + f' --search_worker={self.run_id}:"$SLURM_ARRAY_TASK_ID"',
+        ]
+        script.write_text("\n".join(lines) + "\n")
+        submitted = subprocess.run(
+            ["sbatch", "--parsable", str(script)], capture_output=True, text=True
+        )
+        if submitted.returncode != 0:
+            raise UserError(f"sbatch failed: {submitted.stderr.strip() or submitted.stdout}")
+        job = submitted.stdout.strip().split(";")[0]
+        logging.info("submitted %d search workers as job array %s", parallel, job)
+        while subprocess.run(
+            ["squeue", "-h", "-j", job], capture_output=True, text=True
+        ).stdout.strip():
+            time.sleep(2)
+
+    def _work_left(self) -> bool:
+        """Whether a worker would find a trial: room in the study, or a killed run's trial
+        no worker of this run has taken."""
+        states = self.optuna.trial.TrialState
+        trials = self.study.get_trials(deepcopy=False, states=tuple(set(states) - {states.WAITING}))
+        if len(trials) < self.num_trials:
+            return True
+        since = float(self.run_id)
+        return any(
+            t.state == states.RUNNING
+            and t.datetime_start.timestamp() < since
+            and not (self.sweep_dir / CLAIMS / f"{t.number}.{self.run_id}").exists()
+            for t in trials
+        )
+
+    def _fail_trials_of(self, pid: int, error: str) -> list[int]:
+        """The trials a dead worker held and left RUNNING, now FAIL with `error`."""
+        states = self.optuna.trial.TrialState
+        held = []
+        for frozen in self.study.get_trials(deepcopy=False, states=(states.RUNNING,)):
+            claim = self.sweep_dir / CLAIMS / f"{frozen.number}.{self.run_id}"
+            if claim.exists() and claim.read_text() == str(pid):
+                self.study._storage.set_trial_user_attr(frozen._trial_id, "error", error)
+                self.study._storage.set_trial_state_values(frozen._trial_id, states.FAIL)
+                held.append(frozen.number)
+        return held
+
+    def _on_signal(self, signum, frame) -> None:
+        self._stop = True
 
     @property
     def stopped(self) -> bool:
-        return self.sweep.stopped
+        return self._stop
 
     def rows(self) -> list[dict]:
         """One row per trial of the study, in trial order."""
@@ -403,35 +584,3 @@ def exit_code(search: Search) -> int:
 
 
 __all__ = ["Search", "SearchReport", "exit_code"]
-
-
-def run_slurm_workers(command: list[str], sweep_dir, parallel: int, sbatch_options) -> None:
-    """`parallel` SLURM array tasks, each running `command` (a one-slot local search that
-    pulls trials from the shared study); waits for the array to end."""
-    import shlex
-
-    logs = Path(sweep_dir) / "slurm"
-    logs.mkdir(parents=True, exist_ok=True)
-    script = logs / "workers.sh"
-    lines = [
-        "#!/bin/bash",
-        f"#SBATCH --job-name=jaxdl-search-{Path(sweep_dir).name}",
-        f"#SBATCH --array=0-{parallel - 1}",
-        f"#SBATCH --output={logs}/worker-%a.out",
-        f"#SBATCH --error={logs}/worker-%a.err",
-        *(f"#SBATCH {option}" for option in sbatch_options),
-        f"cd {shlex.quote(str(Path(__file__).resolve().parents[2]))}",
-        shlex.join(command),
-    ]
-    script.write_text("\n".join(lines) + "\n")
-    submitted = subprocess.run(
-        ["sbatch", "--parsable", str(script)], capture_output=True, text=True
-    )
-    if submitted.returncode != 0:
-        raise UserError(f"sbatch failed: {submitted.stderr.strip() or submitted.stdout}")
-    job = submitted.stdout.strip().split(";")[0]
-    logging.info("submitted %d search workers as job array %s", parallel, job)
-    while subprocess.run(
-        ["squeue", "-h", "-j", job], capture_output=True, text=True
-    ).stdout.strip():
-        time.sleep(2)

@@ -1,7 +1,10 @@
 """Adaptive search: seeded proposals, pruning with a checkpoint, a resumed study."""
 
+import os
+import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -27,7 +30,7 @@ def proposals(sweep_dir, seed: int) -> list[dict]:
     runner = search.Search(
         ["--config=x.py"], sweep_dir, SPACE, 8, "eval/loss", "min", seed, startup_trials=3
     )
-    runner._active, runner._given, made = [], set(), []
+    made = []
     for _ in range(8):  # a made-up objective, told back so that TPE learns from it
         (record,) = runner._next()
         made.append(record["overrides"])
@@ -43,6 +46,17 @@ def test_a_seeded_sampler_proposes_the_same_trials(tmp_path):
     assert first != proposals(tmp_path / "c", seed=4)
     assert all(8 <= t["model.dense"] <= 64 and isinstance(t["model.dense"], int) for t in first)
     assert {t["optimizer.name"] for t in first} <= {"adam", "sgd"}
+
+
+def test_the_workers_of_a_search_draw_apart(tmp_path):
+    """Each worker has its own sampler; seeded alike, two workers proposed the same
+    trials in turn (every trial twice)."""
+    run_id = f"{time.time():.6f}"
+    first = lambda worker, sweep_dir: search.Search(
+        ["--config=x.py"], sweep_dir, SPACE, 8, "eval/loss", "min", 3, run_id=run_id, worker=worker
+    )._next()[0]["overrides"]
+    assert first(0, tmp_path / "a") != first(1, tmp_path / "a")
+    assert first(1, tmp_path / "b") == first(1, tmp_path / "c")  # seeded
 
 
 def test_a_study_belongs_to_one_command(tmp_path):
@@ -75,17 +89,45 @@ def test_a_vmapped_search_asks_its_groups_and_resumes_them_together(tmp_path):
     space = {"optimizer.learning_rate": sweeps.loguniform(1e-4, 1e-1)}
     make = lambda: search.Search(["--config=x.py"], tmp_path, space, 5, "eval/loss", "min", vmap=2)
     runner = make()
-    runner._active, runner._given = [], set()
     units = [runner._next() for _ in range(3)]
     assert [[r["trial"].number for r in unit] for unit in units] == [[0, 1], [2, 3], [4]]
     assert runner._next() is None  # the study holds its 5 trials
     runner.study.tell(units[1][0]["trial"], 0.5)  # one of the second group finished
     # The search was killed: a new one resumes each group's unfinished trials together.
     again = make()
-    again._active, again._given = [], set()
     resumed = [[r["trial"].number for r in again._next()] for _ in range(3)]
     assert resumed == [[0, 1], [3], [4]]
     assert again._next() is None
+
+
+def test_workers_of_one_run_take_a_killed_runs_trials_once_and_not_each_others(tmp_path):
+    space = {"optimizer.learning_rate": sweeps.loguniform(1e-4, 1e-1)}
+    make = lambda trials, run_id=None: search.Search(
+        ["--config=x.py"], tmp_path, space, trials, "eval/loss", "min", run_id=run_id
+    )
+    killed = make(3)
+    assert [[r["trial"].number for r in killed._next()] for _ in range(3)] == [[0], [1], [2]]
+    # The command again, with two workers: each of the killed run's trials goes to one.
+    run_id = f"{time.time():.6f}"
+    a, b = make(5, run_id), make(5, run_id)
+    taken = [a._next(), b._next(), a._next()]
+    assert [[r["trial"].number for r in unit] for unit in taken] == [[0], [1], [2]]
+    assert a._work_left()  # room for 2 more
+    # New trials: a's is not a killed run's for b, which asks its own.
+    assert [r["trial"].number for r in a._next()] == [3]
+    assert [r["trial"].number for r in b._next()] == [4]
+    assert b._next() is None and not a._work_left()
+
+
+def test_a_dead_workers_trials_fail_with_its_error_and_no_others(tmp_path):
+    space = {"optimizer.learning_rate": sweeps.loguniform(1e-4, 1e-1)}
+    runner = search.Search(["--config=x.py"], tmp_path, space, 3, "eval/loss", "min")
+    mine, other, _ = (runner._next()[0]["trial"].number for _ in range(3))
+    (tmp_path / search.CLAIMS / f"{other}.{runner.run_id}").write_text("1")  # another pid's
+    assert runner._fail_trials_of(os.getpid(), "its worker died (-9)") == [mine, 2]
+    states = {t.number: t.state.name for t in runner.study.trials}
+    assert states == {mine: "FAIL", other: "RUNNING", 2: "FAIL"}
+    assert runner.study.trials[mine].user_attrs["error"] == "its worker died (-9)"
 
 
 # (prune_after, the step it stops at): at its first eval, or at the first past 60 of 100.
@@ -185,11 +227,13 @@ def test_a_vmapped_search_prunes_a_group_only_when_every_trial_lags(synthetic_da
     )
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert sorted(p.name for p in sweep_dir.glob("*.trials.json")) == [
-        "000_learning_rate=0.05.trials.json",  # one vmapped run per group
-        "002_learning_rate=0.05.trials.json",
-        "004_learning_rate=1e-09.trials.json",
+    logs = sorted(sweep_dir.glob("*.log"))  # one vmapped run per group, its log
+    assert [p.name for p in logs] == [
+        "000_learning_rate=0.05.log",
+        "002_learning_rate=0.05.log",
+        "004_learning_rate=1e-09.log",
     ]
+    assert all("2 vmapped trials" in p.read_text() for p in logs)
     summary = (sweep_dir / "summary.md").read_text()
     rows = [line for line in summary.splitlines() if line.startswith("| 00")]
     assert [r.split(" | ")[2] for r in rows] == ["done"] * 4 + ["pruned"] * 2
@@ -202,3 +246,81 @@ def test_a_vmapped_search_prunes_a_group_only_when_every_trial_lags(synthetic_da
         assert read_metrics(workdir(number))[-1]["stop"] == "pruned by the search at step 4"
     frozen = search.open_study(sweep_dir, base, "min", 0, "median").trials
     assert [sorted(t.intermediate_values) for t in frozen[3:]] == [[4, 8, 12], [4], [4]]
+
+
+DIES_AT_13 = """
+import os
+import signal
+
+import flax.linen as nn
+
+from jaxdl import registry
+
+
+class Linear(nn.Module):
+    num_classes: int
+
+    @nn.compact
+    def __call__(self, x, train, penultimate=False):
+        return nn.Dense(self.num_classes)(x.reshape(x.shape[0], -1))
+
+
+@registry.model("dies_at_13", family="classifier", width=16)
+def build(cfg, info):
+    if cfg.width == 13:  # its process dies, as if out of memory
+        os.kill(os.getpid(), signal.SIGKILL)
+    return Linear(len(info["class_names"]))
+"""
+EXPERIMENT = """
+import dies_at_13  # registers the model
+
+from experiments import fashion_cnn_tiny
+from jaxdl import configs
+
+
+def get_config():
+    config = fashion_cnn_tiny.get_config()
+    configs.switch(config, "model", "dies_at_13")
+    return config
+"""
+
+
+@pytest.mark.slow
+def test_trials_train_in_worker_processes_and_a_dead_worker_fails_only_its_trial(
+    synthetic_data_dir, tmp_path
+):
+    code, sweep_dir = tmp_path / "code", tmp_path / "search"
+    code.mkdir()
+    (code / "dies_at_13.py").write_text(DIES_AT_13)
+    (code / "experiment.py").write_text(EXPERIMENT)
+    base = [
+        f"--config={code / 'experiment.py'}",
+        f"--config.data.data_dir={synthetic_data_dir}",
+        "--config.train.num_steps=4",
+        "--config.train.plot=False",
+    ]
+    study = search.open_study(sweep_dir, base, "min", 0, "median")
+    for width in (13, 16, 17):  # the first kills its worker; another worker takes the rest
+        study.enqueue_trial({"model.width": width})
+    command = [
+        sys.executable,
+        str(ROOT / "launch" / "sweep.py"),
+        *base,
+        f"--sweep_dir={sweep_dir}",
+        "--search=optuna",
+        "--trials=3",
+        "--space=config.model.width=choice([16,13,17])",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(code), "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    assert result.returncode == 3, result.stderr[-3000:]  # some trials failed
+    rows = [x for x in (sweep_dir / "summary.md").read_text().splitlines() if x.startswith("| 00")]
+    assert [r.split(" | ")[2] for r in rows] == ["failed", "done", "done"]
+    assert study.trials[0].user_attrs["error"].startswith("its worker died (-9)")
+    # Trials 1 and 2 trained one after the other in one process, the second worker's.
+    workers = [
+        re.search(r"worker (\d+):", (sweep_dir / f"00{n}_width={w}.log").read_text()).group(1)
+        for n, w in ((1, 16), (2, 17))
+    ]
+    assert workers[0] == workers[1]
+    assert sorted(p.name for p in (sweep_dir / "workers").iterdir()) == ["0.log", "1.log"]
