@@ -6,22 +6,28 @@ The space: learning rate log-uniform in [1e-4, 0.3] and weight decay log-uniform
   random   --trials random points (jaxdl.sweeps.random_search), vmapped in one process;
   pbt      the same starting points, vmapped, exploit/explore every steps/8 steps with
            --pbt_factors;
-  optuna   groups of --optuna_vmap trials asked at once and trained as one vmapped run,
-           --optuna_parallel runs at a time (one CPU core each), TPE after the first
-           --optuna_startup random trials, a group pruned at an eval from --prune_after
-           of its steps on when all its trials lag, stopped (SIGTERM) when the random
-           search's wall time has passed: the trials finished by then count;
+  optuna   --optuna_parallel worker processes (one CPU core each), each training groups
+           of --optuna_vmap trials asked at once as one vmapped run, one group after
+           another in its own process; TPE after the first --optuna_startup random
+           trials, a group pruned at an eval from --prune_after of its steps on when all
+           its trials lag, stopped (SIGTERM) when the random search's wall time has
+           passed: the trials finished by then count;
   control  optuna's runner and budget with every trial random (what its layout of
-           groups and slots gives without TPE).
+           groups and workers gives without TPE).
 Each run's best final eval/loss (the test set), per search seed; medians over seeds.
+Every trial of every arm trains with the same flags (4 evals of the test set). Then the
+noise: the best config of the first seed's random search trained with config.seed 0..7.
+A method beats random search when its median is lower and it wins on more than half of
+the seeds (paired by seed; the one-sided sign test's p is shown).
 
-    python bench/search.py [--seeds=0,1,2,3,4] [--trials=24] [--steps=400] ...
+    python bench/search.py [--seeds=0,...,9] [--trials=24] [--steps=400] ...
 
 Writes bench/results/search.md (with other options: search_<option><value>....md).
 """
 
 import argparse
 import json
+import math
 import signal
 import statistics
 import subprocess
@@ -88,7 +94,7 @@ def best_run(sweep_dir: Path) -> tuple[float, str] | None:
         numbers = json.loads(lineage.read_text().splitlines()[-1])
     else:
         numbers = json.loads((trial / "config.json").read_text())["optimizer"]
-    return loss, f"lr {numbers['learning_rate']:.2g}, wd {numbers['weight_decay']:.2g}"
+    return loss, f"lr {numbers['learning_rate']:.2g}, wd {numbers['weight_decay']:.2g}", numbers
 
 
 def sweep_command(experiment: Path, sweep_dir: Path, steps: int, *flags: str) -> list[str]:
@@ -149,6 +155,31 @@ def run_optuna(tmp: Path, seed: int, steps: int, wall: float, args, tpe: bool = 
     return used, best_run(sweep_dir), counts
 
 
+def noise(tmp: Path, steps: int, numbers: dict) -> list[float]:
+    """The final eval/loss of one config (`numbers`) trained with config.seed 0..7."""
+    sweep_dir = tmp / "noise"
+    command = sweep_command(
+        ROOT / "experiments/fashion_cnn_tiny.py",
+        sweep_dir,
+        steps,
+        "--sweep=config.seed=range(8)",
+        "--config.sweep.vmap=8",
+        f"--config.optimizer.learning_rate={numbers['learning_rate']}",
+        f"--config.optimizer.weight_decay={numbers['weight_decay']}",
+    )
+    timed_run(command)
+    finals = []
+    for metrics in sorted(sweep_dir.glob("*/metrics.jsonl")):
+        rows = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
+        finals.append([r["eval/loss"] for r in rows if "eval/loss" in r][-1])
+    return finals
+
+
+def sign_test(wins: int, n: int) -> float:
+    """One-sided p of `wins` or more of `n` paired seeds if either method were as good."""
+    return sum(math.comb(n, k) for k in range(wins, n + 1)) / 2**n
+
+
 OPTIONS = dict(
     trials=24,
     steps=400,
@@ -158,6 +189,7 @@ OPTIONS = dict(
     optuna_startup=8,
     pbt_factors="0.5,0.8,1.25,2",
 )
+SHORT = {"random": "random search", "pbt": "PBT", "optuna": "Optuna TPE", "control": "the control"}
 COLUMNS = {
     "random": "random",
     "pbt": "PBT",
@@ -168,7 +200,7 @@ COLUMNS = {
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seeds", default="0,1,2,3,4")
+    parser.add_argument("--seeds", default="0,1,2,3,4,5,6,7,8,9")
     for name, default in OPTIONS.items():
         parser.add_argument(f"--{name}", type=type(default), default=default)
     args = parser.parse_args()
@@ -184,6 +216,7 @@ def main() -> None:
             row["control"] = run_optuna(tmp, seed, args.steps, wall, args, tpe=False)
             print(row, flush=True)
             rows.append(row)
+        spread = noise(tmp, args.steps, rows[0]["random"][1][2])
     loss = lambda row, key: row[key][1][0] if row[key][1] else None
 
     def median(key) -> str:
@@ -214,18 +247,29 @@ def main() -> None:
     for r in rows:
         lines.append(f"| {r['seed']} | " + " | ".join(cell(r, key) for key in COLUMNS) + " |")
     lines.append("| **median** | " + " | ".join(f"**{median(key)}**" for key in COLUMNS) + " |")
-    wins = lambda key: sum(
-        loss(r, key) is not None and loss(r, key) < loss(r, "random") for r in rows
+    wins = lambda key, other="random": sum(
+        loss(r, key) is not None and loss(r, key) < loss(r, other) for r in rows
     )
-    verdict = lambda key: (
-        f"{COLUMNS[key].split(' (')[0]} beats random on {wins(key)} of {len(rows)} seeds, "
-        f"median {median(key)} vs {median('random')}: "
-        f"{'met' if wins(key) == len(rows) else 'NOT met'}"
-    )
+
+    def verdict(key, other="random") -> str:
+        won, n = wins(key, other), len(rows)
+        better = median(key) < median(other) and won > n / 2
+        return (
+            f"{SHORT[key]} beats {SHORT[other]} on {won} of "
+            f"{n} seeds (sign test p = {sign_test(won, n):.3f}), median {median(key)} vs "
+            f"{median(other)}: {'met' if better else 'NOT met'}"
+        )
+
     lines += [
         "",
-        "Target (both adaptive methods beat random search at equal wall time, every seed): "
-        f"{verdict('pbt')}; {verdict('optuna')}. (Control: {wins('control')} of {len(rows)}.)",
+        "Target (both adaptive methods beat random search at equal wall time: a lower "
+        f"median and more than half of the seeds won): {verdict('pbt')}; "
+        f"{verdict('optuna')}. Control (random trials in Optuna's runner): "
+        f"{verdict('control')}. TPE against the same runner: {verdict('optuna', 'control')}.",
+        "",
+        f"Noise: the first seed's random-search best ({rows[0]['random'][1][1]}) trained with "
+        f"config.seed 0..7 ends at eval/loss {min(spread):.4f} to {max(spread):.4f} "
+        f"(sd {statistics.stdev(spread):.4f}).",
     ]
     table = "\n".join(lines) + "\n"
     print(table)
