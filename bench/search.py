@@ -18,11 +18,12 @@ Each run's best final eval/loss (the test set), per search seed; medians over se
 Every trial of every arm trains with the same flags (4 evals of the test set). Then the
 noise: the best config of the first seed's random search trained with config.seed 0..7.
 A method beats random search when its median is lower and it wins on more than half of
-the seeds (paired by seed; the one-sided sign test's p is shown).
+the seeds that did not tie (paired by seed; the one-sided sign test's p is shown).
 
-    python bench/search.py [--seeds=0,...,9] [--trials=24] [--steps=400] ...
+    python bench/search.py [--seeds=0,...,9] [--trials=24] [--steps=400] ... [--render]
 
-Writes bench/results/search.md (with other options: search_<option><value>....md).
+Writes bench/results/search.{json,md} (with other options: search_<option><value>....);
+--render writes the table again from the .json.
 """
 
 import argparse
@@ -175,9 +176,11 @@ def noise(tmp: Path, steps: int, numbers: dict) -> list[float]:
     return finals
 
 
-def sign_test(wins: int, n: int) -> float:
-    """One-sided p of `wins` or more of `n` paired seeds if either method were as good."""
-    return sum(math.comb(n, k) for k in range(wins, n + 1)) / 2**n
+def sign_test(wins: int, losses: int) -> float:
+    """One-sided p of `wins` or more wins among the seeds that did not tie, were both
+    methods as good."""
+    n = wins + losses
+    return sum(math.comb(n, k) for k in range(wins, n + 1)) / 2**n if n else 1.0
 
 
 OPTIONS = dict(
@@ -203,7 +206,25 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2,3,4,5,6,7,8,9")
     for name, default in OPTIONS.items():
         parser.add_argument(f"--{name}", type=type(default), default=default)
+    parser.add_argument(
+        "--render", action="store_true", help="only write the table again from its .json"
+    )
     args = parser.parse_args()
+    changed = [k for k, v in OPTIONS.items() if getattr(args, k) != v]
+    name = "search" + "".join(f"_{k}{getattr(args, k)}" for k in changed)
+    saved = RESULTS / f"{name}.json"
+    if args.render:
+        record = json.loads(saved.read_text())
+    else:
+        record = run(args)
+        saved.write_text(json.dumps(record, indent=1) + "\n")
+    table = render(record)
+    print(table)
+    (RESULTS / f"{name}.md").write_text(table)
+
+
+def run(args) -> dict:
+    """Every seed's searches and the noise floor, as JSON: what `render` reads."""
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -217,6 +238,12 @@ def main() -> None:
             print(row, flush=True)
             rows.append(row)
         spread = noise(tmp, args.steps, rows[0]["random"][1][2])
+    command = " ".join(f"--{k}={getattr(args, k)}" for k in ("seeds", *OPTIONS))
+    return {"machine": machine_line(), "command": command, "rows": rows, "noise": spread}
+
+
+def render(record: dict) -> str:
+    rows, spread = record["rows"], record["noise"]
     loss = lambda row, key: row[key][1][0] if row[key][1] else None
 
     def median(key) -> str:
@@ -231,13 +258,12 @@ def main() -> None:
             more = f"; {counts['done']}" + (f" / {counts['pruned']}" if key == "optuna" else "")
         return f"{found} ({wall:.0f} s{more})"
 
-    command = " ".join(f"--{k}={getattr(args, k)}" for k in ("seeds", *OPTIONS))
     lines = [
         "# Searches at equal wall time: random vs Optuna TPE + pruning vs PBT",
         "",
-        machine_line(),
-        f"- `python bench/search.py {command}`; tiny CNN on Fashion-MNIST, lower eval/loss "
-        "is better",
+        record["machine"],
+        f"- `python bench/search.py {record['command']}`; tiny CNN on Fashion-MNIST, lower "
+        "eval/loss is better",
         "- each cell: the best finished trial's final eval/loss, the optimizer numbers it "
         "ended with, the search's wall time (and trials finished in it)",
         "",
@@ -247,35 +273,33 @@ def main() -> None:
     for r in rows:
         lines.append(f"| {r['seed']} | " + " | ".join(cell(r, key) for key in COLUMNS) + " |")
     lines.append("| **median** | " + " | ".join(f"**{median(key)}**" for key in COLUMNS) + " |")
-    wins = lambda key, other="random": sum(
-        loss(r, key) is not None and loss(r, key) < loss(r, other) for r in rows
-    )
 
     def verdict(key, other="random") -> str:
-        won, n = wins(key, other), len(rows)
-        better = median(key) < median(other) and won > n / 2
+        pairs = [(loss(r, key), loss(r, other)) for r in rows]
+        pairs = [(a if a is not None else math.inf, b) for a, b in pairs]
+        won, lost = sum(a < b for a, b in pairs), sum(a > b for a, b in pairs)
+        better = median(key) < median(other) and won > lost
         return (
-            f"{SHORT[key]} beats {SHORT[other]} on {won} of "
-            f"{n} seeds (sign test p = {sign_test(won, n):.3f}), median {median(key)} vs "
-            f"{median(other)}: {'met' if better else 'NOT met'}"
+            f"{SHORT[key]} against {SHORT[other]}: {won} seeds won, {lost} lost, "
+            f"{len(rows) - won - lost} tied (sign test p = {sign_test(won, lost):.3f}), "
+            f"median {median(key)} vs {median(other)}: {'met' if better else 'NOT met'}"
         )
 
     lines += [
         "",
         "Target (both adaptive methods beat random search at equal wall time: a lower "
-        f"median and more than half of the seeds won): {verdict('pbt')}; "
-        f"{verdict('optuna')}. Control (random trials in Optuna's runner): "
-        f"{verdict('control')}. TPE against the same runner: {verdict('optuna', 'control')}.",
+        "median and more seeds won than lost; the sign test leaves ties out):",
+        "",
+        f"- {verdict('pbt')}",
+        f"- {verdict('optuna')}",
+        f"- {verdict('control')} (the control: random trials in Optuna's runner)",
+        f"- {verdict('optuna', 'control')} (TPE's own share: the same runner and budget)",
         "",
         f"Noise: the first seed's random-search best ({rows[0]['random'][1][1]}) trained with "
         f"config.seed 0..7 ends at eval/loss {min(spread):.4f} to {max(spread):.4f} "
         f"(sd {statistics.stdev(spread):.4f}).",
     ]
-    table = "\n".join(lines) + "\n"
-    print(table)
-    changed = [k for k, v in OPTIONS.items() if getattr(args, k) != v]
-    name = "search" + "".join(f"_{k}{getattr(args, k)}" for k in changed)
-    (RESULTS / f"{name}.md").write_text(table)
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
