@@ -146,35 +146,25 @@ def open_study(
 class SearchReport(Hook):
     """In a trial's trainer: at each eval, the metric goes to the study as the trial's
     intermediate value at that step, and when the pruner says so the trial stops (a
-    checkpoint is saved) and is PRUNED. For a vmapped group, `trial_ids` lists its trials
-    in order: each reports its own value, and the group stops (all its trials PRUNED)
-    when the pruner would stop each of those that have not failed. `prune_after`: the
-    share of the run's steps before which no trial is pruned (its early evals are still
-    reported)."""
+    checkpoint is saved) and is PRUNED. For a vmapped group, `trials` (optuna Trials of
+    one study) are its trials in order: each reports its own value, and the group stops
+    (all its trials PRUNED) when the pruner would stop each of those that have not failed.
+    `prune_after`: the share of the run's steps before which no trial is pruned (its
+    early evals are still reported); the study's pruner is set to one that knows it."""
 
-    def __init__(
-        self,
-        storage: str,
-        study_name: str,
-        trial_ids: list[int],
-        metric: str,
-        pruner: str = "median",
-        prune_after: float = 0.0,
-    ):
+    def __init__(self, trials: list, metric: str, pruner: str = "median", prune_after=0.0):
+        self.trials = list(trials)
         self.metric = metric
+        self.pruner = pruner
+        self.prune_after = prune_after
         self._optuna = _optuna()
-        self._study = (storage, study_name, list(trial_ids), pruner, prune_after)
 
     def start(self, loop: Loop) -> None:
         from jaxdl.train.hooks import Evaluate
 
         self.every = next(h.every for h in loop.hooks if isinstance(h, Evaluate))  # its cadence
-        storage, study_name, trial_ids, pruner, prune_after = self._study
-        warmup = int(prune_after * loop.total_steps)
-        study = self._optuna.load_study(
-            study_name=study_name, storage=storage, pruner=make_pruner(pruner, warmup)
-        )
-        self.trials = [self._optuna.trial.Trial(study, i) for i in trial_ids]
+        warmup = int(self.prune_after * loop.total_steps)
+        self.trials[0].study.pruner = make_pruner(self.pruner, warmup)
 
     def due(self, step: int, stop) -> bool:
         return step % self.every == 0 or (stop is not None and stop.kind != REQUESTED)
@@ -324,14 +314,8 @@ class Search:
         trial's outcome goes to the study."""
         from jaxdl.train import train_and_evaluate, train_trials
 
-        report = SearchReport(
-            storage_url(self.sweep_dir),
-            "jaxdl",
-            [record["trial"]._trial_id for record in unit],
-            self.metric,
-            self.pruner,
-            self.prune_after,
-        )
+        trials = [record["trial"] for record in unit]
+        report = SearchReport(trials, self.metric, self.pruner, self.prune_after)
         log = std_logging.FileHandler(self.sweep_dir / f"{unit[0]['name']}.log", mode="w")
         log.setFormatter(logging.PythonFormatter())
         for keep in logging.get_absl_handler().filters:  # what the console leaves out too

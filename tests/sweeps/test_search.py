@@ -142,9 +142,7 @@ def test_a_trial_whose_metric_lags_is_pruned_and_stops_with_a_checkpoint(
             trial.report(0.5, step)
         study.tell(trial, 0.5)
     trial = study.ask()
-    report = search.SearchReport(
-        search.storage_url(tmp_path), "jaxdl", [trial._trial_id], "eval/loss", "median", prune_after
-    )
+    report = search.SearchReport([trial], "eval/loss", "median", prune_after)
 
     def evaluate(state):  # this trial's eval loss: far above the others'
         return {"loss": Mean(np.float32(9.0), np.float32(1))}
