@@ -92,6 +92,21 @@ def run_search(base_args: list[str]) -> int:
     if FLAGS.search_worker:
         run_id, _, number = FLAGS.search_worker.rpartition(":")
         worker_of_run = [run_id, int(number)]
+    else:
+        # The low end of every axis: unknown keys and bad values are one line now, not
+        # failed trials later.
+        low = {
+            name: args[0][0] if kind == "choice" else args[0]
+            for name, (kind, *args) in space.items()
+        }
+        validate(sweeps.apply_overrides(FLAGS.config, low))
+        check(
+            not FLAGS.config.sweep.pbt_every,
+            "--search=optuna does not combine with config.sweep.pbt_every (population-based "
+            "training is a grid sweep's vmapped group)",
+        )
+        local = FLAGS.backend == "local"
+        slots = sweep_lib.device_slots(FLAGS.parallel, FLAGS.gpus) if local else []
     search = search_lib.Search(
         base_args,
         FLAGS.sweep_dir,
@@ -110,22 +125,11 @@ def run_search(base_args: list[str]) -> int:
         FLAGS.showprefixforinfo = False  # its trials' logs read as launch/train.py's
         search.work(FLAGS.config)
         return 0
-    # The low end of every axis: unknown keys and bad values are one line now, not failed
-    # trials later.
-    low = {
-        name: args[0][0] if kind == "choice" else args[0] for name, (kind, *args) in space.items()
-    }
-    validate(sweeps.apply_overrides(FLAGS.config, low))
-    check(
-        not FLAGS.config.sweep.pbt_every,
-        "--search=optuna does not combine with config.sweep.pbt_every (population-based "
-        "training is a grid sweep's vmapped group)",
-    )
     worker = [sys.executable, __file__, *sys.argv[1:]]
-    if FLAGS.backend == "slurm":
-        search.run_slurm(worker, FLAGS.parallel, FLAGS.sbatch)
+    if local:
+        search.run(slots, worker)
     else:
-        search.run(sweep_lib.device_slots(FLAGS.parallel, FLAGS.gpus), worker)
+        search.run_slurm(worker, FLAGS.parallel, FLAGS.sbatch)
     best = search.write_summary()
     rows = search.rows()
     counts = {s: sum(r["status"] == s for r in rows) for s in ("done", "pruned", "failed")}

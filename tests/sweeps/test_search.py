@@ -189,6 +189,29 @@ def search_with_bad_last_trial(synthetic_data_dir, sweep_dir, lrs: tuple, *flags
 
 
 @pytest.mark.slow
+def test_a_bad_search_is_one_line_before_any_study(synthetic_data_dir, tmp_path):
+    """A config no trial could train is refused before sweep_dir holds a study of it (which
+    would make the corrected command 'a search of another command')."""
+    command, _ = search_with_bad_last_trial(synthetic_data_dir, tmp_path / "unused", (0.05,))
+    command = [a for a in command if not a.startswith("--space")]
+    sweep_dir = tmp_path / "search"
+    command = [
+        a if not a.startswith("--sweep_dir") else f"--sweep_dir={sweep_dir}" for a in command
+    ]
+    result = subprocess.run(
+        [*command, "--space=config.optimizer.weight_decay=uniform(-1,0)"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert result.returncode == 1
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert "optimizer.weight_decay=-1" in line and "must be >= 0" in line
+    assert not (sweep_dir / search.STUDY_FILE).exists()
+
+
+@pytest.mark.slow
 def test_a_search_prunes_resumes_and_summarises(synthetic_data_dir, tmp_path):
     sweep_dir = tmp_path / "search"
     # Two good trials first, then a learning rate that cannot learn: the median pruner
