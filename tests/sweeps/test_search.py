@@ -17,6 +17,7 @@ from jaxdl.train import hooks as hooks_lib
 from jaxdl.train.loop import REQUESTED, Loop, fit
 from jaxdl.train.writers import read_metrics
 from tests.conftest import ROOT
+from tests.sweeps.test_sweeps import slurm_cluster_up
 from tests.train.test_loop import RecordingRunDir, batches, steps
 
 SPACE = {
@@ -345,3 +346,29 @@ def test_trials_train_in_worker_processes_and_a_dead_worker_fails_only_its_trial
     ]
     assert workers[0] == workers[1]
     assert sorted(p.name for p in (sweep_dir / "workers").iterdir()) == ["0.log", "1.log"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not slurm_cluster_up(), reason="no running SLURM cluster here")
+def test_a_search_on_slurm_runs_array_tasks_as_workers(synthetic_data_dir, tmp_path):
+    """Needs a running cluster: tests/slurm/start_local_cluster.sh (root) starts one."""
+    sweep_dir = tmp_path / "search"
+    command, _ = search_with_bad_last_trial(synthetic_data_dir, tmp_path / "unused", ())
+    command = [
+        a if not a.startswith("--sweep_dir") else f"--sweep_dir={sweep_dir}" for a in command
+    ]
+    command = [a if a != "--trials=0" else "--trials=4" for a in command]
+    result = subprocess.run(
+        [*command, "--backend=slurm", "--parallel=2", "--pruner=none"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = search.open_study(sweep_dir, _, "min", 0, "median").trials
+    assert [t.state.name for t in study] == ["COMPLETE"] * 4
+    assert len({t.params["optimizer.learning_rate"] for t in study}) == 4  # drawn apart
+    logs = [(sweep_dir / f"{t.user_attrs['name']}.log").read_text() for t in study]
+    workers = {re.search(r"worker (\d+):", log).group(1) for log in logs}
+    assert len(workers) == 2  # the two array tasks, each training its trials in process
