@@ -163,10 +163,12 @@ def test_a_trial_whose_metric_lags_is_pruned_and_stops_with_a_checkpoint(
     assert frozen.intermediate_values == dict.fromkeys(range(2, stop + 1, 2), 9.0)
 
 
-def search_with_bad_last_trial(synthetic_data_dir, sweep_dir, lrs: tuple, *flags: str):
-    """The launch/sweep.py command of a 12-step SGD search (evals at 4, 8, 12) over the
-    learning rate whose trials are `lrs`, in order (enqueued), and the study's base args."""
-    base = [
+LR_SPACE = "config.optimizer.learning_rate=loguniform(1e-9,1.0)"
+
+
+def tiny_sgd(synthetic_data_dir, *flags: str) -> list[str]:
+    """The --config args of a 12-step SGD run with evals at steps 4, 8 and 12."""
+    return [
         f"--config={ROOT}/experiments/fashion_cnn_tiny.py",
         f"--config.data.data_dir={synthetic_data_dir}",
         "--config.train.num_steps=12",
@@ -174,33 +176,41 @@ def search_with_bad_last_trial(synthetic_data_dir, sweep_dir, lrs: tuple, *flags
         "--config.optimizer.name=sgd",
         *flags,
     ]
-    study = search.open_study(sweep_dir, base, "min", 0, "median")
-    for lr in lrs:
-        study.enqueue_trial({"optimizer.learning_rate": lr})
-    command = [
+
+
+def search_command(sweep_dir, base: list, space: str, trials: int, enqueued=()) -> list[str]:
+    """The launch/sweep.py command of a search of `trials` over `space` with the --config
+    args `base`; the study is made first when trials are `enqueued` (asked first, in order)."""
+    if enqueued:
+        study = search.open_study(sweep_dir, base, "min", 0, "median")
+        for params in enqueued:
+            study.enqueue_trial(params)
+    return [
         sys.executable,
         str(ROOT / "launch" / "sweep.py"),
         *base,
         f"--sweep_dir={sweep_dir}",
         "--search=optuna",
-        f"--trials={len(lrs)}",
-        "--space=config.optimizer.learning_rate=loguniform(1e-9,1.0)",
+        f"--trials={trials}",
+        f"--space={space}",
     ]
-    return command, base
+
+
+def search_with_bad_last_trial(synthetic_data_dir, sweep_dir, lrs: tuple, *flags: str):
+    """The command of a search whose trials are `lrs`, in order, and its base args."""
+    base = tiny_sgd(synthetic_data_dir, *flags)
+    enqueued = [{"optimizer.learning_rate": lr} for lr in lrs]
+    return search_command(sweep_dir, base, LR_SPACE, len(lrs), enqueued), base
 
 
 @pytest.mark.slow
 def test_a_bad_search_is_one_line_before_any_study(synthetic_data_dir, tmp_path):
     """A config no trial could train is refused before sweep_dir holds a study of it (which
     would make the corrected command 'a search of another command')."""
-    command, _ = search_with_bad_last_trial(synthetic_data_dir, tmp_path / "unused", (0.05,))
-    command = [a for a in command if not a.startswith("--space")]
     sweep_dir = tmp_path / "search"
-    command = [
-        a if not a.startswith("--sweep_dir") else f"--sweep_dir={sweep_dir}" for a in command
-    ]
+    space = "config.optimizer.weight_decay=uniform(-1,0)"
     result = subprocess.run(
-        [*command, "--space=config.optimizer.weight_decay=uniform(-1,0)"],
+        search_command(sweep_dir, tiny_sgd(synthetic_data_dir), space, 1),
         capture_output=True,
         text=True,
         timeout=300,
@@ -321,23 +331,15 @@ def test_trials_train_in_worker_processes_and_a_dead_worker_fails_only_its_trial
         "--config.train.num_steps=4",
         "--config.train.plot=False",
     ]
-    study = search.open_study(sweep_dir, base, "min", 0, "median")
-    for width in (13, 16, 17):  # the first kills its worker; another worker takes the rest
-        study.enqueue_trial({"model.width": width})
-    command = [
-        sys.executable,
-        str(ROOT / "launch" / "sweep.py"),
-        *base,
-        f"--sweep_dir={sweep_dir}",
-        "--search=optuna",
-        "--trials=3",
-        "--space=config.model.width=choice([16,13,17])",
-    ]
+    # The first kills its worker; another worker takes the rest.
+    widths = [{"model.width": width} for width in (13, 16, 17)]
+    command = search_command(sweep_dir, base, "config.model.width=choice([16,13,17])", 3, widths)
     env = {**os.environ, "PYTHONPATH": str(code), "JAX_PLATFORMS": "cpu"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
     assert result.returncode == 3, result.stderr[-3000:]  # some trials failed
     rows = [x for x in (sweep_dir / "summary.md").read_text().splitlines() if x.startswith("| 00")]
     assert [r.split(" | ")[2] for r in rows] == ["failed", "done", "done"]
+    study = search.open_study(sweep_dir, base, "min", 0, "median")
     assert study.trials[0].user_attrs["error"].startswith("its worker died (-9)")
     # Trials 1 and 2 trained one after the other in one process, the second worker's.
     workers = [
@@ -352,12 +354,8 @@ def test_trials_train_in_worker_processes_and_a_dead_worker_fails_only_its_trial
 @pytest.mark.skipif(not slurm_cluster_up(), reason="no running SLURM cluster here")
 def test_a_search_on_slurm_runs_array_tasks_as_workers(synthetic_data_dir, tmp_path):
     """Needs a running cluster: tests/slurm/start_local_cluster.sh (root) starts one."""
-    sweep_dir = tmp_path / "search"
-    command, _ = search_with_bad_last_trial(synthetic_data_dir, tmp_path / "unused", ())
-    command = [
-        a if not a.startswith("--sweep_dir") else f"--sweep_dir={sweep_dir}" for a in command
-    ]
-    command = [a if a != "--trials=0" else "--trials=4" for a in command]
+    sweep_dir, base = tmp_path / "search", tiny_sgd(synthetic_data_dir)
+    command = search_command(sweep_dir, base, LR_SPACE, 4)
     result = subprocess.run(
         [*command, "--backend=slurm", "--parallel=2", "--pruner=none"],
         capture_output=True,
@@ -366,7 +364,7 @@ def test_a_search_on_slurm_runs_array_tasks_as_workers(synthetic_data_dir, tmp_p
         cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    study = search.open_study(sweep_dir, _, "min", 0, "median").trials
+    study = search.open_study(sweep_dir, base, "min", 0, "median").trials
     assert [t.state.name for t in study] == ["COMPLETE"] * 4
     assert len({t.params["optimizer.learning_rate"] for t in study}) == 4  # drawn apart
     logs = [(sweep_dir / f"{t.user_attrs['name']}.log").read_text() for t in study]
