@@ -276,7 +276,7 @@ class Search:
             if frozen.datetime_start.timestamp() < since:
                 group = frozen.user_attrs.get("group", frozen.user_attrs.get("name"))
                 left.setdefault(group, []).append(frozen)
-        for unit in left.values():
+        for unit in left.values():  # every worker claims in trial order: the first decides
             if all(self._claim(frozen.number) for frozen in unit):
                 return [
                     self._record(self.optuna.trial.Trial(self.study, frozen._trial_id))
