@@ -370,8 +370,12 @@ class Sweep:
             time.sleep(1)
         return {}
 
-    def _on_signal(self, signum, frame) -> None:
+    def stop(self) -> None:
+        """Stops the sweep: no trial starts; run_in_slots stops the running ones."""
         self._stop = True
+
+    def _on_signal(self, signum, frame) -> None:
+        self.stop()
 
     @property
     def stopped(self) -> bool:

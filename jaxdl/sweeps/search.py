@@ -245,15 +245,24 @@ class Search:
         self._stop = False
 
     # ---- asking for trials (a worker) -----------------------------------------------------
+    def _claim_file(self, number: int) -> Path:
+        """Where a worker of this run says it took trial `number` (its pid inside)."""
+        return self.sweep_dir / CLAIMS / f"{number}.{self.run_id}"
+
+    def _killed_runs(self, trials) -> list:
+        """Those of `trials` (frozen) that a killed run of the command left RUNNING: started
+        before this run."""
+        running = self.optuna.trial.TrialState.RUNNING
+        since = float(self.run_id)
+        return [t for t in trials if t.state == running and t.datetime_start.timestamp() < since]
+
     def _claim(self, number: int) -> bool:
         """Whether this process took trial `number` for this run (a file created once:
         of several workers resuming a killed run's trial, one gets it)."""
-        claims = self.sweep_dir / CLAIMS
-        claims.mkdir(exist_ok=True)
+        claim = self._claim_file(number)
+        claim.parent.mkdir(exist_ok=True)
         try:
-            handle = os.open(
-                claims / f"{number}.{self.run_id}", os.O_CREAT | os.O_EXCL | os.O_WRONLY
-            )
+            handle = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
             return False
         os.write(handle, str(os.getpid()).encode())
@@ -269,21 +278,19 @@ class Search:
     def _next(self) -> list[dict] | None:
         """Trials to train as one unit: those a killed run left RUNNING (a vmapped
         group's together), else up to `vmap` new ones; None when the study is full."""
-        states = self.optuna.trial.TrialState
+        waiting = self.optuna.trial.TrialState.WAITING
+        trials = self.study.get_trials(deepcopy=False)
         left: dict[str, list] = {}  # group -> its trials left RUNNING, in trial order
-        since = float(self.run_id)
-        for frozen in self.study.get_trials(deepcopy=False, states=(states.RUNNING,)):
-            if frozen.datetime_start.timestamp() < since:
-                group = frozen.user_attrs.get("group", frozen.user_attrs.get("name"))
-                left.setdefault(group, []).append(frozen)
+        for frozen in self._killed_runs(trials):
+            group = frozen.user_attrs.get("group", frozen.user_attrs.get("name"))
+            left.setdefault(group, []).append(frozen)
         for unit in left.values():  # every worker claims in trial order: the first decides
             if all(self._claim(frozen.number) for frozen in unit):
                 return [
                     self._record(self.optuna.trial.Trial(self.study, frozen._trial_id))
                     for frozen in unit
                 ]
-        asked = self.study.get_trials(deepcopy=False, states=tuple(set(states) - {states.WAITING}))
-        room = self.num_trials - len(asked)  # (waiting: enqueued, asked first)
+        room = self.num_trials - sum(t.state != waiting for t in trials)  # (waiting: enqueued)
         if room <= 0:
             return None
         unit = [
@@ -399,7 +406,7 @@ class Search:
             died = f"its worker died ({process.returncode}):\n{tail}"
             if not self._fail_trials_of(process.pid, died):
                 broken = f"a search worker failed ({process.returncode}), holding no trial: {tail}"
-                runner._stop = True  # the others stop too
+                runner.stop()  # the others too
 
         runner.run_in_slots(slots, take, start, finish)
         if broken:
@@ -442,20 +449,14 @@ class Search:
         trials = self.study.get_trials(deepcopy=False, states=tuple(set(states) - {states.WAITING}))
         if len(trials) < self.num_trials:
             return True
-        since = float(self.run_id)
-        return any(
-            t.state == states.RUNNING
-            and t.datetime_start.timestamp() < since
-            and not (self.sweep_dir / CLAIMS / f"{t.number}.{self.run_id}").exists()
-            for t in trials
-        )
+        return any(not self._claim_file(t.number).exists() for t in self._killed_runs(trials))
 
     def _fail_trials_of(self, pid: int, error: str) -> list[int]:
         """The trials a dead worker held and left RUNNING, now FAIL with `error`."""
         states = self.optuna.trial.TrialState
         held = []
         for frozen in self.study.get_trials(deepcopy=False, states=(states.RUNNING,)):
-            claim = self.sweep_dir / CLAIMS / f"{frozen.number}.{self.run_id}"
+            claim = self._claim_file(frozen.number)
             if claim.exists() and claim.read_text() == str(pid):
                 self.study._storage.set_trial_user_attr(frozen._trial_id, "error", error)
                 self.study._storage.set_trial_state_values(frozen._trial_id, states.FAIL)

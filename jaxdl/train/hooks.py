@@ -72,9 +72,11 @@ class StopOnSignal(Hook):
             signal.signal(s, signal.SIG_IGN if for_good else handler)
         # In process, a Python handler this one stood in for (a search worker's) hears the
         # signal too: it may have come too late to stop the loop, and its sender waits.
-        heard = self._previous.get(getattr(signal, self.received or "", None))
-        if not self.ignore_after_stop and callable(heard):
-            heard(getattr(signal, self.received), None)
+        if self.received and not self.ignore_after_stop:
+            signum = signal.Signals[self.received]
+            heard = self._previous.get(signum)
+            if callable(heard):
+                heard(signum, None)
 
 
 class StopOnNonFinite(Hook):
