@@ -1,0 +1,50 @@
+"""Export a trained run's inference function, to use without jaxdl:
+
+    python launch/export.py --workdir=runs/fashion_cnn --out=export/cnn [--step=N]
+        StableHLO (jax.export) and its weights: a classifier's class probabilities of uint8
+        images, a generator's images from noise and labels (a GAN's, an AE/VAE's decoder);
+        callable with jax and numpy alone (jaxdl/export/stablehlo.py says how)
+    python launch/export.py --workdir=runs/fashion_cgan --out=export/cgan --format=onnx
+        a GAN's generator as ONNX (generator.onnx), for onnxruntime anywhere
+
+Loads the run's newest checkpoint (or --step). Writes export.json beside the model (what
+it computes, its inputs, the run). A bad flag or run is one line, exit 1.
+"""
+
+from pathlib import Path
+
+from _tool import tool_main
+from absl import app, flags
+
+flags.DEFINE_string("workdir", None, "Run directory of a trained run.")
+flags.DEFINE_string("out", None, "Folder to write (created; files in it are replaced).")
+flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
+flags.DEFINE_enum("format", "stablehlo", ["stablehlo", "onnx"], "What to write.")
+flags.mark_flags_as_required(["workdir", "out"])
+FLAGS = flags.FLAGS
+
+
+@tool_main
+def main():
+    from jaxdl.errors import check
+    from jaxdl.export import onnx_gan, stablehlo
+    from jaxdl.train.run_info import load_run
+
+    out = Path(FLAGS.out)
+    check(not out.is_file(), f"--out={FLAGS.out} is a file, not a folder")
+    config, info, task, state = load_run(FLAGS.workdir, FLAGS.step)
+    workdir = Path(FLAGS.workdir).resolve()
+    run = {"workdir": str(workdir), "step": int(state.step), "task": config.task.name}
+    title = f"{workdir.name}: {config.task.name}, step {int(state.step)}"
+    if FLAGS.format == "onnx":
+        onnx_gan.write(out, task, state, info, run)
+        written = f"{onnx_gan.MODEL_FILE}"
+    else:
+        record = stablehlo.write(out, stablehlo.inference(task, info), state, run)
+        written = f"the {record['kind']}'s StableHLO, batch {record['inputs'][0]['shape'][0]}"
+    print(f"exported {title}: {written} in {out}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)
