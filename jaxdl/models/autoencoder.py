@@ -4,7 +4,8 @@
 autoencoder; a diagonal Gaussian posterior for a VAE, with logvar clamped so exp(logvar)
 can neither overflow nor vanish. `decode(z)` gives per-pixel logits (Bernoulli) or means
 (Gaussian) of the image. Two architectures: `mlp` (dense layers) and `conv` (stride-free
-3x3 convolutions between space-to-depth / depth-to-space steps, fast on CPU).
+3x3 convolutions between space-to-depth / depth-to-space steps; `conv_impl` picks their
+kernel, by default the backend's choice: jaxdl/backends.py).
 """
 
 from collections.abc import Sequence
@@ -15,7 +16,7 @@ import jax.numpy as jnp
 
 from jaxdl import registry
 from jaxdl.errors import check, check_choice
-from jaxdl.models.cnn import Conv, space_to_depth
+from jaxdl.models.cnn import CONV_SETTINGS, Conv, space_to_depth
 
 ARCHS = ("mlp", "conv")
 
@@ -60,11 +61,12 @@ class ConvEncoder(nn.Module):
     channels: Sequence[int]
     hidden: Sequence[int]
     features: int
+    conv_impl: str = "matmul"
 
     @nn.compact
     def __call__(self, x):
         for width in self.channels:
-            x = nn.relu(Conv(width)(space_to_depth(x, 2)))
+            x = nn.relu(Conv(width, impl=self.conv_impl)(space_to_depth(x, 2)))
         return MLPEncoder(self.hidden, self.features)(x)
 
 
@@ -75,6 +77,7 @@ class ConvDecoder(nn.Module):
     channels: Sequence[int]
     hidden: Sequence[int]
     image_shape: Sequence[int]
+    conv_impl: str = "matmul"
 
     @nn.compact
     def __call__(self, z):
@@ -83,8 +86,8 @@ class ConvDecoder(nn.Module):
         grid = (h // scale, w // scale, self.channels[-1])
         x = nn.relu(MLPDecoder(self.hidden, grid)(z))
         for width in reversed(self.channels):
-            x = nn.relu(depth_to_space(Conv(4 * width)(x), 2))
-        return Conv(c)(x)
+            x = nn.relu(depth_to_space(Conv(4 * width, impl=self.conv_impl)(x), 2))
+        return Conv(c, impl=self.conv_impl)(x)
 
 
 class AutoEncoder(nn.Module):
@@ -95,6 +98,7 @@ class AutoEncoder(nn.Module):
     channels: Sequence[int] = (32, 64)  # conv only: widths per downsampling stage
     variational: bool = True
     logvar_range: tuple[float, float] = (-10.0, 10.0)
+    conv_impl: str = "matmul"  # conv only: 'matmul' | 'xla' (cnn.Conv)
 
     def setup(self):
         features = 2 * self.latent if self.variational else self.latent
@@ -103,8 +107,10 @@ class AutoEncoder(nn.Module):
             self.encoder = MLPEncoder(self.hidden, features)
             self.decoder = MLPDecoder(decoder_hidden, self.image_shape)
         else:
-            self.encoder = ConvEncoder(self.channels, self.hidden, features)
-            self.decoder = ConvDecoder(self.channels, decoder_hidden, self.image_shape)
+            self.encoder = ConvEncoder(self.channels, self.hidden, features, self.conv_impl)
+            self.decoder = ConvDecoder(
+                self.channels, decoder_hidden, self.image_shape, self.conv_impl
+            )
 
     def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array | None]:
         out = self.encoder(x)
@@ -131,9 +137,12 @@ class AutoEncoder(nn.Module):
     variational=True,
     logvar_min=-10.0,
     logvar_max=10.0,
+    conv_impl="auto",  # conv only: matmul on CPU, xla elsewhere (jaxdl/backends.py)
+    legacy=dict(conv_impl="matmul"),  # runs saved before the key were trained with it
 )
 def build(cfg, info) -> AutoEncoder:
     check_choice("model.arch", cfg.arch, ARCHS)
+    check_choice("model.conv_impl", cfg.conv_impl, CONV_SETTINGS)
     check(cfg.latent > 0, f"model.latent={cfg.latent} must be positive")
     hidden = tuple(int(w) for w in cfg.hidden)
     channels = tuple(int(w) for w in cfg.channels)
@@ -148,4 +157,5 @@ def build(cfg, info) -> AutoEncoder:
         channels=channels,
         variational=cfg.variational,
         logvar_range=(cfg.logvar_min, cfg.logvar_max),
+        conv_impl=cfg.conv_impl,
     )

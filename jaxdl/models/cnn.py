@@ -10,6 +10,9 @@ from jaxdl import registry
 from jaxdl.errors import check, check_choice
 
 CONV_IMPLS = ("matmul", "xla")
+# What a model's `conv_impl` key takes: "auto" is the backend's choice, resolved by
+# tasks.build before a model is built (jaxdl/backends.py: matmul on CPU, xla elsewhere).
+CONV_SETTINGS = ("auto", *CONV_IMPLS)
 
 
 def conv_as_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -38,6 +41,8 @@ class Conv(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        if self.impl not in CONV_IMPLS:  # "auto" is resolved before a model is built
+            raise ValueError(f"Conv impl={self.impl!r} is not one of {CONV_IMPLS}")
         k = self.kernel_size
         kernel = self.param(
             "kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], self.features)
@@ -122,12 +127,13 @@ class CNN(nn.Module):
     dropout=0.0,
     dense=128,
     stem_block=1,
-    conv_impl="matmul",
+    conv_impl="auto",  # matmul on CPU, xla elsewhere (jaxdl/backends.py)
     bias_before_norm=False,  # a bias on convolutions that batch norm follows
-    legacy=dict(bias_before_norm=True),  # runs saved before the key: they have the bias
+    # Runs saved before a key: they have the bias; "matmul" was the default before "auto".
+    legacy=dict(bias_before_norm=True, conv_impl="matmul"),
 )
 def build(cfg, info) -> CNN:
-    check_choice("model.conv_impl", cfg.conv_impl, CONV_IMPLS)
+    check_choice("model.conv_impl", cfg.conv_impl, CONV_SETTINGS)
     check(0 <= cfg.dropout < 1, f"model.dropout={cfg.dropout} must be in [0, 1)")
     check(cfg.kernel_size % 2 == 1, f"model.kernel_size={cfg.kernel_size} must be odd")
     check(cfg.stem_block >= 1, f"model.stem_block={cfg.stem_block} must be >= 1")

@@ -1,9 +1,10 @@
 """Tasks: one per kind of training, each pure (see base.py), each registered beside its
 class (jaxdl/registry.py). `build` makes the one a config names, with its model."""
 
+import jax
 import ml_collections
 
-from jaxdl import configs, registry
+from jaxdl import backends, configs, registry
 from jaxdl.errors import check, check_choice
 from jaxdl.models import precision
 from jaxdl.tasks.base import BuildContext, Generator, Task, TrainState
@@ -14,11 +15,14 @@ def build(
     info: dict,
     total_steps: int,
     optimizer_values: dict | None = None,
+    backend: str | None = None,
 ) -> Task:
     """The task named by config.task.name with the model named by config.model.name;
     `info` is the input's JSON description (class names, vocabulary: see data.Input);
-    `optimizer_values`: one vmapped trial's traced optimizer numbers (optim.TRACEABLE)."""
-    config = configs.resolve(config)
+    `optimizer_values`: one vmapped trial's traced optimizer numbers (optim.TRACEABLE);
+    `backend`: the one it will run on (default JAX's), which "auto" settings follow
+    (jaxdl/backends.py)."""
+    config = backends.resolve(configs.resolve(config), backend or jax.default_backend())
     check_choice("train.compute_dtype", config.train.compute_dtype, tuple(precision.COMPUTE_DTYPES))
     microbatches = config.train.microbatches
     check(microbatches >= 1, f"train.microbatches={microbatches} must be >= 1")

@@ -1,6 +1,12 @@
 """What a run keeps besides checkpoints, so tools can rebuild its task without its data:
 `config.json` and `run.json` (the input's description, e.g. class names or vocabulary,
-the example batch's shapes, the planned number of steps)."""
+the example batch's shapes, the planned number of steps, and the backend it trained on
+with what its "auto" settings became there: jaxdl/backends.py).
+
+A run's config.json keeps "auto" as it was asked for: a tool, or a resumed run, builds it
+for its own backend. That changes kernels, never parameters or the function computed
+(backends.py), and a resume on another backend is logged and kept in run.json's
+`earlier_backends`."""
 
 import json
 from pathlib import Path
@@ -8,19 +14,65 @@ from pathlib import Path
 import jax
 import ml_collections
 import numpy as np
+from absl import logging
 
-from jaxdl import configs, tasks
+from jaxdl import backends, configs, tasks
 from jaxdl.errors import UserError
 from jaxdl.train import checkpoint
 
 RUN_INFO_FILE = "run.json"
 
 
-def write_run_info(workdir: Path, info: dict, example_batch: dict, total_steps: int) -> None:
-    """`example_batch`: the global batch (its shapes over all hosts and devices)."""
+def backend_record(config: ml_collections.ConfigDict) -> dict:
+    """This process's backend, its first device's kind and what the config's "auto"
+    settings become on it (run.json's `backend`)."""
+    name = jax.default_backend()
+    return {
+        "name": name,
+        "device_kind": jax.devices()[0].device_kind,
+        "auto": backends.picked(config, name),
+    }
+
+
+def write_run_info(
+    workdir: Path, info: dict, example_batch: dict, total_steps: int, backend: dict
+) -> list[dict]:
+    """`example_batch`: the global batch (its shapes over all hosts and devices);
+    `backend`: `backend_record`'s. A run.json there already (a resumed run) hands on the
+    backends it named before when they differ from this one; returns those."""
+    path = Path(workdir) / RUN_INFO_FILE
+    earlier = []
+    try:
+        before = json.loads(path.read_text())
+        earlier = [*before.get("earlier_backends", []), before["backend"]]
+    except (OSError, ValueError, KeyError):  # a new run, or one written before the key
+        pass
+    earlier = [b for i, b in enumerate(earlier) if b != backend and b not in earlier[:i]]
     batch_spec = {k: f"{np.dtype(v.dtype)}{list(v.shape)}" for k, v in example_batch.items()}
-    record = {"data": info, "batch": batch_spec, "total_steps": total_steps}
-    (Path(workdir) / RUN_INFO_FILE).write_text(json.dumps(record, indent=1) + "\n")
+    record = {"data": info, "batch": batch_spec, "total_steps": total_steps, "backend": backend}
+    if earlier:
+        record["earlier_backends"] = earlier
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    return earlier
+
+
+def log_backend(backend: dict, earlier: list[dict]) -> None:
+    """One line: the backend and what "auto" became; a warning when an earlier start of
+    the run picked otherwise."""
+    picked = ", ".join(f"{k}=auto -> {v}" for k, v in backend["auto"].items())
+    logging.info(
+        "backend %s (%s)%s", backend["name"], backend["device_kind"], f": {picked}" * bool(picked)
+    )
+    for before in earlier:
+        if before.get("auto") != backend["auto"]:
+            logging.warning(
+                "this run trained on %s with %s before; it goes on with %s on %s (the same "
+                "parameters and function, other kernels and rounding)",
+                before.get("name"),
+                before.get("auto"),
+                backend["auto"],
+                backend["name"],
+            )
 
 
 def _parse_spec(spec: str) -> jax.ShapeDtypeStruct:

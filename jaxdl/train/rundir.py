@@ -31,8 +31,7 @@ from absl import logging
 
 from jaxdl import configs
 from jaxdl.errors import UserError
-from jaxdl.train import checkpoint
-from jaxdl.train.run_info import write_run_info
+from jaxdl.train import checkpoint, run_info
 from jaxdl.train.writers import MetricWriter, write_images
 
 FAILED_FILE = "failed.txt"  # read by the sweep runner
@@ -147,16 +146,24 @@ class RunDir:
         shown = [f"{k} ({saved.get(k)} -> {now.get(k)})" for k in changed[:5]]
         return ", ".join(shown) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
 
-    def start(self, step: int, info: dict, example_batch: dict, total_steps: int) -> None:
+    def start(
+        self, step: int, info: dict, example_batch: dict, total_steps: int, log: bool = True
+    ) -> None:
         """Writes config.json and run.json and opens metrics.jsonl at `step` (dropping rows
-        a killed run wrote after its last checkpoint)."""
+        a killed run wrote after its last checkpoint); `log`: say which backend it runs on
+        and what the config's "auto" settings became there."""
         try:
             if self.chief:
                 for stale in (FAILED_FILE, STOPPED_FILE):
                     (self.path / stale).unlink(missing_ok=True)
                 config_json = self.config.to_json_best_effort(indent=2) + "\n"
                 (self.path / "config.json").write_text(config_json)
-                write_run_info(self.path, info, example_batch, total_steps)
+                backend = run_info.backend_record(self.config)
+                earlier = run_info.write_run_info(
+                    self.path, info, example_batch, total_steps, backend
+                )
+                if log:
+                    run_info.log_backend(backend, earlier)
             self._writer = MetricWriter(self.path, resume_step=step, enabled=self.chief)
         except OSError as e:
             raise _unwritable(self.path, e) from e

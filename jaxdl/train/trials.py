@@ -26,6 +26,7 @@ import numpy as np
 from absl import logging
 from flax import struct
 
+from jaxdl import backends
 from jaxdl.errors import UserError, check
 from jaxdl.tasks.base import AveragedTrainState, Task
 from jaxdl.train import mesh as mesh_lib
@@ -34,12 +35,9 @@ from jaxdl.train.rundir import RunDir
 
 
 def trial_chunk(chunk: int, num_trials: int) -> int:
-    """Trials per vmapped slice of the step: `chunk`, or when 0 all of them on
-    accelerators and one on CPU (bench/results/sweep_vmap.md)."""
+    """Trials per vmapped slice of the step on this backend (backends.vmap_chunk)."""
     check(chunk >= 0, f"sweep.vmap_chunk={chunk} must be >= 0 (0: the backend's choice)")
-    if chunk:
-        return min(chunk, num_trials)
-    return 1 if jax.default_backend() == "cpu" else num_trials
+    return backends.vmap_chunk(chunk, jax.default_backend(), num_trials)
 
 
 @struct.dataclass
@@ -327,8 +325,8 @@ class TrialRunDirs:
 
     def start(self, step: int, info: dict, example_batch: dict, total_steps: int) -> None:
         one = {k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in example_batch.items()}
-        for rundir in self.rundirs:
-            rundir.start(step, info, one, total_steps)
+        for k, rundir in enumerate(self.rundirs):
+            rundir.start(step, info, one, total_steps, log=k == 0)
 
     def write(self, step: int, elapsed_s: float, row: dict) -> None:
         for k in self.live():
