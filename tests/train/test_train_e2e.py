@@ -69,9 +69,19 @@ def test_resume_in_a_new_process_is_bit_equal(launch, synthetic_data_dir, tmp_pa
     assert_ok(tiny_run(launch, resumed, synthetic_data_dir, *args))
     keep_checkpoints_up_to(resumed, 5)
     assert saved_steps(resumed) == [5]
+    # As if its first 5 steps had run on a GPU ("auto" there: XLA's convolution).
+    run_json = resumed / "run.json"
+    cpu = json.loads(run_json.read_text())["backend"]
+    assert cpu == {"name": "cpu", "device_kind": "cpu", "auto": {"model.conv_impl": "matmul"}}
+    gpu = {"name": "gpu", "device_kind": "H100", "auto": {"model.conv_impl": "xla"}}
+    run_json.write_text(json.dumps({**json.loads(run_json.read_text()), "backend": gpu}))
     result = tiny_run(launch, resumed, synthetic_data_dir, *args)
     assert_ok(result)
     assert "resumed from step 5" in result.stderr
+    assert "backend cpu (cpu): model.conv_impl=auto -> matmul" in result.stderr
+    assert "trained on gpu with {'model.conv_impl': 'xla'} before" in result.stderr
+    record = json.loads(run_json.read_text())
+    assert record["backend"] == cpu and record["earlier_backends"] == [gpu]
 
     strip = lambda rows: [{k: v for k, v in r.items() if k != "elapsed_s"} for r in rows]
     rows = strip(read_metrics(straight))
