@@ -18,7 +18,7 @@ import common
 import numpy as np
 from polarity import N_MAX, Split
 
-from jaxdl.data import documents
+from jaxdl.data.inputs import read_documents
 from jaxdl.evaluation import bow, crossval
 from jaxdl.sweeps import runner as sweep
 from jaxdl.train.run_info import load_run
@@ -36,7 +36,7 @@ def fold_accuracies(han_dir, l2_by_fold: dict[int, float]) -> dict[int, list[flo
     for fold, workdirs in sorted(by_fold.items()):
         han_probs, labels = crossval.ensemble_probabilities(workdirs)
         config = load_run(workdirs[0])[0]
-        train, test, _, _ = documents.load_splits(config.data)
+        train, test, _, _ = read_documents(config.data)
         # The eval set is the test fold encoded in order, so its rows are `test`'s.
         assert [d.label for d in test] == list(labels), "eval rows are not the test fold's"
         split = Split(

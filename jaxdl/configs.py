@@ -1,15 +1,17 @@
 """The config every experiment starts from, and the checks every config passes.
 
-`base_config(model=..., task=...)` composes the sections: `model` and `task` are the
-registered defaults of the named model and task (jaxdl/registry.py), `optimizer` comes
-from optim.py, `data`, `train` and `sweep` are below. An experiment changes what it needs.
+`base_config(model=..., task=..., data=...)` composes the sections: `model`, `task` and
+`data` are the registered defaults of the named model, task and data source
+(jaxdl/registry.py; a data section also holds DATA_COMMON), `optimizer` comes from
+optim.py, `train` and `sweep` are below. An experiment changes what it needs.
 
-`resolve(config)` is what the trainer and every tool read: a copy in which the `model`
-and `task` sections name registered entries and hold exactly their keys (missing keys
-get the defaults; an unknown name, an unknown key or a value of the wrong type is one
-ConfigError line naming it), and `optimizer`, `train` and `sweep` hold only known keys.
-`switch(config, "model", name)` replaces a section by another entry's defaults: what
-`--config.model.name=<name>` on the command line does before the other overrides apply.
+`resolve(config)` is what the trainer and every tool read: a copy in which the `model`,
+`task` and `data` sections name registered entries and hold exactly their keys (missing
+keys get the defaults; an unknown name, an unknown key or a value of the wrong type is
+one ConfigError line naming it), and `optimizer`, `train` and `sweep` hold only known
+keys. `switch(config, "model", name)` replaces a section by another entry's defaults:
+what `--config.model.name=<name>` on the command line does before the other overrides
+apply (a data section keeps the values of the keys both sources have).
 """
 
 import copy
@@ -19,16 +21,16 @@ import ml_collections
 from jaxdl import optim, registry
 from jaxdl.errors import ConfigError
 
-DATA_DEFAULTS = dict(
-    name="fashion_mnist",  # a TFDS name
-    source="auto",  # auto | local | tfds (see jaxdl/data/sources.py)
-    data_dir="",  # local copies; else $JAXDL_DATA_DIR, else ../shared/data
-    train_split="train",
-    eval_split="test",
+# The keys of every data section; each source adds its own (jaxdl/datasets/).
+DATA_COMMON = dict(
     batch_size=128,  # global, over all devices and hosts
     eval_batch_size=1000,
-    prefetch=2,
+    prefetch=2,  # batches made ahead of the step
+    workers=0,  # > 0: worker processes make the training batches (decoding, resizing)
 )
+# Keys every data section had before sources registered (2026-12): dropped where the
+# section's source has none of them (resolve_section).
+_RETIRED_DATA_KEYS = ("source", "data_dir", "train_split", "eval_split")
 TRAIN_DEFAULTS = dict(
     num_epochs=1.0,
     num_steps=0,  # > 0 overrides num_epochs
@@ -53,22 +55,29 @@ TRAIN_DEFAULTS = dict(
 SWEEP_DEFAULTS = dict(vmap=1, vmap_chunk=0, pbt_every=0, pbt_fraction=0.25, pbt_factors=(0.8, 1.25))
 
 
+def _defaults(entry: registry.Entry, saved: bool = False) -> dict:
+    defaults = {**entry.defaults, **entry.legacy} if saved else entry.defaults
+    return {**DATA_COMMON, **defaults} if entry.kind == "data" else defaults
+
+
 def section(kind: str, name: str, **changes) -> ml_collections.ConfigDict:
-    """The `kind` ("model" or "task") section of entry `name`: its defaults, with
+    """The `kind` ("model", "task" or "data") section of entry `name`: its defaults, with
     `changes` (which must be keys it has)."""
     entry = registry.lookup(kind, name)
-    values = {"name": name, **copy.deepcopy(entry.defaults)}
+    values = {"name": name, **copy.deepcopy(_defaults(entry))}
     for key, value in changes.items():
         if key not in values:
-            raise ConfigError(_unknown_key(f"{kind}.{key}", f"{kind} {name!r}", entry.defaults))
+            raise ConfigError(_unknown_key(f"{kind}.{key}", f"{kind} {name!r}", _defaults(entry)))
         values[key] = value
     return ml_collections.ConfigDict(values)
 
 
-def base_config(model: str = "cnn", task: str = "classify") -> ml_collections.ConfigDict:
+def base_config(
+    model: str = "cnn", task: str = "classify", data: str = "fashion_mnist"
+) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0
-    config.data = dict(DATA_DEFAULTS)
+    config.data = section("data", data)
     config.task = section("task", task)
     config.model = section("model", model)
     config.optimizer = optim.default_config()
@@ -78,10 +87,14 @@ def base_config(model: str = "cnn", task: str = "classify") -> ml_collections.Co
 
 
 def switch(config: ml_collections.ConfigDict, kind: str, name: str) -> None:
-    """Replaces config[kind] by entry `name`'s defaults, unless it already names it."""
+    """Replaces config[kind] by entry `name`'s defaults, unless it already names it; a
+    data section keeps the values of the keys the new source has too (batch sizes,
+    splits, a document source's limits)."""
     if config[kind].get("name") != name:
+        new = section(kind, name)
+        kept = {k: v for k, v in config[kind].items() if k in new and k != "name"}
         with config.unlocked():
-            config[kind] = section(kind, name)
+            config[kind] = section(kind, name, **(kept if kind == "data" else {}))
 
 
 def resolve(config: ml_collections.ConfigDict, saved: bool = False) -> ml_collections.ConfigDict:
@@ -93,9 +106,7 @@ def resolve(config: ml_collections.ConfigDict, saved: bool = False) -> ml_collec
     for kind in registry.KINDS:
         if kind not in resolved:
             raise ConfigError(f"the config has no {kind} section")
-        entry = registry.lookup(kind, resolved[kind].get("name"))
-        defaults = {**entry.defaults, **entry.legacy} if saved else entry.defaults
-        resolved[kind] = _complete(resolved[kind], defaults, kind, f"{kind} {entry.name!r}")
+        resolved[kind] = resolve_section(kind, resolved[kind], saved)
     for kind, defaults in (
         ("optimizer", optim.default_config().to_dict()),
         ("train", TRAIN_DEFAULTS),
@@ -103,6 +114,17 @@ def resolve(config: ml_collections.ConfigDict, saved: bool = False) -> ml_collec
     ):
         resolved[kind] = _complete(resolved.get(kind, {}), defaults, kind, f"the {kind} section")
     return resolved
+
+
+def resolve_section(kind: str, values, saved: bool = False) -> ml_collections.ConfigDict:
+    """One registered section (`kind`: model, task or data) resolved as `resolve` does.
+    The keys every data section had before sources registered are dropped where the
+    source has none of them (they were never read there)."""
+    entry = registry.lookup(kind, values.get("name"))
+    if kind == "data":
+        retired = set(_RETIRED_DATA_KEYS) - set(entry.defaults)
+        values = ml_collections.ConfigDict({k: v for k, v in values.items() if k not in retired})
+    return _complete(values, _defaults(entry, saved), kind, f"{kind} {entry.name!r}")
 
 
 def _complete(values, defaults: dict, path: str, owner: str) -> ml_collections.ConfigDict:

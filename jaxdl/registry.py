@@ -1,5 +1,5 @@
-"""Models and tasks by name. Each registers itself beside its class, with its config
-defaults and a builder; `configs.base_config()` composes the defaults:
+"""Models, tasks and data sources by name. Each registers itself beside its code, with
+its config defaults and a builder; `configs.base_config()` composes the defaults:
 
     @registry.model("mlp", family="classifier", hidden=(256, 256), dropout=0.0)
     def build(cfg, info) -> nn.Module: ...        # cfg: config.model; info: the data's
@@ -7,14 +7,19 @@ defaults and a builder; `configs.base_config()` composes the defaults:
     @registry.task("classify", model_family="classifier", needs="class_names", flip=False)
     def build(cfg, model, context) -> Task: ...   # cfg: config.task; context: BuildContext
 
+    @registry.source("image_folder", yields=("image", "label"),
+                     provides=("class_names", "image_shape"), path="", image_size=64)
+    def build(cfg, seed, process_index, process_count) -> data.Input: ...  # cfg: config.data
+
 A builder checks its own section (one-line `errors.check`s) and returns the object.
 `family` says what a model is (the call signature its tasks rely on, written in each
 task's docstring); a task trains models of one family and reads the `needs` key of the
-data's `info`.
+data's `info`; a source says which fields its examples hold (`yields`) and which keys of
+`info` it writes (`provides`), so a task is matched to it before any data is read.
 
-Every module in jaxdl/models/ and jaxdl/tasks/ is imported on the first lookup, so a new
-file there registers with no other edit; a model kept elsewhere registers when its
-module is imported (for example by the experiment file that uses it).
+Every module in jaxdl/models/, jaxdl/tasks/ and jaxdl/datasets/ is imported on the first
+lookup, so a new file there registers with no other edit; one kept elsewhere registers
+when its module is imported (for example by the experiment file that uses it).
 """
 
 import dataclasses
@@ -24,27 +29,30 @@ from collections.abc import Callable
 
 from jaxdl.errors import ConfigError
 
-KINDS = ("model", "task")
+KINDS = ("model", "task", "data")
+_PACKAGES = {"model": "jaxdl.models", "task": "jaxdl.tasks", "data": "jaxdl.datasets"}
 
 
 @dataclasses.dataclass(frozen=True)
 class Entry:
-    kind: str  # "model" or "task"
+    kind: str  # "model", "task" or "data"
     name: str
     build: Callable
     defaults: dict  # the section's keys (besides `name`) and their default values
-    family: str  # model: what it is; task: the family of models it trains
+    family: str  # model: what it is; task: the family of models it trains; data: ""
     needs: str | None  # task: the key of the data's info it reads
     # Values for keys missing from a saved run's config (written before the key existed),
     # where they differ from `defaults`: such a run keeps loading as it was trained.
     legacy: dict
+    yields: tuple = ()  # data: the fields of its examples (batches hold them)
+    provides: tuple = ()  # data: the keys of the info it writes (what tasks `need`)
 
 
 _ENTRIES: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
 _discovered = False
 
 
-def _register(kind: str, name: str, family: str, needs, legacy: dict, defaults: dict):
+def _register(kind: str, name: str, family: str, needs, legacy: dict, defaults: dict, **more):
     def wrap(build: Callable) -> Callable:
         where = lambda fn: f"{fn.__module__}.{fn.__qualname__}"
         existing = _ENTRIES[kind].get(name)
@@ -55,7 +63,7 @@ def _register(kind: str, name: str, family: str, needs, legacy: dict, defaults: 
         unknown_legacy = set(legacy) - set(defaults)
         if unknown_legacy:
             raise ValueError(f"{kind} {name!r}: legacy keys {unknown_legacy} have no default")
-        _ENTRIES[kind][name] = Entry(kind, name, build, defaults, family, needs, legacy)
+        _ENTRIES[kind][name] = Entry(kind, name, build, defaults, family, needs, legacy, **more)
         return build
 
     return wrap
@@ -71,13 +79,29 @@ def task(name: str, *, model_family: str, needs: str, legacy: dict | None = None
     return _register("task", name, model_family, needs, legacy or {}, defaults)
 
 
+def source(
+    name: str,
+    *,
+    yields: tuple[str, ...],
+    provides: tuple[str, ...],
+    legacy: dict | None = None,
+    **defaults,
+):
+    """Registers `build(cfg, seed, process_index, process_count) -> data.Input` as data
+    source `name`; `defaults` are its own keys of config.data (the keys every source
+    shares are configs.DATA_COMMON)."""
+    return _register(
+        "data", name, "", None, legacy or {}, defaults, yields=yields, provides=provides
+    )
+
+
 def _discover() -> None:
-    """Imports every module of jaxdl.models and jaxdl.tasks once (they register)."""
+    """Imports every module of jaxdl.models, jaxdl.tasks and jaxdl.datasets once."""
     global _discovered
     if _discovered:
         return
     _discovered = True
-    for package_name in ("jaxdl.models", "jaxdl.tasks"):
+    for package_name in _PACKAGES.values():
         package = importlib.import_module(package_name)
         for module in pkgutil.iter_modules(package.__path__):
             importlib.import_module(f"{package_name}.{module.name}")

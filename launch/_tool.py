@@ -80,13 +80,13 @@ class _ExperimentFileParser(ConfigFileFlagParser):
     that section to X's registered defaults, so X's own keys can then be overridden."""
 
     def parse(self, path):
-        from jaxdl import configs
+        from jaxdl import configs, registry
 
         config = super().parse(path)
         if not hasattr(config, "unlocked"):  # a file that failed to load: reported later
             return config
         prefix = f"--{self.name}."
-        for kind in ("model", "task"):
+        for kind in registry.KINDS:
             name = _flag_value(sys.argv, f"{prefix}{kind}.name")
             if name is not None:
                 configs.switch(config, kind, name)

@@ -29,6 +29,7 @@ def main():
     import numpy as np
 
     from jaxdl.data import documents
+    from jaxdl.data.inputs import read_documents
     from jaxdl.errors import check
     from jaxdl.train.run_info import load_run
     from jaxdl.viz import attention as attention_view
@@ -39,7 +40,7 @@ def main():
         config.task.name == "classify_documents",
         f"{FLAGS.workdir} is a {config.task.name!r} run, not classify_documents",
     )
-    _, eval_docs, class_names, _ = documents.load_splits(config.data)
+    _, eval_docs, class_names, _ = read_documents(config.data)
     rng = np.random.default_rng(FLAGS.seed)
     chosen = sorted(rng.choice(len(eval_docs), min(FLAGS.num_docs, len(eval_docs)), False))
     sample = [eval_docs[i] for i in chosen]

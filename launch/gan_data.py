@@ -50,8 +50,8 @@ def main():
     check(FLAGS.reject != "judge" or FLAGS.judge, "--reject=judge needs --judge=RUN")
     dcfg = config.data  # the real data, read as the GAN run read it
     check(dcfg.name in ("fashion_mnist", "mnist"), f"data set {dcfg.name!r} has no IDX layout")
-    train = data.load(dcfg.name, dcfg.train_split, dcfg.source, dcfg.data_dir).arrays
-    test = data.load(dcfg.name, dcfg.eval_split, dcfg.source, dcfg.data_dir).arrays
+    inputs = data.build_input(dcfg, config.seed)
+    train, test = data.read_all(inputs.train.source), data.read_all(inputs.eval)
     images, labels = [], []
     if FLAGS.num_samples:
         judge = Judge(FLAGS.judge) if FLAGS.reject == "judge" else None

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxdl.data import sources
 from jaxdl.errors import DataError, DatasetNotFoundError, check, check_choice
 
 PAD, OOV = "<pad>", "<unk>"  # ids 0 and 1 of every vocabulary
@@ -168,29 +167,3 @@ def encode(
         num_tokens=num_tokens,
         num_kept=int(np.count_nonzero(tokens)),
     )
-
-
-# ---- Splits by data set --------------------------------------------------------------------
-
-DOCUMENT_DATASETS = ("review_polarity", "imdb_reviews", "yelp_polarity_reviews")
-
-
-def load_splits(dcfg) -> tuple[list[Document], list[Document], tuple[str, ...], str]:
-    """(train documents, eval documents, class names, origin) for config.data: review
-    polarity from its tarball with fold `data.fold` held out; the TFDS review sets by
-    `data.train_split` / `data.eval_split` (downloaded by TFDS if not prepared)."""
-    if dcfg.name == "review_polarity":
-        root = sources.local_data_dir(dcfg.data_dir)
-        archive = next(
-            (p for p in (root / POLARITY_ARCHIVE, root / POLARITY_ARCHIVE.name) if p.is_file()),
-            root / POLARITY_ARCHIVE,
-        )
-        train, test = split_folds(read_polarity(archive), dcfg.fold)
-        return train, test, POLARITY_CLASSES, f"local copy {archive}"
-    splits = {}
-    for split in (dcfg.train_split, dcfg.eval_split):
-        texts, labels, class_names, origin = sources.load_reviews_tfds(
-            dcfg.name, split, dcfg.data_dir
-        )
-        splits[split] = documents_from_text(texts, labels, f"{dcfg.name}_{split}")
-    return splits[dcfg.train_split], splits[dcfg.eval_split], class_names, origin

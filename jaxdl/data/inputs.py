@@ -1,75 +1,94 @@
-"""What the trainer reads: training batches, eval arrays and a JSON description.
+"""What the trainer reads: training batches, an eval source and a JSON description.
 
-The kind of input follows the data set: image sets give shuffled (image, label) batches;
-text sets give contiguous token streams for truncated BPTT (see text.py); document sets
-give shuffled (tokens (sentences x words), label) batches (see documents.py).
+`build_input(config.data, ...)` calls the builder of the data source that config.data
+names (jaxdl/datasets/, registered like models). The builders share the three kinds of
+input below: images (shuffled (image, label) batches), text (contiguous token streams
+for truncated BPTT, text.py) and documents ((sentences x words) tokens and a label,
+documents.py); a source of another kind builds its own `Input`.
 """
 
 import dataclasses
 
 import ml_collections
 
+from jaxdl import configs, registry
 from jaxdl.data import documents, text
-from jaxdl.data.pipeline import ShuffledBatches
-from jaxdl.data.sources import TEXT_DATASETS, load, load_text
+from jaxdl.data.pipeline import ArraySource, ShuffledBatches, Source, bounded_sample
 from jaxdl.errors import check, check_choice
+
+# A data-dependent start (Task.init_from_data) reads at most this many training examples
+# (all of a smaller set), or this many tokens of a text.
+INIT_SAMPLE_EXAMPLES = 100_000
+INIT_SAMPLE_TOKENS = 10_000_000
 
 
 @dataclasses.dataclass(frozen=True)
 class Input:
     train: ShuffledBatches | text.StreamBatches  # batch(k), batches_per_epoch
-    eval_arrays: dict  # rows, batched by pipeline.eval_batches
+    eval: Source  # read in order by pipeline.eval_batches
     info: dict  # JSON; saved with the run (class names, vocabulary); tasks read it
     items_per_batch: int  # examples (or tokens) per global batch, for the progress line
     item_unit: str  # "ex", "tok" or "doc"
 
-    @property
-    def train_arrays(self) -> dict:
-        """The whole training set as arrays (what Task.init_from_data reads): images and
-        labels, documents' tokens and labels, or a text's token stream ("tokens")."""
+    def train_sample(self) -> dict:
+        """What Task.init_from_data reads: a bounded sample of the training set (every
+        example of a set up to INIT_SAMPLE_EXAMPLES), or a text's first tokens."""
         if isinstance(self.train, text.StreamBatches):
-            return {"tokens": self.train.tokens}
-        return self.train.arrays
+            return {"tokens": self.train.tokens[:INIT_SAMPLE_TOKENS]}
+        return bounded_sample(self.train.source, INIT_SAMPLE_EXAMPLES)
 
 
 def build_input(
     dcfg: ml_collections.ConfigDict, seed: int, process_index: int = 0, process_count: int = 1
 ) -> Input:
-    if dcfg.name in TEXT_DATASETS:
-        return _text_input(dcfg, seed, process_index, process_count)
-    if dcfg.name in documents.DOCUMENT_DATASETS:
-        return _document_input(dcfg, seed, process_index, process_count)
-    train_set = load(dcfg.name, dcfg.train_split, dcfg.source, dcfg.data_dir)
-    eval_set = load(dcfg.name, dcfg.eval_split, dcfg.source, dcfg.data_dir)
+    """The input of data source `dcfg.name` (config.data; resolved here)."""
+    dcfg = configs.resolve_section("data", dcfg)
+    return registry.lookup("data", dcfg.name).build(dcfg, seed, process_index, process_count)
+
+
+def image_input(
+    dcfg,
+    train: Source,
+    eval_source: Source,
+    info: dict,
+    seed: int,
+    process_index: int,
+    process_count: int,
+) -> Input:
+    """Shuffled batches of an image source's examples (`image` uint8 HWC, `label`);
+    `info` holds at least origin, class_names and image_shape. A source with random
+    transforms (`random` true) gets per-row draws."""
     return Input(
         train=ShuffledBatches(
-            train_set.arrays, dcfg.batch_size, seed, process_index, process_count
+            train,
+            dcfg.batch_size,
+            seed,
+            process_index,
+            process_count,
+            random_draws=getattr(train, "random", False),
         ),
-        eval_arrays=eval_set.arrays,
+        eval=eval_source,
         info={
             "name": dcfg.name,
-            "origin": train_set.origin,
-            "num_train": train_set.num_examples,
-            "num_eval": eval_set.num_examples,
-            "class_names": list(train_set.class_names),
-            "image_shape": list(train_set.arrays["image"].shape[1:]),
+            "num_train": train.num_examples,
+            "num_eval": eval_source.num_examples,
+            **info,
         },
         items_per_batch=dcfg.batch_size,
         item_unit="ex",
     )
 
 
-def _text_input(dcfg, seed: int, process_index: int, process_count: int) -> Input:
-    """Characters of the whole text; eval is its tail (`data.eval_fraction`), run as
+def text_input(dcfg, corpus: str, origin: str, seed: int, process_index: int, process_count: int):
+    """Characters of a whole text; eval is its tail (`data.eval_fraction`), run as
     `data.eval_batch_size` streams."""
-    corpus, origin = load_text(dcfg.name, dcfg.source, dcfg.data_dir)
     vocab = text.CharVocab.of(corpus)
     train_tokens, eval_tokens = text.split_tail(vocab.encode(corpus), dcfg.eval_fraction)
     return Input(
         train=text.StreamBatches(
             train_tokens, dcfg.batch_size, dcfg.window, seed, process_index, process_count
         ),
-        eval_arrays=text.eval_streams(eval_tokens, dcfg.eval_batch_size, dcfg.window),
+        eval=ArraySource(text.eval_streams(eval_tokens, dcfg.eval_batch_size, dcfg.window)),
         info={
             "name": dcfg.name,
             "origin": origin,
@@ -82,44 +101,83 @@ def _text_input(dcfg, seed: int, process_index: int, process_count: int) -> Inpu
     )
 
 
-def _document_input(dcfg, seed: int, process_index: int, process_count: int) -> Input:
+# name -> read(dcfg) -> (train documents, eval documents, class names, info)
+_DOCUMENT_READERS: dict = {}
+DOCUMENT_KEYS = dict(
+    max_sentences=36,  # sentences read of each document
+    max_words=36,  # words read of each sentence
+    min_count=2,  # training-set count below which a word is OOV
+    keep_sentences="first",  # of longer documents: "first" or "last"
+)
+
+
+def document_source(name: str, read, **defaults) -> None:
+    """Registers data source `name` of labelled documents for the document classifier:
+    `read(dcfg) -> (train documents, eval documents, class names, info)` (documents.
+    Document; info: at least "origin"); its keys are `defaults` and DOCUMENT_KEYS."""
+    _DOCUMENT_READERS[name] = read
+
+    def build(dcfg, seed: int, process_index: int, process_count: int) -> Input:
+        check_choice("data.keep_sentences", dcfg.keep_sentences, documents.KEEP_SENTENCES)
+        train, evals, class_names, info = read(dcfg)
+        return document_input(
+            dcfg, train, evals, class_names, info, seed, process_index, process_count
+        )
+
+    registry.source(
+        name,
+        yields=("tokens", "label"),
+        provides=("class_names", "words"),
+        **defaults,
+        **DOCUMENT_KEYS,
+    )(build)
+
+
+def read_documents(dcfg) -> tuple:
+    """The documents of config.data as its source reads them (what the attention pages
+    and the bag-of-words baseline show and train on): (train, eval, class names, info)."""
+    registry.lookup("data", dcfg.name)  # (imports the sources: they register their readers)
+    read = _DOCUMENT_READERS.get(dcfg.name)
+    check(read is not None, f"data.name={dcfg.name!r} is not a source of documents")
+    return read(dcfg)
+
+
+def document_input(
+    dcfg,
+    train_docs,
+    eval_docs,
+    class_names,
+    info: dict,
+    seed: int,
+    process_index: int,
+    process_count: int,
+) -> Input:
     """Documents as (max_sentences, max_words) token ids; the vocabulary (words seen
     `data.min_count` times in the training documents, plus padding and OOV) and the
-    share of words cut by the limits go into info."""
-    needed = ["max_sentences", "max_words", "min_count"]
-    needed += ["fold"] if dcfg.name == "review_polarity" else []
-    for name in needed:
-        check(
-            name in dcfg,
-            f"data.name={dcfg.name!r} needs data.{name} (see experiments/polarity_han.py)",
-        )
-    keep = dcfg.get("keep_sentences", "first")
-    check_choice("data.keep_sentences", keep, documents.KEEP_SENTENCES)  # before reading
-    train_docs, eval_docs, class_names, origin = documents.load_splits(dcfg)
+    share of words cut by the limits go into info (with `info`: origin and more)."""
     vocab = documents.build_vocab(train_docs, dcfg.min_count)
     train, evals = (
-        documents.encode(docs, vocab, dcfg.max_sentences, dcfg.max_words, keep)
+        documents.encode(docs, vocab, dcfg.max_sentences, dcfg.max_words, dcfg.keep_sentences)
         for docs in (train_docs, eval_docs)
     )
     return Input(
         train=ShuffledBatches(
-            {"tokens": train.tokens, "label": train.labels},
+            ArraySource({"tokens": train.tokens, "label": train.labels}),
             dcfg.batch_size,
             seed,
             process_index,
             process_count,
         ),
-        eval_arrays={"tokens": evals.tokens, "label": evals.labels},
+        eval=ArraySource({"tokens": evals.tokens, "label": evals.labels}),
         info={
             "name": dcfg.name,
-            "origin": origin,
+            **info,
             "num_train": len(train_docs),
             "num_eval": len(eval_docs),
             "class_names": list(class_names),
-            "fold": dcfg.get("fold"),
             "max_sentences": dcfg.max_sentences,
             "max_words": dcfg.max_words,
-            "keep_sentences": keep,
+            "keep_sentences": dcfg.keep_sentences,
             "truncated_share": {
                 "train": round(train.truncated_share, 4),
                 "eval": round(evals.truncated_share, 4),

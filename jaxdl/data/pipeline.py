@@ -1,35 +1,94 @@
 """Host-side batching: deterministic, random-access, resumable.
 
-Batch k of a run is a pure function of (arrays, seed, k): epoch e = k // batches_per_epoch
+Batch k of a run is a pure function of (source, seed, k): epoch e = k // batches_per_epoch
 is ordered by a permutation drawn from (seed, e). So the data position saved with a
 checkpoint is one integer, and a resumed run reads exactly the batches it would have read.
+
+A source is anything with `num_examples` and `read(rows, draws=None) -> {field: array}`
+(the examples `rows`, stacked): arrays in memory (`ArraySource`), or examples decoded on
+demand (`ExampleSource`: image files, ArrayRecord, TFDS data sources), so a set need never
+be held whole. `draws` are per-row random seeds for a source's random transforms (a
+random crop); a training batch draws them from (seed, k, row of the global batch), so a
+resume and any process or worker count give the same pixels.
 """
 
 import queue
 import threading
 from collections.abc import Iterator
+from typing import Protocol
 
 import numpy as np
 
 from jaxdl.errors import check
 
 
+class Source(Protocol):
+    num_examples: int
+
+    def read(self, rows: np.ndarray, draws: np.ndarray | None = None) -> dict: ...
+
+
+class ArraySource:
+    """Examples held in memory: a dict of arrays with one leading length."""
+
+    def __init__(self, arrays: dict):
+        self.arrays = arrays
+        self.num_examples = len(next(iter(arrays.values())))
+
+    def read(self, rows: np.ndarray, draws: np.ndarray | None = None) -> dict:
+        return {name: array[rows] for name, array in self.arrays.items()}
+
+
+class ExampleSource:
+    """Examples made one at a time by `example(index, draw)` (draw: an int seed, or None
+    for the deterministic form, e.g. eval's centre crop). Subclasses are picklable: worker
+    processes (data.workers) receive them."""
+
+    num_examples: int
+
+    def example(self, index: int, draw: int | None) -> dict:
+        raise NotImplementedError
+
+    def read(self, rows: np.ndarray, draws: np.ndarray | None = None) -> dict:
+        examples = [
+            self.example(int(row), None if draws is None else int(draws[i]))
+            for i, row in enumerate(rows)
+        ]
+        return {name: np.stack([e[name] for e in examples]) for name in examples[0]}
+
+
+def read_all(source: Source) -> dict:
+    """Every example of a (small) source as arrays."""
+    return source.read(np.arange(source.num_examples))
+
+
+def bounded_sample(source: Source, max_examples: int) -> dict:
+    """At most `max_examples` examples of `source`, the same ones every run (a fixed
+    random subset, in order; all of a smaller set): what a data-dependent start reads."""
+    rows = np.arange(source.num_examples)
+    if len(rows) > max_examples:
+        rows = np.sort(np.random.default_rng(0).choice(rows, max_examples, replace=False))
+    return source.read(rows)
+
+
 class ShuffledBatches:
     """Random-access training batches: reshuffled every epoch, remainder dropped.
 
     Every host computes the same global permutation and keeps its own contiguous
-    slice of each global batch (per-host slicing for multi-host training).
+    slice of each global batch (per-host slicing for multi-host training). With
+    `random_draws`, each row also gets a seed for the source's random transforms.
     """
 
     def __init__(
         self,
-        arrays: dict,
+        source: Source,
         global_batch_size: int,
         seed: int,
         process_index: int = 0,
         process_count: int = 1,
+        random_draws: bool = False,
     ):
-        num_examples = len(next(iter(arrays.values())))
+        num_examples = source.num_examples
         check(global_batch_size > 0, f"data.batch_size={global_batch_size} must be positive")
         check(
             global_batch_size % process_count == 0,
@@ -39,8 +98,9 @@ class ShuffledBatches:
             global_batch_size <= num_examples,
             f"data.batch_size={global_batch_size} exceeds the {num_examples} training examples",
         )
-        self.arrays = arrays
+        self.source = source
         self.seed = seed
+        self.random_draws = random_draws
         self.batches_per_epoch = num_examples // global_batch_size
         self.global_batch_size = global_batch_size
         self.host_batch_size = global_batch_size // process_count
@@ -61,23 +121,26 @@ class ShuffledBatches:
         # Sorted over the global batch, then sliced: row i of the global batch is the same
         # example whatever the number of hosts (per-row randomness, e.g. flips, follows).
         rows = np.sort(self._order(epoch)[start : start + self.global_batch_size])
-        rows = rows[self._host_offset : self._host_offset + self.host_batch_size]
-        return {name: array[rows] for name, array in self.arrays.items()}
+        host = slice(self._host_offset, self._host_offset + self.host_batch_size)
+        draws = None
+        if self.random_draws:  # (seed, k) -> one seed per row of the global batch
+            rng = np.random.default_rng([self.seed, index, 1])
+            draws = rng.integers(2**63, size=self.global_batch_size)[host]
+        return self.source.read(rows[host], draws)
 
 
 def eval_batches(
-    arrays: dict, batch_size: int, process_index: int = 0, process_count: int = 1
+    source: Source, batch_size: int, process_index: int = 0, process_count: int = 1
 ) -> Iterator[dict]:
     """Every example exactly once, in order; the last batch is padded and `mask` marks
     real rows, so batch shapes never change (one compilation) and no example is lost."""
     check(batch_size % process_count == 0, "data.eval_batch_size must divide over hosts")
-    num_examples = len(next(iter(arrays.values())))
+    num_examples = source.num_examples
     host_size = batch_size // process_count
     for start in range(0, num_examples, batch_size):
         rows = np.arange(start + process_index * host_size, start + (process_index + 1) * host_size)
         mask = rows < num_examples
-        rows = np.where(mask, rows, 0)
-        batch = {name: array[rows] for name, array in arrays.items()}
+        batch = source.read(np.where(mask, rows, 0))
         batch["mask"] = mask
         yield batch
 
@@ -96,25 +159,58 @@ class StackedBatches:
         return {name: np.stack([b[name] for b in batches]) for name in batches[0]}
 
 
+class _MakeBatch:
+    """batches.batch as a picklable callable: what each worker process runs."""
+
+    def __init__(self, batches):
+        self.batches = batches
+
+    def __call__(self, index: int) -> dict:
+        return self.batches.batch(index)
+
+
+def _worker_batches(batches, start: int, workers: int, depth: int):
+    """An iterator of batches start, start+1, ... made by `workers` processes (grain's
+    multiprocess prefetch over the random-access batches: order and contents are those
+    of batches.batch, whatever the worker count)."""
+    import grain  # ~0.3 s to import; only worker runs need it
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():  # grain reads its absl flags; a notebook parsed none
+        flags.FLAGS.mark_as_parsed()
+    dataset = grain.MapDataset.range(start, 2**62).map(_MakeBatch(batches))
+    dataset = dataset.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
+    options = grain.MultiprocessingOptions(num_workers=workers, per_worker_buffer_size=depth)
+    return iter(dataset.mp_prefetch(options))
+
+
 class Prefetcher:
-    """Computes batches start, start+1, ... on a background thread, `depth` ahead.
+    """Computes batches start, start+1, ... on a background thread, `depth` ahead; with
+    `workers` > 0 the host batches are made in that many worker processes.
 
     Yields (index, batch). `transform` (e.g. a device put) runs on the thread too.
     """
 
-    def __init__(self, source: ShuffledBatches, start: int, depth: int = 2, transform=None):
+    def __init__(self, source, start: int, depth: int = 2, transform=None, workers: int = 0):
         self._queue: queue.Queue = queue.Queue(maxsize=max(depth, 1))
         self._stop = threading.Event()
         self._transform = transform or (lambda batch: batch)
+        self._made = _worker_batches(source, start, workers, max(depth, 1)) if workers else None
         self._thread = threading.Thread(
             target=self._fill, args=(source, start), daemon=True, name="prefetch"
         )
         self._thread.start()
 
-    def _fill(self, source: ShuffledBatches, index: int) -> None:
+    def _host_batch(self, source, index: int) -> dict:
+        if self._made is None:
+            return source.batch(index)
+        # A copy out of the worker's shared memory, released at once.
+        return {name: np.array(value) for name, value in next(self._made).items()}
+
+    def _fill(self, source, index: int) -> None:
         try:
             while not self._stop.is_set():
-                item = (index, self._transform(source.batch(index)))
+                item = (index, self._transform(self._host_batch(source, index)))
                 while not self._stop.is_set():
                     try:
                         self._queue.put(item, timeout=0.1)
@@ -137,3 +233,5 @@ class Prefetcher:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        if self._made is not None:
+            self._made.close()

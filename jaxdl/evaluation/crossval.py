@@ -10,7 +10,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxdl.data.inputs import build_input
+from jaxdl.data import build_input, read_all
 from jaxdl.errors import check
 from jaxdl.sweeps import runner as sweep_lib
 from jaxdl.train.run_info import load_run
@@ -39,7 +39,7 @@ def ensemble_probabilities(workdirs: list[Path]) -> tuple[np.ndarray, np.ndarray
             f"a {config.task.name!r} task has no predict(): no ensemble of its runs",
         )
         if not probabilities:
-            eval_arrays = build_input(config.data, config.seed).eval_arrays
+            eval_arrays = read_all(build_input(config.data, config.seed).eval)
         probabilities.append(jax.device_get(jax.jit(task.predict)(state, eval_arrays["tokens"])[0]))
     return np.mean(probabilities, axis=0), eval_arrays["label"]
 

@@ -38,13 +38,13 @@ class Judge:
         if not isinstance(self.task, ClassifyTask):
             raise UserError(f"{workdir} is not a classifier run (task {config.task.name!r})")
         self._apply = jax.jit(lambda s, x: (self.task.logits(s, x), self.task.features(s, x)))
-        dcfg = config.data  # read as the run read it
-        test = data.load(dcfg.name, dcfg.eval_split, dcfg.source, dcfg.data_dir).arrays
-        train = data.load(dcfg.name, dcfg.train_split, dcfg.source, dcfg.data_dir).arrays
-        pick = np.random.default_rng(seed).permutation(len(train["label"]))[:num_real]
-        test_logits, test_features = self.judge(test["image"][:num_real])
-        _, train_features = self.judge(train["image"][pick])
-        self.real_accuracy = float((test_logits.argmax(1) == test["label"][:num_real]).mean())
+        inputs = data.build_input(config.data, config.seed)  # read as the run read it
+        test = inputs.eval.read(np.arange(min(num_real, inputs.eval.num_examples)))
+        train_source = inputs.train.source  # only the picked rows are read
+        pick = np.random.default_rng(seed).permutation(train_source.num_examples)[:num_real]
+        test_logits, test_features = self.judge(test["image"])
+        _, train_features = self.judge(train_source.read(np.sort(pick))["image"])
+        self.real_accuracy = float((test_logits.argmax(1) == test["label"]).mean())
         self.test_stats = feature_statistics(test_features)
         self.floor = frechet_distance(*feature_statistics(train_features), *self.test_stats)
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import ml_collections
 import numpy as np
 
-from jaxdl import configs
+from jaxdl import configs, registry
 from jaxdl.errors import ConfigError, check
 
 
@@ -143,7 +143,7 @@ def apply_overrides(
     entry's defaults (configs.switch), as on the command line."""
     trial = copy.deepcopy(config)
     trial.unlock()
-    for kind in ("model", "task"):
+    for kind in registry.KINDS:
         if f"{kind}.name" in overrides:
             configs.switch(trial, kind, overrides[f"{kind}.name"])
     try:

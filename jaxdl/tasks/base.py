@@ -10,7 +10,7 @@ and may override the optional capabilities, whose defaults do nothing:
 
     pretrain_steps, pretrain_step(state, batch)    # a first phase, compiled on its own
     images(state, eval_batch) -> {name: uint8}     # pictures drawn at each eval
-    init_from_data(state, train_arrays) -> state   # a data-dependent start, outside jit
+    init_from_data(state, train_sample) -> state  # a data-dependent start, outside jit
     num_params(state) -> int                       # for the log
 
 `state` is any pytree with an integer `step` field (the trainer reads nothing else);
@@ -195,9 +195,10 @@ class Task:
         """Pictures of the model on an eval batch, {name: uint8 (H, W[, C])}: none here."""
         return {}
 
-    def init_from_data(self, state: Any, train_arrays: dict) -> Any:
+    def init_from_data(self, state: Any, train_sample: dict) -> Any:
         """A fresh state's data-dependent start (never on resume), called once outside jit
-        with the whole training set as arrays (data.Input.train_arrays): none here."""
+        with a bounded sample of the training set as arrays (data.Input.train_sample:
+        every example of a set up to 100k): none here."""
         return state
 
     def num_params(self, state: Any) -> int:

@@ -67,7 +67,7 @@ class DocumentClassifyTask(Task):
         params = self.model.init(params_rng, example_batch["tokens"], train=False)["params"]
         return TrainState.create(params, self.optimizer, state_rng, ema=self.ema > 0)
 
-    def init_from_data(self, state: TrainState, train_arrays: dict) -> TrainState:
+    def init_from_data(self, state: TrainState, train_sample: dict) -> TrainState:
         """With embed_init="ppmi", the word embedding starts as PPMI-SVD vectors of the
         training tokens, scaled to the random start's standard deviation; padding and OOV
         keep their random rows. (A vmapped state's trials all get the same vectors.)"""
@@ -78,7 +78,7 @@ class DocumentClassifyTask(Task):
 
         table = state.params["encoder"]["embedding"]["embedding"]  # (..., vocab, embed)
         vectors = ppmi_svd_vectors(
-            np.asarray(train_arrays["tokens"]), table.shape[-2], table.shape[-1], self.ppmi_window
+            np.asarray(train_sample["tokens"]), table.shape[-2], table.shape[-1], self.ppmi_window
         )
         words = OOV_ID + 1  # the first real word's id
         vectors *= float(jnp.std(table)) / max(float(vectors[words:].std()), 1e-12)

@@ -63,15 +63,21 @@ def _add(totals, metrics):
     return jax.tree.map(lambda a, b: a + b, totals, metrics)
 
 
-def _eval_totals(eval_step, state, eval_arrays: dict, batch_size: int, mesh) -> dict:
+def _eval_totals(eval_step, state, eval_source: data.Source, batch_size: int, mesh) -> dict:
     """Each eval metric's Mean summed over the whole eval set (padding rows masked out),
     on the host; for vmapped trials its fields have a leading trial axis."""
     totals = None
     for batch in data.eval_batches(
-        eval_arrays, batch_size, jax.process_index(), jax.process_count()
+        eval_source, batch_size, jax.process_index(), jax.process_count()
     ):
         metrics = eval_step(state, mesh_lib.shard_batch(batch, mesh))
-        totals = metrics if totals is None else _add(totals, metrics)
+        previous, totals = totals, metrics if totals is None else _add(totals, metrics)
+        # Two batches in flight at most. XLA:CPU runs a program of N devices on a pool of
+        # N threads, one collective at a time, and once 32 programs of a device are queued
+        # its next launch waits on one of those threads: the collective then lacks that
+        # device and aborts the process after 40 s ("only 3 of them arrived"). An eval
+        # dispatched faster than the devices ran it (on a loaded machine) queued 2 per batch.
+        jax.block_until_ready(previous)
     return jax.device_get(totals)
 
 
@@ -267,13 +273,13 @@ def _train(
     eval_batch_size = config.data.eval_batch_size
 
     def evaluate(state) -> dict:
-        return _eval_totals(eval_step, state, inputs.eval_arrays, eval_batch_size, mesh)
+        return _eval_totals(eval_step, state, inputs.eval, eval_batch_size, mesh)
 
     # ---- State: the newest checkpoint, or a fresh start ------------------------------------
     resume_step = outputs.latest_step()
     if resume_step is None:
         state = mesh_lib.jit_unoptimised(task.init, state_sharding)(start, example)
-        state = jax.device_put(task.init_from_data(state, inputs.train_arrays), state_sharding)
+        state = jax.device_put(task.init_from_data(state, inputs.train_sample()), state_sharding)
         position = {"next_batch": 0, "elapsed_s": 0.0}
     else:  # restored into this run's shardings, whatever the saving run's were
         state, position = outputs.restore(abstract, state_sharding)
@@ -284,7 +290,7 @@ def _train(
     logging.info("task %s, %s parameters", config.task.name, f"{task.num_params(state):,}")
 
     # ---- Pictures: drawn on the first eval batch, if the task draws any -------------------
-    image_batch = next(data.eval_batches(inputs.eval_arrays, eval_batch_size))
+    image_batch = next(data.eval_batches(inputs.eval, eval_batch_size))
     draw = None
     if jax.eval_shape(task.images, abstract, image_batch):
         images = jax.jit(task.images)
@@ -307,7 +313,10 @@ def _train(
     loop = Loop(
         state, step, total_steps, outputs, position, position["next_batch"], started=started
     )
-    prefetch = data.Prefetcher(batches, position["next_batch"], config.data.prefetch, shard)
+    check(config.data.workers >= 0, f"data.workers={config.data.workers} must be >= 0")
+    prefetch = data.Prefetcher(
+        batches, position["next_batch"], config.data.prefetch, shard, config.data.workers
+    )
     phase = lambda at_step: pretrain_step if at_step < task.pretrain_steps else train_step
     try:
         fit(phase, loop, prefetch, hooks)

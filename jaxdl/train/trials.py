@@ -105,9 +105,9 @@ class VmappedTask(Task):
     def images(self, states: Trials, batch: dict) -> dict:
         return self._over_trials(lambda state: self.inner.images(state, batch))(states.trials)
 
-    def init_from_data(self, states: Trials, train_arrays: dict) -> Trials:
+    def init_from_data(self, states: Trials, train_sample: dict) -> Trials:
         # the same start for each trial
-        return states.replace(trials=self.inner.init_from_data(states.trials, train_arrays))
+        return states.replace(trials=self.inner.init_from_data(states.trials, train_sample))
 
     def num_params(self, states: Trials) -> int:
         return self.inner.num_params(states.trials) // self.num_trials

@@ -43,9 +43,9 @@ def test_missing_data_set_is_one_clear_line(tmp_path):
 
 
 def test_data_order_is_a_function_of_the_seed_alone():
-    first = data.ShuffledBatches(arrays(), 10, seed=7)
-    again = data.ShuffledBatches(arrays(), 10, seed=7)
-    other = data.ShuffledBatches(arrays(), 10, seed=8)
+    first = data.ShuffledBatches(data.ArraySource(arrays()), 10, seed=7)
+    again = data.ShuffledBatches(data.ArraySource(arrays()), 10, seed=7)
+    other = data.ShuffledBatches(data.ArraySource(arrays()), 10, seed=8)
     # Random access in any order gives the same batches.
     for index in (25, 3, 0, 13):
         np.testing.assert_array_equal(first.batch(index)["label"], again.batch(index)["label"])
@@ -54,7 +54,7 @@ def test_data_order_is_a_function_of_the_seed_alone():
 
 
 def test_each_epoch_sees_every_example_once_in_a_new_order():
-    source = data.ShuffledBatches(arrays(100), 10, seed=0)
+    source = data.ShuffledBatches(data.ArraySource(arrays(100)), 10, seed=0)
     epoch = lambda e: np.concatenate([source.batch(e * 10 + i)["label"] for i in range(10)])
     np.testing.assert_array_equal(np.sort(epoch(0)), np.arange(100))
     np.testing.assert_array_equal(np.sort(epoch(1)), np.arange(100))
@@ -62,9 +62,11 @@ def test_each_epoch_sees_every_example_once_in_a_new_order():
 
 
 def test_hosts_split_each_global_batch():
-    whole = data.ShuffledBatches(arrays(), 12, seed=1)
+    whole = data.ShuffledBatches(data.ArraySource(arrays()), 12, seed=1)
     parts = [
-        data.ShuffledBatches(arrays(), 12, seed=1, process_index=i, process_count=3)
+        data.ShuffledBatches(
+            data.ArraySource(arrays()), 12, seed=1, process_index=i, process_count=3
+        )
         for i in range(3)
     ]
     for index in (0, 9):
@@ -74,7 +76,7 @@ def test_hosts_split_each_global_batch():
 
 
 def test_eval_batches_cover_every_example_once_with_a_padding_mask():
-    batches = list(data.eval_batches(arrays(25), 10))
+    batches = list(data.eval_batches(data.ArraySource(arrays(25)), 10))
     assert [b["label"].shape for b in batches] == [(10,)] * 3
     real = np.concatenate([b["label"][b["mask"]] for b in batches])
     np.testing.assert_array_equal(real, np.arange(25))
@@ -82,7 +84,7 @@ def test_eval_batches_cover_every_example_once_with_a_padding_mask():
 
 
 def test_prefetcher_yields_the_same_batches_from_any_start():
-    source = data.ShuffledBatches(arrays(), 10, seed=2)
+    source = data.ShuffledBatches(data.ArraySource(arrays()), 10, seed=2)
     prefetch = data.Prefetcher(source, start=7, depth=3)
     try:
         for expected_index in range(7, 20):
@@ -95,6 +97,6 @@ def test_prefetcher_yields_the_same_batches_from_any_start():
 
 def test_batch_size_errors_are_reported():
     with pytest.raises(Exception, match="batch_size"):
-        data.ShuffledBatches(arrays(10), 11, seed=0)
+        data.ShuffledBatches(data.ArraySource(arrays(10)), 11, seed=0)
     with pytest.raises(Exception, match="hosts"):
-        data.ShuffledBatches(arrays(10), 5, seed=0, process_count=2)
+        data.ShuffledBatches(data.ArraySource(arrays(10)), 5, seed=0, process_count=2)

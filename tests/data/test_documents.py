@@ -121,7 +121,7 @@ def test_document_input_builds_vocabulary_from_training_folds_only(polarity_data
     planted = documents.Document(test[0].name, 0, ((test_only, "film"),))
     tokens = documents.encode([planted], vocab, 2, 3).tokens
     assert tokens[0, 0, 0] == 1 and tokens[0, 0, 1] == vocab.index("film")
-    assert inputs.eval_arrays["tokens"].shape == (4, 4, 5)
+    assert inputs.eval.arrays["tokens"].shape == (4, 4, 5)
     batch = inputs.train.batch(0)
     assert batch["tokens"].shape == (8, 4, 5) and batch["tokens"].dtype == np.int32
     shares = info["truncated_share"]

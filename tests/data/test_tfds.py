@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from jaxdl import data, tasks
-from jaxdl.data import sources
+from jaxdl import configs, data, tasks
+from jaxdl.data import read_all, sources
 from jaxdl.train import read_metrics
 from tests.conftest import ROOT, run_launcher, run_script
 from tests.train.test_train_e2e import assert_ok
@@ -48,7 +48,7 @@ def test_an_image_set_through_tfds_is_built_as_its_local_copy(mock_tfds, synthet
     assert through_tfds.info["origin"].startswith("TFDS ")
     assert (through_tfds.info["num_train"], through_tfds.info["num_eval"]) == (40, 40)
     assert structure(through_tfds.train.batch(0)) == structure(local.train.batch(0))
-    assert structure(through_tfds.eval_arrays) == structure(local.eval_arrays)
+    assert structure(read_all(through_tfds.eval)) == structure(read_all(local.eval))
 
 
 def test_mnist_and_cifar10_have_their_catalogue_shapes_and_classes(mock_tfds):
@@ -73,7 +73,7 @@ def test_tiny_shakespeare_through_tfds_is_built_as_its_local_copy(mock_tfds, tmp
     # The mock's text: 40 examples per split, joined as the real set's three splits are.
     assert through_tfds.info["num_train"] + through_tfds.info["num_eval"] > 3 * 40
     assert structure(through_tfds.train.batch(0)) == structure(local.train.batch(0))
-    assert structure(through_tfds.eval_arrays) == structure(local.eval_arrays)
+    assert structure(read_all(through_tfds.eval)) == structure(read_all(local.eval))
 
 
 # TFDS's class names: yelp's are its star classes, 1 (negative) and 2 (positive).
@@ -87,14 +87,15 @@ def test_review_sets_through_tfds_are_built_as_review_polarity(
     local = data.build_input(
         config_for("polarity_han_tiny", data_dir=str(polarity_data_dir)).data, 0
     )
-    tiny = config_for("polarity_han_tiny", name=name, train_split="train", eval_split="test")
+    tiny = config_for("polarity_han_tiny")
+    configs.switch(tiny, "data", name)  # keeps the document limits
     through_tfds = data.build_input(tiny.data, seed=0)
     assert through_tfds.info.keys() == local.info.keys()
     assert through_tfds.info["class_names"] == class_names
     assert len(local.info["class_names"]) == 2
     assert (through_tfds.info["num_train"], through_tfds.info["num_eval"]) == (40, 40)
     assert structure(through_tfds.train.batch(0)) == structure(local.train.batch(0))
-    assert structure(through_tfds.eval_arrays) == structure(local.eval_arrays)
+    assert structure(read_all(through_tfds.eval)) == structure(read_all(local.eval))
 
 
 CATALOGUE = [
@@ -174,7 +175,7 @@ def test_a_tiny_run_trains_on_tfds_through_the_launcher(tmp_path, name):
         str(ROOT / "launch/train.py"),
         f"--config={ROOT}/experiments/{experiment}.py",
         f"--workdir={workdir}",
-        "--config.data.source=tfds",
+        *([] if name == "imdb_reviews" else ["--config.data.source=tfds"]),  # (TFDS only)
         "--config.train.plot=False",
         *overrides,
         env={**OFFLINE, "TFDS_DATA_DIR": str(tmp_path)},
