@@ -9,6 +9,14 @@ is also per jax/jaxlib version, so clearing old versions is `rm -r` of their fol
 
 Where: `--compile_cache=DIR` on any launcher, else $JAXDL_COMPILE_CACHE, else
 $XDG_CACHE_HOME/jaxdl/xla (default ~/.cache/jaxdl/xla); `off` (either way) disables it.
+
+On GPUs the same folder also keeps XLA's own per-fusion autotuning results
+(`xla_gpu_per_fusion_autotune_cache_dir/`: JAX's default for
+`jax_persistent_cache_enable_xla_caches`), so a program that misses the cache (another
+trial count, another batch shape) skips the autotuning of the fusions it shares with one
+compiled before. XLA's kernel cache stays off as in JAX (its kernel names clashed with
+the program cache, jax-ml/jax#22899); JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES=all turns
+it on. bench/device_check.py measures the cold and warm launch on a GPU.
 """
 
 import os

@@ -89,3 +89,21 @@ def test_a_launchers_cache_setting_reaches_the_processes_it_starts(tmp_path, set
         [sys.executable, "-c", CHILD_SEES, setting], capture_output=True, text=True, env=env
     )
     assert result.stdout.strip() == setting, result.stderr[-3000:]
+
+
+def test_xla_gpu_autotuning_results_are_kept_in_the_cache_folder(monkeypatch, tmp_path):
+    """What JAX passes to XLA once the cache is on: the GPU autotuning cache in our
+    versioned folder (read on CPU too: the compile options are the same)."""
+    import jax
+    from jax._src import compiler
+
+    monkeypatch.setenv(compile_cache.ENV, str(tmp_path))  # restored after the test
+    session_cache = jax.config.jax_compilation_cache_dir
+    try:
+        compile_cache.enable(str(tmp_path))
+        options = compiler.get_compile_options(num_replicas=1, num_partitions=1)
+    finally:
+        jax.config.update("jax_compilation_cache_dir", session_cache)
+    debug = options.executable_build_options.debug_options
+    expected = compile_cache.cache_dir(str(tmp_path)) / "xla_gpu_per_fusion_autotune_cache_dir"
+    assert debug.xla_gpu_per_fusion_autotune_cache_dir == str(expected)
