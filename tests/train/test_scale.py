@@ -227,6 +227,50 @@ def test_fsdp_follows_replicated_with_a_quarter_of_the_bytes(
     assert max(sharded) < 0.26 * total and sum(sharded) < 1.01 * total
 
 
+EVAL_QUEUE = """
+import sys
+sys.path.insert(0, {root!r})
+import jax, jax.numpy as jnp, numpy as np
+from jaxdl import data
+from jaxdl.losses import Mean
+from jaxdl.train import mesh as mesh_lib
+from jaxdl.train.run import _eval_totals
+mesh = mesh_lib.make_mesh()
+replicated = mesh_lib.replicated(mesh)
+weights = jax.device_put(np.full((256, 2048), 1 / 256, np.float32), replicated)
+eval_step = jax.jit(
+    lambda w, batch: {{"y": Mean.of(jnp.tanh(batch["x"] @ w @ w.T).mean(1), batch["mask"])}},
+    in_shardings=(replicated, mesh_lib.data_sharded(mesh)),
+    out_shardings=replicated,
+)
+arrays = {{"x": np.ones((40 * 1024, 256), np.float32)}}
+source = getattr(data, "ArraySource", lambda a: a)(arrays)  # (a dict before data sources)
+print(_eval_totals(eval_step, weights, source, 1024, mesh)["y"].compute())
+"""
+
+
+@pytest.mark.slow
+def test_an_eval_the_devices_lag_behind_does_not_abort_on_four_devices():
+    """40 eval batches whose programs the 4 devices run slower than the host dispatches
+    them (what a loaded machine made of the trainer's eval, beside a save's threads):
+    XLA:CPU aborted the process once 32 programs a device were queued (a collective that
+    waited 40 s for a device: "only 3 of them arrived", here after 5 s, the test's
+    setting). The eval keeps two batches in flight instead."""
+    flags = (
+        "--xla_force_host_platform_device_count=4 "
+        "--xla_cpu_collective_call_terminate_timeout_seconds=5"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", EVAL_QUEUE.format(root=str(ROOT))],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert float(result.stdout.strip().splitlines()[-1]) == pytest.approx(1.0, abs=1e-5)
+
+
 def tiny_config(name: str, **train):
     config = importlib.import_module(f"experiments.{name}").get_config()
     config.train.update(train)
