@@ -9,8 +9,28 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-.PHONY: setup train test test-fast lint bench browser
+.PHONY: setup train test test-fast lint bench browser web-runtime
 setup: $(STAMP)
+
+# onnxruntime-web for launch/export.py --page (the generator page without a server): the
+# three files the page runs, from npm (npm checks the registry's sha512; so does this),
+# kept out of git (15 MB; its MIT licence is committed in jaxdl/export/static/vendor/).
+ORT_WEB_VERSION := 1.31.1
+ORT_WEB_SHA512 := e46787f9b590f87c4cd74cfb7ab1a5b16aabcabc0c6d2be6ff5b6422c2934f8f20d1f235f555d5542e37e6de2ded5b0f75241e4bb366b993d7ad0ef793cd9447
+ORT_WEB := build/onnxruntime-web-$(ORT_WEB_VERSION)
+ORT_WEB_FILES := ort.wasm.min.js ort-wasm-simd-threaded.mjs ort-wasm-simd-threaded.wasm
+web-runtime:
+	@if [ -f $(ORT_WEB)/.fetched ]; then :; \
+	elif ! command -v npm >/dev/null; then \
+		echo "note: no npm: launch/export.py --page needs $(ORT_WEB), its test will skip"; \
+	else \
+		tmp=$$(mktemp -d) && (cd $$tmp && npm pack --silent onnxruntime-web@$(ORT_WEB_VERSION) >/dev/null \
+		&& echo "$(ORT_WEB_SHA512)  onnxruntime-web-$(ORT_WEB_VERSION).tgz" | sha512sum -c --quiet \
+		&& tar xzf onnxruntime-web-$(ORT_WEB_VERSION).tgz package/package.json \
+			$(addprefix package/dist/,$(ORT_WEB_FILES))) \
+		&& mkdir -p $(ORT_WEB) && cp $$tmp/package/package.json $$tmp/package/dist/* $(ORT_WEB)/ \
+		&& rm -rf $$tmp && touch $(ORT_WEB)/.fetched; \
+	fi
 
 # The page's test drives Debian's chromium: installed once (as root, with apt-get);
 # elsewhere it is left to you and that test skips (it fails instead when CI is set).
@@ -25,7 +45,7 @@ train: $(STAMP)
 	$(VENV)/bin/python launch/train.py --config=experiments/fashion_cnn.py --workdir=runs/fashion_cnn
 
 # One pytest worker per core (pytest-xdist): the suite is mostly single-threaded compiles.
-test: $(STAMP) browser
+test: $(STAMP) browser web-runtime
 	$(VENV)/bin/python -m pytest -q -n auto --dist worksteal --durations=15
 
 test-fast: $(STAMP)

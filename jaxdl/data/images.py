@@ -34,6 +34,13 @@ def open_image(path, channels: int) -> Image.Image:
         raise DataError(f"{path}: not a readable image ({e}); replace or remove it") from e
 
 
+def as_image(array: np.ndarray, channels: int) -> Image.Image:
+    """A decoded uint8 image array (H, W[, 1 | 3 | 4]) as a PIL image in `channels`."""
+    array = np.asarray(array, np.uint8)
+    array = array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array
+    return Image.fromarray(array).convert(_MODES[channels])
+
+
 def _random_box(width: int, height: int, rng: np.random.Generator, crop_scale) -> tuple:
     """A random crop box (left, top, right, bottom): area share in crop_scale, aspect
     in [3/4, 4/3]; the centred largest square after 10 misses."""

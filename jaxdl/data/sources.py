@@ -187,6 +187,17 @@ def _read_tfds(name: str, splits: tuple[str, ...], keys: tuple[str, ...], data_d
         ) from e
 
 
+def tfds_data_source(name: str, split: str, data_dir: str = ""):
+    """(builder, TFDS's random-access source of one split): examples read one at a time,
+    the set prepared as ArrayRecord if TFDS lacks it; any failure is one line."""
+    try:
+        builder = _tfds_builder(name)
+        return builder, builder.as_data_source(split=split)
+    except Exception as e:  # TFDS raises many types; all mean "not available here"
+        reason = f"TFDS failed: {type(e).__name__}: {_first_line(e)}"
+        raise DatasetNotFoundError(_not_found_message(name, split, data_dir, reason)) from e
+
+
 def _load_tfds(name: str, split: str, data_dir: str) -> Dataset:
     builder, read = _read_tfds(name, (split,), ("image", "label"), data_dir)
     columns = read[split]

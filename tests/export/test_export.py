@@ -175,9 +175,23 @@ def test_bad_flags_and_runs_are_one_line(tiny_vae_run, tmp_path):
          "error: ONNX export takes a GAN's generator (task gan), not AutoencodeTask's model"),
         ((f"--workdir={workdir}", f"--out={tmp_path / 'x'}", "--step=7"),
          f"error: {workdir} has no checkpoint 7 (it has [10, 20])"),
+        ((f"--workdir={workdir}", f"--out={tmp_path / 'x'}", "--page", "--format=stablehlo"),
+         "error: --page writes ONNX: leave out --format or give --format=onnx"),
     ]  # fmt: skip
     for args, line in cases:
         result = export(*args)
         assert result.returncode == 1, (args, result.stderr[-2000:])
         assert result.stderr.splitlines()[-1] == line
+    empty = tmp_path / "no_runtime"
+    empty.mkdir()
+    result = run_script(
+        "launch/export.py", f"--workdir={workdir}", f"--out={tmp_path / 'x'}", "--page",
+        env={"JAXDL_ORT_WEB": str(empty)},
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1].startswith(
+        f"error: no onnxruntime-web 1.31.1 in {empty} (ort.wasm.min.js, "
+    ) and result.stderr.splitlines()[-1].endswith(
+        "run `make web-runtime` (fetches it from npm) or set $JAXDL_ORT_WEB"
+    )
     assert not (tmp_path / "x").exists()
