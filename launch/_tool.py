@@ -61,12 +61,7 @@ def tool_main(main):
         if cache is None:
             logging.info("compile cache: off")
         else:
-            logging.info(
-                "compile cache %s: %d hits, %d misses",
-                cache.directory,
-                cache.counts["hits"],
-                cache.counts["misses"],
-            )
+            logging.info("compile cache %s: %s", cache.directory, cache.summary())
         if error is not None:  # the last line
             print(f"error: {error}", file=sys.stderr)
         return code

@@ -17,14 +17,23 @@ trial count, another batch shape) skips the autotuning of the fusions it shares 
 compiled before. XLA's kernel cache stays off as in JAX (its kernel names clashed with
 the program cache, jax-ml/jax#22899); JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES=all turns
 it on. bench/device_check.py measures the cold and warm launch on a GPU.
+
+A cache that cannot be used never stops a launch and says so once: an entry that cannot
+be read (truncated, garbled) is removed, its program compiled again and written in its
+place, and the first such entry of a launch is one warning line (JAX warned twice a line
+for every entry, every launch, and never replaced it); a cache that cannot be written
+(read-only) is one warning line at the first program it could not keep (JAX: one a
+program). The launcher's last line counts them with the hits and misses.
 """
 
+import contextlib
 import os
 from pathlib import Path
 
 import jax
 import jaxlib
 from absl import logging
+from jax._src import compilation_cache as jax_cache  # private: its reads and writes are wrapped
 
 ENV = "JAXDL_COMPILE_CACHE"
 OFF = "off"
@@ -48,16 +57,107 @@ def cache_dir(setting: str | None = None) -> Path | None:
 
 
 class CacheStats:
-    """Counts the cache's hits and misses in this process (JAX's monitoring events)."""
+    """Counts the cache's hits and misses in this process (JAX's monitoring events), and
+    the entries it could not read (removed, compiled again) or write."""
 
     def __init__(self, directory: Path):
         self.directory = directory
-        self.counts = {"hits": 0, "misses": 0}
+        self.counts = {"hits": 0, "misses": 0, "unreadable": 0, "unwritten": 0}
         jax.monitoring.register_event_listener(self._on_event)
 
     def _on_event(self, event: str, **kwargs) -> None:
         if event in _EVENTS:
             self.counts[_EVENTS[event]] += 1
+
+    def summary(self) -> str:
+        """'N hits, M misses' and what could not be read or written, if anything."""
+        counts = self.counts
+        text = f"{counts['hits']} hits, {counts['misses']} misses"
+        if counts["unreadable"]:
+            text += f", {counts['unreadable']} unreadable entries compiled again"
+        if counts["unwritten"]:
+            text += f", {counts['unwritten']} programs not written"
+        return text
+
+    def unreadable(self, key: str, error: Exception) -> None:
+        """An entry JAX could not read: removed, so the program compiled now replaces it
+        (JAX writes no entry whose file exists)."""
+        for suffix in ("-cache", "-atime"):  # jax/_src/lru_cache.py's file names
+            with contextlib.suppress(OSError):  # read-only: its write fails and says so
+                (self.directory / f"{key}{suffix}").unlink(missing_ok=True)
+        if not self.counts["unreadable"]:
+            logging.warning(
+                "compile cache %s: an entry could not be read (%s); unreadable entries are "
+                "removed and their programs compiled again",
+                self.directory,
+                _describe(error),
+            )
+        self.counts["unreadable"] += 1
+
+    def unwritten(self, error: Exception) -> None:
+        if not self.counts["unwritten"]:
+            logging.warning(
+                "compile cache %s cannot be written (%s): programs compiled in this process "
+                "are not kept",
+                self.directory,
+                _describe(error),
+            )
+        self.counts["unwritten"] += 1
+
+
+_current: CacheStats | None = None  # the cache enable() last pointed JAX at
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror.lower()
+    line = (str(error).strip().splitlines() or [""])[0][:200]
+    return f"{type(error).__name__}: {line}" if line else type(error).__name__
+
+
+def _handler(error: Exception) -> CacheStats:
+    """The CacheStats that takes a failure of JAX's cache; re-raises the failure where JAX
+    is told to raise them or enable() did not run (JAX then warns as it does)."""
+    if _current is None or jax.config.jax_raise_persistent_cache_errors:
+        raise error
+    return _current
+
+
+def _guard_jax_cache() -> None:
+    """Stands in for JAX's cache reads and writes, once a process (jax/_src/compiler.py
+    calls them through their module): a failure goes to the current CacheStats."""
+    read, exists, write = (
+        jax_cache.get_executable_and_time,
+        jax_cache.is_executable_in_cache,
+        jax_cache.put_executable_and_time,
+    )
+    if getattr(write, "jaxdl_guard", False):
+        return
+
+    def get_executable_and_time(cache_key, *args, **kwargs):
+        try:
+            return read(cache_key, *args, **kwargs)
+        except Exception as e:
+            _handler(e).unreadable(cache_key, e)
+            return None, None
+
+    def is_executable_in_cache(backend, cache_key):
+        try:
+            return exists(backend, cache_key)
+        except Exception as e:
+            _handler(e).unreadable(cache_key, e)
+            return False
+
+    def put_executable_and_time(*args, **kwargs):
+        try:
+            write(*args, **kwargs)
+        except Exception as e:
+            _handler(e).unwritten(e)
+
+    put_executable_and_time.jaxdl_guard = True
+    jax_cache.get_executable_and_time = get_executable_and_time
+    jax_cache.is_executable_in_cache = is_executable_in_cache
+    jax_cache.put_executable_and_time = put_executable_and_time
 
 
 def enable(setting: str | None = None) -> CacheStats | None:
@@ -83,4 +183,7 @@ def enable(setting: str | None = None) -> CacheStats | None:
     jax.config.update("jax_compilation_cache_dir", str(directory))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    return CacheStats(directory)
+    global _current
+    _current = CacheStats(directory)
+    _guard_jax_cache()
+    return _current

@@ -8,11 +8,14 @@ import sys
 import pytest
 
 from jaxdl.train import compile_cache
+from tests.train.test_reliability import launch_after_mount, needs_mounts
 from tests.train.test_train_e2e import TINY, assert_ok
 
 
 def cache_line(stderr: str) -> str:
-    (line,) = [x for x in stderr.splitlines() if "compile cache" in x]
+    """The launcher's last line on the cache: its counts, or that it was off."""
+    counts = lambda x: " hits, " in x or x.endswith("compile cache: off")
+    (line,) = [x for x in stderr.splitlines() if "compile cache" in x and counts(x)]
     return line
 
 
@@ -38,6 +41,68 @@ def test_the_second_launch_compiles_nothing(launch, synthetic_data_dir, tmp_path
     )
     assert_ok(off)
     assert cache_line(off.stderr).endswith("compile cache: off")
+
+
+def cache_lines(stderr: str) -> list[str]:
+    """Every line that speaks of the compile cache but the launcher's last count."""
+    return [
+        x
+        for x in stderr.splitlines()
+        if ("cache" in x and x != cache_line(stderr)) or "Error reading" in x
+    ]
+
+
+@pytest.fixture
+def filled_cache(launch, synthetic_data_dir, tmp_path):
+    """(cache folder, launcher args without a workdir) after a 2-step run filled it."""
+    cache = tmp_path / "cache"
+    args = (
+        TINY,
+        f"--config.data.data_dir={synthetic_data_dir}",
+        f"--compile_cache={cache}",
+        "--config.train.num_steps=2",
+    )
+    assert_ok(launch(*args, f"--workdir={tmp_path / 'fill'}"))
+    return compile_cache.cache_dir(str(cache)), args
+
+
+@pytest.mark.slow
+def test_a_damaged_cache_entry_is_one_line_and_replaced(launch, filled_cache, tmp_path):
+    """Truncated entries: before, every launch warned twice a line for each (12 lines),
+    had 0 hits and never replaced them."""
+    folder, args = filled_cache
+    entries = sorted(folder.glob("*-cache"))
+    for entry in entries:
+        entry.write_bytes(b"")  # truncate -s0
+    damaged = launch(*args, f"--workdir={tmp_path / 'a'}")
+    assert_ok(damaged)
+    (line,) = cache_lines(damaged.stderr)
+    assert "an entry could not be read" in line and str(folder) in line
+    assert "Warning" not in damaged.stderr
+    assert f"{len(entries)} unreadable entries compiled again" in cache_line(damaged.stderr)
+    healed = launch(*args, f"--workdir={tmp_path / 'b'}")
+    assert_ok(healed)
+    assert cache_lines(healed.stderr) == []
+    assert cache_line(healed.stderr).endswith(" 0 misses")  # every program from the cache
+
+
+@pytest.mark.slow
+@needs_mounts
+def test_a_read_only_cache_is_one_line_and_still_hits(filled_cache, tmp_path):
+    """Before: 6 lines of 'Error writing ... Read-only file system' for a launch that
+    compiled programs the cache did not hold."""
+    folder, args = filled_cache
+    read_only = f"mount --bind {folder} {folder} && mount -o remount,bind,ro {folder}"
+    # Another batch size: new programs, which cannot be written; the rest still hit.
+    result = launch_after_mount(
+        read_only, *args, f"--workdir={tmp_path / 'a'}", "--config.data.batch_size=16"
+    )
+    assert_ok(result)
+    (line,) = cache_lines(result.stderr)
+    assert "cannot be written (read-only file system)" in line
+    assert "Warning" not in result.stderr
+    assert " 0 hits" not in cache_line(result.stderr)
+    assert "programs not written" in cache_line(result.stderr)
 
 
 def test_the_cache_folder_is_per_jax_version(monkeypatch, tmp_path):

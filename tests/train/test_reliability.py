@@ -195,7 +195,12 @@ needs_mounts = pytest.mark.skipif(
 
 def launch_on_tmpfs(folder, size: str, *args: str, options: str = ""):
     """launch/train.py in a private mount namespace where `folder` is a tmpfs of `size`."""
-    mount = f'mount -t tmpfs -o size={size}{options} tmpfs {folder} && exec "$@"'
+    return launch_after_mount(f"mount -t tmpfs -o size={size}{options} tmpfs {folder}", *args)
+
+
+def launch_after_mount(mount: str, *args: str):
+    """launch/train.py in a private mount namespace, after the shell command `mount`."""
+    mount = f'{mount} && exec "$@"'
     command = [sys.executable, str(ROOT / "launch" / "train.py"), *args]
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
     return subprocess.run(
