@@ -29,7 +29,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxdl.errors import UserError
@@ -119,7 +118,7 @@ def export(inference_: Inference, state) -> tuple[jax.export.Exported, list, lis
     try:
         exported = jax.export.export(jax.jit(program))(weight_specs, *_specs(inference_.inputs, b))
         batch = "b"
-    except Exception:  # shape polymorphism refused: a fixed batch of one
+    except Exception:  # a symbolic batch refused; any other error recurs at batch 1
         exported = jax.export.export(jax.jit(program))(weight_specs, *_specs(inference_.inputs, 1))
         batch = 1
     return exported, kept, names, batch
@@ -148,14 +147,3 @@ def write(out: Path, inference_: Inference, state, run: dict) -> dict:
     }
     (out / INFO_FILE).write_text(json.dumps(record, indent=1) + "\n")
     return record
-
-
-def load(folder: Path) -> tuple[Callable, dict]:
-    """(f(*inputs) -> output, export.json) of an exported folder: what a user of the folder
-    writes, with jax and numpy alone (tests call it in a fresh process)."""
-    folder = Path(folder)
-    exported = jax.export.deserialize(bytearray((folder / PROGRAM_FILE).read_bytes()))
-    with np.load(folder / WEIGHTS_FILE) as npz:
-        weights = [jnp.asarray(npz[name]) for name in sorted(npz.files)]
-    record = json.loads((folder / INFO_FILE).read_text())
-    return (lambda *inputs: exported.call(weights, *inputs)), record

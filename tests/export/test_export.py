@@ -11,10 +11,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import experiments.fashion_cgan_tiny as tiny
+from jaxdl import tasks
+from jaxdl.errors import UserError
 from jaxdl.export import onnx_gan, stablehlo
 from jaxdl.serve import draw_noise
 from jaxdl.train.run_info import load_run
-from tests.conftest import ROOT, run_launcher, run_script, shared_run
+from tests.conftest import ROOT, init_state, jit_quick, run_launcher, run_script, shared_run
 
 # Imports only jax and numpy, calls the exported folder on the inputs in inputs.npz (in
 # their order) for each batch size, saves the outputs and prints which of the other
@@ -139,6 +142,53 @@ def test_a_fixed_batch_where_the_function_needs_one():
     assert batch == 1 and names == ["['w']"]
     x = np.ones((1, 3), np.float32)
     np.testing.assert_array_equal(exported.call(weights, x), [[1.0, 2.0, 3.0]])
+
+
+def gan_task(conditional: bool, image_shape: tuple, **changes):
+    config = tiny.get_config()
+    config.model.conditional = conditional
+    config.task.aux_classifier = 0.2 if conditional else 0.0
+    for key, value in changes.items():
+        section, name = key.split(".")
+        config[section][name] = value
+    info = {"name": "test", "class_names": list("0123456789"), "image_shape": list(image_shape)}
+    return tasks.build(config, info, total_steps=20)
+
+
+@pytest.mark.parametrize(
+    ("conditional", "image_shape"), [(True, (28, 28, 1)), (False, (32, 24, 3))]
+)
+def test_onnx_graph_computes_the_generator(conditional, image_shape):
+    """Both generator kinds, a non-square colour picture (the layout's order shows)."""
+    import onnxruntime
+
+    task = gan_task(conditional, image_shape)
+    rng = np.random.default_rng(0)
+    batch = {
+        "image": rng.integers(0, 256, (4, *image_shape)).astype(np.uint8),
+        "label": np.arange(4, dtype=np.int32),
+    }
+    state = init_state(task, batch)
+    model = onnx_gan.build(task, state.ema_params)
+    session = onnxruntime.InferenceSession(
+        model.SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    noise = rng.uniform(-1, 1, (6, 100)).astype(np.float32)
+    labels = np.array([0, 1, 2, 3, 9, 9])
+    feeds = {"noise": noise, **({"labels": labels} if conditional else {})}
+    assert [i.name for i in session.get_inputs()] == list(feeds)
+    (images,) = session.run(None, feeds)
+    expected = np.asarray(jit_quick(task.generate)(state, noise, labels.astype(np.int32)))
+    assert images.shape == (6, *image_shape)
+    np.testing.assert_allclose(images, expected, atol=1e-5, rtol=0)
+
+
+def test_onnx_refuses_what_its_graph_would_not_compute():
+    with pytest.raises(UserError, match=r"task\.refine_steps=2: refinement steers the noise"):
+        onnx_gan.check_exportable(gan_task(True, (28, 28, 1), **{"task.refine_steps": 2}))
+    with pytest.raises(UserError, match="computes in bfloat16"):
+        bf16 = gan_task(True, (28, 28, 1), **{"train.compute_dtype": "bfloat16"})
+        onnx_gan.check_exportable(bf16)
 
 
 @pytest.mark.slow
