@@ -27,6 +27,9 @@ DATA_COMMON = dict(
     eval_batch_size=1000,
     prefetch=2,  # batches made ahead of the step
     workers=0,  # > 0: worker processes make the training batches (decoding, resizing)
+    # A decoded source of at most this many MiB (as read: resized) is read once and held
+    # in memory, unless it draws random crops (bench/results/input_pipeline.md); 0: stream.
+    hold_mb=512.0,
 )
 # Keys every data section had before sources registered (2026-12): dropped where the
 # section's source has none of them (resolve_section).

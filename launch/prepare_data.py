@@ -25,32 +25,12 @@ flags.mark_flags_as_required(["config", "out"])
 FLAGS = flags.FLAGS
 
 
-def _read_chunk(job):
-    source, rows = job
-    return source.read(rows)
-
-
-def _chunks(source, workers: int, chunk: int):
-    """Batches of `chunk` examples of `source`, in order (decoded in `workers` processes)."""
-    import multiprocessing
-
-    import numpy as np
-
-    jobs = (
-        (source, np.arange(i, min(i + chunk, source.num_examples)))
-        for i in range(0, source.num_examples, chunk)
-    )
-    if not workers:
-        yield from map(_read_chunk, jobs)
-        return
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        yield from pool.imap(_read_chunk, jobs)
-
-
 def _examples(source, split: str, workers: int, chunk: int):
+    from jaxdl.data.pipeline import read_chunks
+
     started = last = time.perf_counter()
     done = 0
-    for batch in _chunks(source, workers, chunk):
+    for batch in read_chunks(source, workers, chunk):
         rows = len(next(iter(batch.values())))
         for i in range(rows):
             yield {name: value[i] for name, value in batch.items()}

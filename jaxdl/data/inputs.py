@@ -13,7 +13,13 @@ import ml_collections
 
 from jaxdl import configs, registry
 from jaxdl.data import documents, text
-from jaxdl.data.pipeline import ArraySource, ShuffledBatches, Source, bounded_sample
+from jaxdl.data.pipeline import (
+    ArraySource,
+    ShuffledBatches,
+    Source,
+    bounded_sample,
+    held_if_small,
+)
 from jaxdl.errors import check, check_choice
 
 # A data-dependent start (Task.init_from_data) reads at most this many training examples
@@ -57,7 +63,11 @@ def image_input(
 ) -> Input:
     """Shuffled batches of an image source's examples (`image` uint8 HWC, `label`);
     `info` holds at least origin, class_names and image_shape. A source with random
-    transforms (`random` true) gets per-row draws."""
+    transforms (`random` true) gets per-row draws; a small one is held in memory
+    (`data.hold_mb`, pipeline.held_if_small)."""
+    max_bytes = dcfg.hold_mb * 2**20
+    train = held_if_small(train, max_bytes, dcfg.workers)
+    eval_source = held_if_small(eval_source, max_bytes, dcfg.workers)
     return Input(
         train=ShuffledBatches(
             train,

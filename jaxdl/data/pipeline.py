@@ -57,9 +57,44 @@ class ExampleSource:
         return {name: np.stack([e[name] for e in examples]) for name in examples[0]}
 
 
-def read_all(source: Source) -> dict:
+def _read_rows(job: tuple) -> dict:
+    source, rows = job
+    return source.read(rows)
+
+
+def read_chunks(source: Source, workers: int = 0, chunk: int = 256) -> Iterator[dict]:
+    """Every example of `source`, in order, as batches of `chunk` (read in `workers`
+    processes when > 0)."""
+    jobs = (
+        (source, np.arange(start, min(start + chunk, source.num_examples)))
+        for start in range(0, source.num_examples, chunk)
+    )
+    if not workers:
+        yield from map(_read_rows, jobs)
+        return
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        yield from pool.imap(_read_rows, jobs)
+
+
+def read_all(source: Source, workers: int = 0) -> dict:
     """Every example of a (small) source as arrays."""
-    return source.read(np.arange(source.num_examples))
+    if isinstance(source, ArraySource):
+        return source.arrays
+    parts = list(read_chunks(source, workers))
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
+def held_if_small(source: Source, max_bytes: int, workers: int = 0) -> Source:
+    """`source` read whole into memory when its examples (as read) take at most
+    `max_bytes` and it draws nothing at random (a random crop must be made anew each
+    epoch): decoding a small set once beats decoding it every epoch."""
+    if isinstance(source, ArraySource) or getattr(source, "random", False):
+        return source
+    first = source.read(np.arange(1))
+    size = source.num_examples * sum(np.asarray(v).nbytes for v in first.values())
+    return ArraySource(read_all(source, workers)) if size <= max_bytes else source
 
 
 def bounded_sample(source: Source, max_examples: int) -> dict:

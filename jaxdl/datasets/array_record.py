@@ -14,7 +14,7 @@ from pathlib import Path
 
 from jaxdl import registry
 from jaxdl.data import inputs, records
-from jaxdl.data.pipeline import ShuffledBatches
+from jaxdl.data.pipeline import ShuffledBatches, held_if_small
 from jaxdl.errors import DataError, check
 
 
@@ -34,7 +34,10 @@ def build(dcfg, seed: int, process_index: int, process_count: int) -> inputs.Inp
     prepared = records.read_info(root)
     fields, info = prepared["fields"], prepared["info"]
     train, evals = (
-        records.RecordSource(root / f"{split}{records.SUFFIX}", fields)
+        held_if_small(
+            records.RecordSource(root / f"{split}{records.SUFFIX}", fields),
+            dcfg.hold_mb * 2**20,
+        )
         for split in (dcfg.train_split, dcfg.eval_split)
     )
     return inputs.Input(

@@ -114,10 +114,30 @@ def test_a_truncated_image_is_named_when_read(tmp_path):
     root = synthetic.write_image_folder(tmp_path / "set", {"train": 2, "test": 1})
     bad = sorted((root / "train" / "eel").iterdir())[1]
     bad.write_bytes(bad.read_bytes()[:40])
-    inputs = data.build_input(folder_config(root, batch_size=6), seed=0)
+    inputs = data.build_input(folder_config(root, batch_size=6, hold_mb=0), seed=0)  # streamed
     with pytest.raises(DataError, match="not a readable image") as error:
         inputs.train.batch(0)
     assert str(bad) in str(error.value) and "\n" not in str(error.value)
+    with pytest.raises(DataError, match="not a readable image"):  # held: read at the start
+        data.build_input(folder_config(root, batch_size=6), seed=0)
+
+
+def test_a_small_source_is_held_in_memory_unless_it_crops_at_random(image_folder):
+    streamed = data.build_input(folder_config(image_folder, hold_mb=0), seed=0)
+    held = data.build_input(folder_config(image_folder), seed=0)  # 33 images, well under
+    assert isinstance(held.train.source, data.ArraySource)
+    assert isinstance(held.eval, data.ArraySource)
+    assert isinstance(streamed.train.source, images.ImageFileSource)
+    for name in ("image", "label"):
+        np.testing.assert_array_equal(held.train.batch(7)[name], streamed.train.batch(7)[name])
+    one_image = 16 * 16 * 3 + 4  # bytes of an example: pixels and an int32 label
+    tight = folder_config(image_folder, hold_mb=(24 * one_image - 1) / 2**20)
+    assert isinstance(data.build_input(tight, 0).train.source, images.ImageFileSource)
+    cropping = data.build_input(folder_config(image_folder, random_crop=True), seed=0)
+    assert isinstance(cropping.train.source, images.ImageFileSource)
+    assert isinstance(cropping.eval, data.ArraySource)
+    held_in_workers = data.pipeline.read_all(streamed.eval, workers=2)
+    np.testing.assert_array_equal(held_in_workers["image"], held.eval.arrays["image"])
 
 
 def test_fit_takes_grey_palette_and_transparent_images():
