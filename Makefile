@@ -9,7 +9,7 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-.PHONY: setup train test test-fast lint bench browser web-runtime
+.PHONY: setup train test test-fast lint bench browser device-bundle web-runtime
 setup: $(STAMP)
 
 # onnxruntime-web for launch/export.py --page (the generator page without a server): the
@@ -58,3 +58,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/fashion_cnn.py
+
+# What bench/device_check.py needs on the GPU machine that it lacks (its docstring): wheels
+# for Python 3.12 and the data sets, in .device/ (git-ignored; the device tool's carry).
+device-bundle: $(STAMP)
+	$(VENV)/bin/python bench/device_check.py --bundle
