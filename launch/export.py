@@ -10,8 +10,10 @@
         the generator page as static files: the ONNX model and onnxruntime-web run it in
         the browser, no server (open index.html; jaxdl/export/page.py)
 
-Loads the run's newest checkpoint (or --step). Writes export.json beside the model (what
-it computes, its inputs, the run). A bad flag or run is one line, exit 1.
+Loads the run's newest checkpoint (or --step). StableHLO is lowered for --platforms
+(default cpu,cuda,tpu: no such device is needed to export, and the program runs on each).
+Writes export.json beside the model (what it computes, its inputs, the run). A bad flag
+or run is one line, exit 1.
 """
 
 from pathlib import Path
@@ -23,6 +25,9 @@ flags.DEFINE_string("workdir", None, "Run directory of a trained run.")
 flags.DEFINE_string("out", None, "Folder to write (created; files in it are replaced).")
 flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
 flags.DEFINE_enum("format", "stablehlo", ["stablehlo", "onnx"], "What to write.")
+flags.DEFINE_list(
+    "platforms", ["cpu", "cuda", "tpu"], "StableHLO: the platforms the program runs on."
+)
 flags.DEFINE_bool("page", False, "Write the static generator page (ONNX inside).")
 flags.mark_flags_as_required(["workdir", "out"])
 FLAGS = flags.FLAGS
@@ -40,6 +45,11 @@ def main():
         not (FLAGS.page and FLAGS["format"].present and FLAGS.format != "onnx"),
         "--page writes ONNX: leave out --format or give --format=onnx",
     )
+    platforms = tuple(FLAGS.platforms)
+    check(
+        platforms and set(platforms) <= {"cpu", "cuda", "rocm", "tpu"},
+        f"--platforms={','.join(platforms)}: give some of cpu, cuda, rocm, tpu",
+    )
     if FLAGS.page:  # before the run loads: the runtime is a build step's
         runtime = page.find_runtime()
     config, info, task, state = load_run(FLAGS.workdir, FLAGS.step)
@@ -51,9 +61,10 @@ def main():
         written = f"the generator page ({record['size_bytes'] / 2**20:.1f} MiB)"
     elif FLAGS.format == "onnx":
         onnx_gan.write(out, task, state, info, run)
-        written = f"{onnx_gan.MODEL_FILE}"
+        written = onnx_gan.MODEL_FILE
     else:
-        record = stablehlo.write(out, stablehlo.inference(task, info), state, run)
+        inference = stablehlo.inference(task, info)
+        record = stablehlo.write(out, inference, state, run, platforms)
         written = f"the {record['kind']}'s StableHLO, batch {record['inputs'][0]['shape'][0]}"
     print(f"exported {title}: {written} in {out}", flush=True)
     return 0

@@ -36,6 +36,7 @@ from jaxdl.errors import UserError
 PROGRAM_FILE = "model.stablehlo"
 WEIGHTS_FILE = "weights.npz"
 INFO_FILE = "export.json"
+PLATFORMS = ("cpu", "cuda", "tpu")  # jax.export lowers for each without its device
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,10 +96,13 @@ def _specs(inputs, batch) -> list:
     return [jax.ShapeDtypeStruct((batch, *shape), dtype) for _, shape, dtype in inputs]
 
 
-def export(inference_: Inference, state) -> tuple[jax.export.Exported, list, list[str], object]:
+def export(
+    inference_: Inference, state, platforms: tuple[str, ...] = PLATFORMS
+) -> tuple[jax.export.Exported, list, list[str], object]:
     """(exported program, the weights it takes, their names, its batch size: "b" when
     symbolic, else 1). The batch is symbolic unless the function needs a fixed one (a
-    discriminator's minibatch standard deviation during refinement, say)."""
+    discriminator's minibatch standard deviation during refinement, say). The program is
+    lowered for each of `platforms` (no such device needed here); it runs on any of them."""
     leaves_with_paths, treedef = jax.tree.flatten_with_path(state)
     leaves = [leaf for _, leaf in leaves_with_paths]
     fn = inference_.fn
@@ -114,20 +118,21 @@ def export(inference_: Inference, state) -> tuple[jax.export.Exported, list, lis
         return fn(jax.tree.unflatten(treedef, full), *inputs)
 
     weight_specs = [jax.ShapeDtypeStruct(w.shape, w.dtype) for w in kept]
+    lower = jax.export.export(jax.jit(program), platforms=platforms)
     (b,) = jax.export.symbolic_shape("b")
     try:
-        exported = jax.export.export(jax.jit(program))(weight_specs, *_specs(inference_.inputs, b))
-        batch = "b"
+        exported, batch = lower(weight_specs, *_specs(inference_.inputs, b)), "b"
     except Exception:  # a symbolic batch refused; any other error recurs at batch 1
-        exported = jax.export.export(jax.jit(program))(weight_specs, *_specs(inference_.inputs, 1))
-        batch = 1
+        exported, batch = lower(weight_specs, *_specs(inference_.inputs, 1)), 1
     return exported, kept, names, batch
 
 
-def write(out: Path, inference_: Inference, state, run: dict) -> dict:
+def write(
+    out: Path, inference_: Inference, state, run: dict, platforms: tuple[str, ...] = PLATFORMS
+) -> dict:
     """Writes the program, its weights and export.json into `out`; returns export.json's
     content. `run`: where it came from (workdir, step, task)."""
-    exported, weights, names, batch = export(inference_, state)
+    exported, weights, names, batch = export(inference_, state, platforms)
     out.mkdir(parents=True, exist_ok=True)
     (out / PROGRAM_FILE).write_bytes(exported.serialize())
     np.savez(out / WEIGHTS_FILE, **{f"w{i:04d}": w for i, w in enumerate(weights)})

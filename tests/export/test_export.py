@@ -83,6 +83,7 @@ def test_classifier_exports_probabilities_callable_without_jaxdl(tiny_cnn_run, t
     record = json.loads((out / "export.json").read_text())
     assert record["inputs"] == [{"name": "images", "shape": ["b", 28, 28, 1], "dtype": "uint8"}]
     assert record["run"]["step"] == 20 and len(record["class_names"]) == 10
+    assert record["platforms"] == ["cpu", "cuda", "tpu"]  # lowered for all, runs on any
     # Only what the function reads: parameters and batch statistics, no optimizer state.
     assert all(name.startswith((".params", ".model_state")) for name in record["weights"].values())
     assert any("batch_stats" in name for name in record["weights"].values())
@@ -223,6 +224,8 @@ def test_bad_flags_and_runs_are_one_line(tiny_vae_run, tmp_path):
          f"error: {tmp_path} is not a run directory: no config.json"),
         ((f"--workdir={workdir}", f"--out={tmp_path / 'x'}", "--format=onnx"),
          "error: ONNX export takes a GAN's generator (task gan), not AutoencodeTask's model"),
+        ((f"--workdir={workdir}", f"--out={tmp_path / 'x'}", "--platforms=cpu,gpu"),
+         "error: --platforms=cpu,gpu: give some of cpu, cuda, rocm, tpu"),
         ((f"--workdir={workdir}", f"--out={tmp_path / 'x'}", "--step=7"),
          f"error: {workdir} has no checkpoint 7 (it has [10, 20])"),
         ((f"--workdir={workdir}", f"--out={tmp_path / 'x'}", "--page", "--format=stablehlo"),
