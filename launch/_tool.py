@@ -42,7 +42,10 @@ def _noise(record) -> bool:
 def tool_main(main):
     """Wraps `main()` for absl's app.run: stray arguments are a usage error, orbax's
     per-save log lines are filtered out, and a UserError (bad flags, config or data)
-    ends the program with one line on stderr and exit status 1."""
+    ends the program with one line on stderr and exit status 1. In a multi-process job,
+    a collective that failed because another process is gone ends this one at once,
+    without a traceback: one line (none under launch/multiprocess.py, whose line says
+    which process died), exit status 1, and no wait in JAX's shutdown for the dead one."""
 
     @functools.wraps(main)
     def run(argv: list[str]) -> int:
@@ -51,13 +54,23 @@ def tool_main(main):
         sys.unraisablehook = _quiet_checkpoint_noise
         logging.get_absl_handler().addFilter(lambda record: not _noise(record))
         from jaxdl.errors import UserError
-        from jaxdl.train import compile_cache
+        from jaxdl.train import compile_cache, processes
 
         cache = compile_cache.enable(flags.FLAGS.compile_cache)
         try:
             code, error = main(), None
         except UserError as e:
             code, error = 1, e
+        except Exception as e:
+            if not processes.lost_peer(e):
+                raise
+            if not processes.under_launcher():
+                print(
+                    f"error: another process of this job is gone ({_first_line(e)}); "
+                    "run the job again to resume",
+                    file=sys.stderr,
+                )
+            processes.exit_now(processes.LOST_PEER_EXIT)
         if cache is None:
             logging.info("compile cache: off")
         else:
@@ -67,6 +80,10 @@ def tool_main(main):
         return code
 
     return run
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
 
 
 class _ExperimentFileParser(ConfigFileFlagParser):

@@ -9,11 +9,15 @@ devices, and in its environment the coordinator (127.0.0.1 and a free port), the
 count and its index, which launch/train.py reads to join the job (collectives over gloo).
 Process 0's output passes through; the others' lines are prefixed `[process i]`.
 SIGTERM and SIGINT are passed on to every process (a trainer then saves the same step on
-all of them and exits); when one process fails, the others are stopped (SIGTERM, then
-SIGKILL after STOP_TIMEOUT_S) and its exit code is this command's. The processes die
-with this launcher.
+all of them and exits; SIGKILL for any left after STOP_TIMEOUT_S). When one process fails
+or dies, one line says which, the others are ended within seconds (a trainer reads it
+on a pipe and exits at once: its collectives would fail or wait for the dead one, and
+nothing more can be saved; anything else gets SIGTERM; SIGKILL for any left after
+FAILED_STOP_S), and its exit code is this command's: rerunning it resumes from the last
+complete checkpoint. The processes die with this launcher.
 """
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -26,7 +30,8 @@ from absl import app, flags
 flags.DEFINE_integer("num_processes", 2, "Processes to start.")
 flags.DEFINE_integer("devices_per_process", 1, "Simulated CPU devices in each process.")
 FLAGS = flags.FLAGS
-STOP_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 120.0  # after a signal passed on: every process saves, then exits
+FAILED_STOP_S = 5.0  # after one failed: the others can only exit
 
 
 def _relay(stream, prefix: str) -> None:
@@ -37,6 +42,12 @@ def _relay(stream, prefix: str) -> None:
 
 def _exit_code(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode  # killed by signal N: 128 + N
+
+
+def _how(returncode: int) -> str:
+    if returncode < 0:
+        return f"killed by {signal.Signals(-returncode).name}"
+    return f"exit status {returncode}"
 
 
 def main(argv: list[str]) -> int:
@@ -53,8 +64,10 @@ def main(argv: list[str]) -> int:
     cores = sorted(os.sched_getaffinity(0))
     share = max(1, len(cores) // FLAGS.num_processes)
     coordinator = f"127.0.0.1:{processes.free_port()}"
-    children, relays = [], []
+    children, relays, pipes = [], [], []
     for index in range(FLAGS.num_processes):
+        watch, tell = os.pipe()  # a line on it: another process failed (processes.watch_job)
+        pipes.append(tell)
         env = {
             **os.environ,
             "JAX_PLATFORMS": "cpu",
@@ -63,6 +76,7 @@ def main(argv: list[str]) -> int:
             processes.COORDINATOR_ENV: coordinator,
             processes.NUM_PROCESSES_ENV: str(FLAGS.num_processes),
             processes.PROCESS_ID_ENV: str(index),
+            processes.JOB_PIPE_ENV: str(watch),
         }
         own = cores[(index * share) % len(cores) :][:share] or cores
 
@@ -72,8 +86,15 @@ def main(argv: list[str]) -> int:
 
         piped = subprocess.PIPE if index else None
         child = subprocess.Popen(
-            command, env=env, preexec_fn=prepare, stdout=piped, stderr=piped, text=True
+            command,
+            env=env,
+            preexec_fn=prepare,
+            stdout=piped,
+            stderr=piped,
+            text=True,
+            pass_fds=(watch,),
         )
+        os.close(watch)
         children.append(child)
         for stream in (child.stdout, child.stderr) if index else ():
             relay = threading.Thread(target=_relay, args=(stream, f"[process {index}] "))
@@ -86,30 +107,39 @@ def main(argv: list[str]) -> int:
         flush=True,
     )
 
+    signalled = []  # the signals passed on
+
     def forward(signum, frame) -> None:
+        if frame is not None:
+            signalled.append(signum)
         for child in children:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
 
     for s in (signal.SIGTERM, signal.SIGINT):
         signal.signal(s, forward)
-    failed, stopping_since = None, None
+    failed, deadline = None, None
     while any(child.poll() is None for child in children):
         if failed is None:
             failed = next((c for c in children if c.poll() not in (None, 0)), None)
-            if failed is not None:  # one failed: stop the others rather than hang
-                print(
-                    f"process {children.index(failed)} failed: stopping the others",
-                    file=sys.stderr,
-                    flush=True,
-                )
+            if failed is not None:  # one failed: end the others rather than hang
+                line = f"process {children.index(failed)} failed ({_how(failed.returncode)})"
+                print(f"{line}: stopping the others", file=sys.stderr, flush=True)
+                for child, tell in zip(children, pipes, strict=True):
+                    if child.poll() is None:
+                        with contextlib.suppress(OSError):  # it has just ended
+                            os.write(tell, f"{line}\n".encode())
                 forward(signal.SIGTERM, None)
-                stopping_since = time.time()
-        elif time.time() - stopping_since > STOP_TIMEOUT_S:
+                deadline = time.time() + FAILED_STOP_S
+        if deadline is None and signalled:
+            deadline = time.time() + STOP_TIMEOUT_S
+        if deadline is not None and time.time() > deadline:
             for child in children:
                 if child.poll() is None:
                     child.kill()
-        time.sleep(0.1)
+        time.sleep(0.05)
+    for tell in pipes:
+        os.close(tell)
     for relay in relays:
         relay.join()
     failed = failed or next((c for c in children if c.returncode != 0), None)

@@ -7,7 +7,10 @@
 # process count, this task's index) in SLURM's environment; on CPU nodes collectives go
 # over gloo. Process 0 writes the run's files; all write checkpoints together; SIGTERM
 # (scancel, preemption) to the job stops every process at the same step with a save, and
-# sbatch-ing the same command again resumes. PYTHON picks the interpreter (.venv/bin/python).
+# sbatch-ing the same command again resumes. A task that dies ends the job within seconds:
+# the others' next collective fails and each exits at once with one line (no wait in JAX's
+# shutdown for the dead one's heartbeat), and --kill-on-bad-exit stops any still running
+# (SIGTERM, then SIGKILL after the cluster's KillWait). PYTHON picks the interpreter.
 #SBATCH --job-name=jaxdl-train
 #SBATCH --output=slurm-%j.out
 set -euo pipefail

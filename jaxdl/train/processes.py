@@ -1,15 +1,24 @@
 """Child processes of the launchers (sweep trials, the processes of a multi-process run)
 and joining a multi-process JAX job."""
 
+import contextlib
 import ctypes
 import os
 import signal
 import socket
+import sys
+import threading
 
 # What launch/multiprocess.py tells each process it starts (launch/train.py reads them).
 COORDINATOR_ENV = "JAXDL_COORDINATOR_ADDRESS"
 NUM_PROCESSES_ENV = "JAXDL_NUM_PROCESSES"
 PROCESS_ID_ENV = "JAXDL_PROCESS_ID"
+# The read end of a pipe from launch/multiprocess.py: a line on it says another process
+# of the job failed, and this one exits at once (see watch_job).
+JOB_PIPE_ENV = "JAXDL_JOB_PIPE"
+# What a process whose job lost another process exits with.
+LOST_PEER_EXIT = 1
+_watched = False  # watch_job started its thread
 
 
 def die_with_parent() -> None:
@@ -43,6 +52,51 @@ def join_job(
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address, num_processes, process_id)
+    watch_job()
+
+
+def watch_job() -> None:
+    """Under launch/multiprocess.py: a thread that ends this process at once when the
+    launcher says another process of the job failed. Once one has died every collective
+    fails or waits for it, wherever this process is (a step, an eval, a save's barrier,
+    JAX's shutdown, which waited ~95 s for its heartbeat timeout), and nothing more can
+    be saved: the rerun resumes from the last complete checkpoint. The launcher's line
+    says which process died."""
+    if JOB_PIPE_ENV not in os.environ:
+        return
+    global _watched
+    pipe = int(os.environ.pop(JOB_PIPE_ENV))  # not for the processes this one starts
+
+    def watch() -> None:
+        with os.fdopen(pipe, "rb", buffering=0) as lines:
+            if lines.readline():  # nothing (the launcher died): PR_SET_PDEATHSIG's SIGTERM
+                exit_now(LOST_PEER_EXIT)
+
+    threading.Thread(target=watch, name="jaxdl-job-watch", daemon=True).start()
+    _watched = True
+
+
+def exit_now(code: int) -> None:
+    """Exits without Python's or JAX's exit handlers (jax.distributed's shutdown waits for
+    every process of the job, a dead one too, until its heartbeat times out)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # closed
+            stream.flush()
+    os._exit(code)
+
+
+def lost_peer(error: BaseException) -> bool:
+    """Whether `error` is a collective that failed because another process of the job is
+    gone (gloo: 'Connection reset by peer', 'Connection closed by peer', ...)."""
+    import jax
+
+    text = str(error).lower()
+    return isinstance(error, jax.errors.JaxRuntimeError) and ("gloo" in text or "peer" in text)
+
+
+def under_launcher() -> bool:
+    """Whether launch/multiprocess.py watches this process (it says who died)."""
+    return _watched
 
 
 def in_job() -> bool:

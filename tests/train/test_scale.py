@@ -21,7 +21,7 @@ import pytest
 from jaxdl import configs, tasks
 from jaxdl.train import read_metrics
 from tests.conftest import ROOT, init_state, jit_quick, make_images, run_launcher, shared_run
-from tests.train.test_train_e2e import TINY, assert_ok, saved_state, wait_for_rows
+from tests.train.test_train_e2e import TINY, assert_ok, saved_state, saved_steps, wait_for_rows
 
 MOMENTUM = ("--config.optimizer.name=momentum", "--config.optimizer.learning_rate=0.05")
 
@@ -146,6 +146,42 @@ def test_sigterm_to_one_process_stops_both_at_one_step_and_resumes_equal(
     assert strip(read_metrics(stopped)) == strip(read_metrics(straight))
 
 
+@pytest.mark.slow
+def test_a_killed_process_ends_the_job_in_seconds_and_the_rerun_resumes(
+    synthetic_data_dir, tmp_path
+):
+    """Before: process 0 printed a traceback (Gloo all-reduce failed: Connection reset
+    by peer) and waited ~95 s in JAX's shutdown for the dead one's heartbeat, deaf to the
+    launcher's SIGTERM; the launcher's SIGKILL came after 120 s."""
+    workdir = tmp_path / "run"
+    args = (
+        TINY,
+        f"--config.data.data_dir={synthetic_data_dir}",
+        f"--workdir={workdir}",
+        "--config.train.num_steps=12",
+        "--config.train.checkpoint_every=2",
+        "--config.train.plot=False",
+    )
+    job = multiprocess(*args, wait=False)
+    line = job.stderr.readline()  # "2 processes (pids A B), ..."
+    pids = [int(p) for p in line.split("pids ")[1].split(")")[0].split()]
+    deadline = time.time() + 120
+    while not (workdir / "checkpoints").is_dir() or not saved_steps(workdir):
+        assert time.time() < deadline and job.poll() is None
+        time.sleep(0.1)
+    os.kill(pids[1], signal.SIGKILL)
+    killed = time.time()
+    rest = job.communicate(timeout=120)[1]
+    assert job.returncode == 128 + signal.SIGKILL and time.time() - killed < 15, rest[-3000:]
+    assert "process 1 failed (killed by SIGKILL): stopping the others" in rest
+    assert "Traceback" not in rest and "error" not in rest.lower(), rest[-3000:]
+    assert not [pid for pid in pids if os.path.exists(f"/proc/{pid}")]  # reaped: none left
+    resumed = multiprocess(*args)
+    assert_ok(resumed)
+    assert "resumed from step" in resumed.stderr
+    assert saved_steps(workdir)[-1] == 12
+
+
 def test_the_multiprocess_launcher_starts_its_children_before_importing_jax():
     code = "import sys, jaxdl.train.processes; print('jax' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -171,7 +207,7 @@ def test_one_failing_process_ends_the_others(tmp_path):
         timeout=120,
     )
     assert result.returncode == 3 and time.time() - started < 60
-    assert "process 1 failed: stopping the others" in result.stderr
+    assert "process 1 failed (exit status 3): stopping the others" in result.stderr
 
 
 FSDP_CHECK = """
