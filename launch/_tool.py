@@ -1,8 +1,10 @@
 """What every launcher shares (imported by the scripts beside it)."""
 
 import functools
+import json
 import sys
 import traceback
+from pathlib import Path
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -87,14 +89,17 @@ def _first_line(error: Exception) -> str:
 
 
 class _ExperimentFileParser(ConfigFileFlagParser):
-    """An experiment file's config, resolved (jaxdl.configs.resolve) before the
-    command line's overrides apply; `--config.model.name=X` (or task) first switches
-    that section to X's registered defaults, so X's own keys can then be overridden."""
+    """An experiment file's config, or a run's config.json (the file, or the run's
+    directory), resolved (jaxdl.configs.resolve; a run's as it was trained: keys it
+    predates take their legacy values, as run_info.load_run reads it) before the command
+    line's overrides apply; `--config.model.name=X` (or task) first switches that section
+    to X's registered defaults, so X's own keys can then be overridden."""
 
     def parse(self, path):
         from jaxdl import configs, registry
 
-        config = super().parse(path)
+        saved = _saved_config(path)
+        config = super().parse(path) if saved is None else saved
         if not hasattr(config, "unlocked"):  # a file that failed to load: reported later
             return config
         prefix = f"--{self.name}."
@@ -102,9 +107,41 @@ class _ExperimentFileParser(ConfigFileFlagParser):
             name = _flag_value(sys.argv, f"{prefix}{kind}.name")
             if name is not None:
                 configs.switch(config, kind, name)
-        resolved = configs.resolve(config)
+        resolved = configs.resolve(config, saved=saved is not None)
         resolved.lock()
         return resolved
+
+
+def _saved_config(path: str):
+    """The config of a run that `path` names (its config.json, or its directory), with
+    tuples where JSON has lists (as experiment files give them); None for a file that
+    is not JSON (an experiment file)."""
+    import ml_collections
+
+    from jaxdl.errors import ConfigError
+
+    file = Path(path)
+    if file.is_dir():
+        file = file / "config.json"
+    elif file.suffix != ".json":
+        return None
+    try:
+        values = json.loads(file.read_text())
+    except OSError as e:
+        raise ConfigError(f"cannot read {file} ({(e.strerror or str(e)).lower()})") from None
+    except ValueError as e:
+        raise ConfigError(f"{file} is not a run's config.json ({e})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{file} is not a run's config.json (not an object)")
+    return ml_collections.ConfigDict(_tuples(values))
+
+
+def _tuples(value):
+    if isinstance(value, dict):
+        return {key: _tuples(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return tuple(_tuples(item) for item in value)
+    return value
 
 
 def _flag_value(argv: list[str], flag: str) -> str | None:
@@ -119,6 +156,12 @@ def _flag_value(argv: list[str], flag: str) -> str | None:
 
 
 def define_config_flag(name: str = "config") -> None:
-    """--config=experiments/<name>.py[:arg], with --config.a.b=v overrides."""
-    config_flags.DEFINE_config_file(name, None, "Experiment config file.", lock_config=True)
+    """--config=experiments/<name>.py[:arg] (or a run's WORKDIR/config.json, or WORKDIR),
+    with --config.a.b=v overrides."""
+    config_flags.DEFINE_config_file(
+        name,
+        None,
+        "Experiment config file, or a run's config.json (or its workdir).",
+        lock_config=True,
+    )
     flags.FLAGS[name].parser = _ExperimentFileParser(name=name, lock_config=True)

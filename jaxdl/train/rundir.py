@@ -123,10 +123,12 @@ class RunDir:
                 abstract, set_aside=self.path / DAMAGED_DIR
             )
         except checkpoint.StateMismatchError as e:
+            saved = self.path / "config.json"
             raise UserError(
                 f"the checkpoints in {self.path} hold a state of other shapes ({e}); the "
                 f"config differs from the run's in {self._config_changes()}: train in "
-                f"another --workdir, or resume with the run's config"
+                f"another --workdir, or resume the run as it was trained: launch/train.py "
+                f"--config={saved} --workdir={self.path}"
             ) from None
         return state, position
 

@@ -410,3 +410,14 @@ def test_a_run_saved_before_the_bias_was_dropped_keeps_loading(
     result = launch(*args, "--config.train.num_steps=22")
     (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
     assert "model.bias_before_norm (True -> False)" in line
+    # The refusal's advice, followed as given (overrides may follow): the run's config,
+    # resolved as it was trained, resumes it. Before, launch/train.py read no config.json.
+    command = line.split("resume the run as it was trained: ")[1].split()
+    assert command == ["launch/train.py", f"--config={workdir}/config.json", f"--workdir={workdir}"]
+    resumed = launch(*command[1:], "--config.train.num_steps=22")
+    assert_ok(resumed)
+    assert "resumed from step 20" in resumed.stderr
+    assert json.loads((workdir / "config.json").read_text())["model"]["bias_before_norm"]
+    again = launch(f"--config={workdir}", f"--workdir={workdir}", "--config.train.num_steps=24")
+    assert_ok(again)
+    assert "resumed from step 22" in again.stderr
