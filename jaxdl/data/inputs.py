@@ -89,11 +89,12 @@ def image_input(
     )
 
 
-def text_input(dcfg, corpus: str, origin: str, seed: int, process_index: int, process_count: int):
-    """Characters of a whole text; eval is its tail (`data.eval_fraction`), run as
-    `data.eval_batch_size` streams."""
-    vocab = text.CharVocab.of(corpus)
-    train_tokens, eval_tokens = text.split_tail(vocab.encode(corpus), dcfg.eval_fraction)
+def text_input(
+    dcfg, tokens, vocab: str, origin: str, seed: int, process_index: int, process_count: int
+) -> Input:
+    """The character ids of a whole text (an array, or memory-mapped); eval is its tail
+    (`data.eval_fraction`), run as `data.eval_batch_size` streams."""
+    train_tokens, eval_tokens = text.split_tail(tokens, dcfg.eval_fraction)
     return Input(
         train=text.StreamBatches(
             train_tokens, dcfg.batch_size, dcfg.window, seed, process_index, process_count
@@ -104,7 +105,7 @@ def text_input(dcfg, corpus: str, origin: str, seed: int, process_index: int, pr
             "origin": origin,
             "num_train": len(train_tokens),
             "num_eval": len(eval_tokens),
-            "vocab": vocab.chars,
+            "vocab": vocab,
         },
         items_per_batch=dcfg.batch_size * dcfg.window,
         item_unit="tok",

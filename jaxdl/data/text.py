@@ -91,7 +91,7 @@ class StreamBatches:
         epoch, within = divmod(index, self.batches_per_epoch)
         starts = self._stream_starts + self.offset(epoch) + within * self.window
         rows = starts[:, None] + np.arange(self.window + 1)
-        chunk = self.tokens[rows]
+        chunk = np.asarray(self.tokens[rows], np.int32)  # (a memory-mapped text: uint16)
         return {
             "inputs": chunk[:, :-1],
             "targets": chunk[:, 1:],
@@ -115,7 +115,7 @@ def eval_streams(tokens: np.ndarray, num_streams: int, window: int) -> dict:
     positions = np.where(real, positions, 0)
     shape = (num_streams, num_windows, window)
     return {
-        "inputs": tokens[positions].reshape(shape),
-        "targets": tokens[positions + 1].reshape(shape),
+        "inputs": np.asarray(tokens[positions], np.int32).reshape(shape),
+        "targets": np.asarray(tokens[positions + 1], np.int32).reshape(shape),
         "weights": real.astype(np.float32).reshape(shape),
     }

@@ -162,9 +162,37 @@ def test_text_files_read_a_file_or_a_folder_in_order(tmp_path):
     assert vocab.decode(inputs.train.tokens) == "héllo worl"  # a.txt first; the tail is eval
     (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
     config.path = str(tmp_path / "latin1.txt")
-    with pytest.raises(DataError, match=r"not UTF-8 text \(byte 3") as error:
+    with pytest.raises(DataError, match=r"not UTF-8 text \(byte 3\)") as error:
         data.build_input(config, seed=0)
     assert "latin1.txt" in str(error.value)
+
+
+def test_a_large_text_is_memory_mapped_with_the_same_batches(tmp_path, monkeypatch):
+    from jaxdl.datasets import text_sets
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(synthetic.text(5000) + "ünï", encoding="utf-8")
+    config = configs.section("data", "text_files", path=str(corpus), batch_size=4, window=8)
+    config.eval_batch_size = 2
+    in_memory = data.build_input(config, seed=1)
+    monkeypatch.setattr(text_sets, "IN_MEMORY_BYTES", 100)
+    monkeypatch.setattr(text_sets, "_PIECE", 7)  # characters cut between pieces
+    monkeypatch.setenv(text_sets.TOKEN_CACHE_ENV, str(tmp_path / "cache"))
+    for _ in range(2):  # written to the cache, then read from it
+        mapped = data.build_input(config, seed=1)
+        assert isinstance(mapped.train.tokens, np.memmap)
+        assert mapped.info["vocab"] == in_memory.info["vocab"]
+        for k in (0, 3, mapped.train.batches_per_epoch + 2):
+            for name, value in in_memory.train.batch(k).items():
+                np.testing.assert_array_equal(mapped.train.batch(k)[name], value)
+        for name, value in data.read_all(in_memory.eval).items():
+            np.testing.assert_array_equal(data.read_all(mapped.eval)[name], value)
+    assert len(list((tmp_path / "cache").glob("*.tokens"))) == 1
+    broken = tmp_path / "broken.txt"
+    broken.write_bytes(b"abcdefghij\xff")
+    config.path = str(broken)
+    with pytest.raises(DataError, match=r"broken.txt: not UTF-8 text \(byte 10\)"):
+        data.build_input(config, seed=1)
 
 
 # ---- Document tables -----------------------------------------------------------------------
