@@ -39,6 +39,10 @@ this order (they run with the tests last):
               once, run for each trial: the best case for sequential), trials/s each way
   cache       a 2-step launch of the default experiment with an empty compile cache and
               again with the cache it filled (bench/launch_time.py's measure)
+  restore     a tiny-CNN run trained here on CPU ("auto": matmul; made by make
+              device-bundle, .device/cpu_run) read there with train/run_info.load_run
+              ("auto": XLA's convolution): its logits on 256 test images against the ones
+              recorded here (another backend, kernel, jax and orbax version)
 Writes bench/results/device_check.md (and .json) and copies both to --out.
 """
 
@@ -67,6 +71,9 @@ RESULTS = ROOT / "bench" / "results"
 # module: add its wheel here.
 DEVICE_WHEELS = ("ml-collections==1.1.0", "tensorboardX==2.6.5")
 DATA_SETS = ("fashion-mnist", "tinyshakespeare")
+CPU_RUN = BUNDLE / "cpu_run"  # a tiny run trained here, read on the device
+CPU_LOGITS = BUNDLE / "cpu_run_logits.npy"  # its logits here, on the first RESTORE_IMAGES
+RESTORE_IMAGES = 256
 NEEDED = ("jax", "flax", "optax", "orbax.checkpoint", "chex", "absl", "numpy", "ml_collections")
 NEEDED += ("tensorboardX", "PIL", "matplotlib", "pytest")
 # The device-relevant tests: models, tasks, steps, vmapped trials, PBT, the trainer's
@@ -88,7 +95,8 @@ DESELECT = "not four_devices"
 DEADLINE_S = 445  # + up to ~25 s for a part stopped at its limit: under 8 minutes
 # In this order; the tests last: they take what is left (up to their limit) and report
 # the tests they finished when stopped, where another part cut short loses its rows.
-LIMITS = {"versions": 45, "sweep": 100, "throughput": 100, "accuracy": 90, "cache": 60}
+LIMITS = {"versions": 45, "restore": 40, "sweep": 100, "throughput": 100, "accuracy": 90}
+LIMITS["cache"] = 60
 LIMITS["tests"] = 110
 QUICK_LIMITS = dict.fromkeys(LIMITS, 400)
 # Dense tensor-core peaks (FLOP/s) by device kind: bfloat16, and TF32 for float32.
@@ -118,6 +126,13 @@ def bundle() -> None:
     shared = Path(os.environ.get("JAXDL_DATA_DIR") or ROOT.parent / "shared" / "data")
     for name in DATA_SETS:
         shutil.copytree(shared / name, DATA / name, dirs_exist_ok=True)
+    shutil.rmtree(CPU_RUN, ignore_errors=True)
+    train = [sys.executable, str(ROOT / "launch/train.py"), f"--workdir={CPU_RUN}"]
+    train += [f"--config={ROOT}/experiments/fashion_cnn_tiny.py", "--config.train.plot=False"]
+    subprocess.run(train, check=True, env=dict(os.environ, JAXDL_DATA_DIR=str(DATA)))
+    import numpy as np
+
+    np.save(CPU_LOGITS, _restored_logits(CPU_RUN))
     for path in sorted(BUNDLE.glob("*/*")):
         size = sum(f.stat().st_size for f in [path, *path.rglob("*")] if f.is_file())
         print(f"{path.relative_to(ROOT)}: {size / 2**20:.1f} MiB")
@@ -545,6 +560,54 @@ def part_sweep(save: Saver, quick: bool) -> None:
     save["batch"] = base.data.batch_size
 
 
+def _test_images(count: int):
+    """The first `count` Fashion-MNIST test images, uint8 (N, 28, 28, 1), read from the
+    IDX file here or in the bundle."""
+    import gzip
+
+    import numpy as np
+
+    name = "fashion-mnist/t10k-images-idx3-ubyte.gz"
+    shared = ROOT.parent / "shared" / "data"
+    path = (
+        next(
+            p
+            for p in (Path(os.environ.get("JAXDL_DATA_DIR", DATA)), shared, DATA)
+            if (p / name).exists()
+        )
+        / name
+    )
+    with gzip.open(path) as f:
+        pixels = np.frombuffer(f.read(), np.uint8, offset=16)
+    return pixels.reshape(-1, 28, 28, 1)[:count]
+
+
+def _restored_logits(workdir: Path):
+    import numpy as np
+
+    from jaxdl.train.run_info import load_run
+
+    _, _, task, state = load_run(workdir)
+    return np.asarray(task.logits(state, _test_images(RESTORE_IMAGES)))
+
+
+def part_restore(save: Saver, quick: bool) -> None:
+    import jax
+    import numpy as np
+
+    if not CPU_LOGITS.exists():
+        save["note"] = "no .device/cpu_run: make device-bundle"
+        return
+    record = json.loads((CPU_RUN / "run.json").read_text())
+    save["trained_on"] = record.get("backend")
+    save["here"] = jax.default_backend()
+    logits = _restored_logits(CPU_RUN)
+    reference = np.load(CPU_LOGITS)
+    save["max_abs_diff"] = float(np.abs(logits - reference).max())
+    save["logit_scale"] = float(np.abs(reference).max())
+    save["same_class"] = float((logits.argmax(-1) == reference.argmax(-1)).mean())
+
+
 def part_cache(save: Saver, quick: bool) -> None:
     config = "fashion_cnn_tiny" if quick else "fashion_cnn"
     with tempfile.TemporaryDirectory() as tmp:
@@ -582,6 +645,7 @@ def part_cache(save: Saver, quick: bool) -> None:
 
 PARTS = {
     "versions": part_versions,
+    "restore": part_restore,
     "sweep": part_sweep,
     "throughput": part_throughput,
     "accuracy": part_accuracy,
@@ -622,6 +686,22 @@ def _versions(v: dict) -> list[str]:
         f"{v.get('auto', '?')}; float32 matmul at the default precision vs HIGHEST: relative "
         f"error {v.get('float32_matmul_rel_error', float('nan')):.1e} (~1e-7 full float32, "
         "~1e-4 or more TF32)",
+    ]
+
+
+def _restore(r: dict) -> list[str]:
+    lines = ["", "## A run trained on CPU, read here", ""]
+    if "note" in r:
+        return [*lines, f"- {r['note']}"]
+    if "max_abs_diff" not in r:
+        return lines
+    return [
+        *lines,
+        f"- .device/cpu_run (experiments/fashion_cnn_tiny.py, 20 steps) trained on "
+        f"{r['trained_on']}; read with load_run on {r['here']}: logits of "
+        f"{RESTORE_IMAGES} test images differ by at most **{r['max_abs_diff']:.2e}** "
+        f"(largest logit {r['logit_scale']:.2f}); the same class for "
+        f"**{r['same_class']:.1%}** of them",
     ]
 
 
@@ -724,6 +804,7 @@ def _cache(c: dict) -> list[str]:
 
 SECTIONS = {
     "versions": _versions,
+    "restore": _restore,
     "tests": _tests,
     "accuracy": _accuracy,
     "throughput": _throughput,
