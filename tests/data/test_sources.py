@@ -373,12 +373,29 @@ def test_train_an_lm_on_a_text_file_and_a_classifier_on_a_csv(tmp_path):
 
 @pytest.mark.slow
 def test_bad_data_through_the_launcher_is_one_line_and_exit_1(tmp_path):
-    result = run_launcher(
+    """A missing folder, and an image found damaged by a worker process mid-run."""
+    root = synthetic.write_image_folder(tmp_path / "set", {"train": 20, "test": 2})
+    bad = sorted((root / "train" / "dog").iterdir())[5]
+    bad.write_bytes(bad.read_bytes()[:50])
+    common = [
         f"--config={ROOT}/experiments/fashion_cnn_tiny.py",
-        f"--workdir={tmp_path / 'run'}",
         "--config.data.name=image_folder",
-        f"--config.data.path={tmp_path / 'nowhere'}",
+        "--config.data.image_size=16",
+        "--config.data.batch_size=8",
+        "--config.data.eval_batch_size=6",
+    ]
+    missing = run_launcher(
+        *common, f"--workdir={tmp_path / 'a'}", f"--config.data.path={tmp_path / 'nowhere'}"
     )
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].startswith("error: data.path=")
-    assert "Traceback" not in result.stderr
+    damaged = run_launcher(
+        *common,
+        f"--workdir={tmp_path / 'b'}",
+        f"--config.data.path={root}",
+        "--config.data.hold_mb=0",
+        "--config.data.workers=1",
+        "--config.train.num_steps=30",
+    )
+    for result, line in ((missing, "error: data.path="), (damaged, f"error: {bad}: not a")):
+        assert result.returncode == 1
+        assert result.stderr.strip().splitlines()[-1].startswith(line)
+        assert "Traceback" not in result.stderr
