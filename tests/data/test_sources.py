@@ -13,7 +13,7 @@ from jaxdl.data import images, synthetic
 from jaxdl.errors import ConfigError, DataError
 from jaxdl.train import read_metrics
 from tests.conftest import ROOT, run_launcher, run_script
-from tests.train.test_train_e2e import assert_ok
+from tests.train.test_train_e2e import assert_ok, keep_checkpoints_up_to
 
 
 @pytest.fixture(scope="module")
@@ -399,3 +399,32 @@ def test_bad_data_through_the_launcher_is_one_line_and_exit_1(tmp_path):
         assert result.returncode == 1
         assert result.stderr.strip().splitlines()[-1].startswith(line)
         assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_a_streamed_folder_with_random_crops_in_workers_resumes_bit_equal(tmp_path, image_folder):
+    """Batch k = f(seed, k) through worker processes: a run killed after step 5 (its
+    later checkpoints gone) and resumed in a new process with another worker count
+    computes every row of the straight run."""
+    common = [
+        f"--config={ROOT}/experiments/fashion_cnn_tiny.py",
+        "--config.data.name=image_folder",
+        f"--config.data.path={image_folder}",
+        "--config.data.image_size=16",
+        "--config.data.batch_size=6",
+        "--config.data.eval_batch_size=9",
+        "--config.data.random_crop=True",
+        "--config.data.hold_mb=0",
+        "--config.train.num_steps=10",
+        "--config.train.log_every=1",
+        "--config.train.checkpoint_every=5",
+    ]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert_ok(run_launcher(*common, f"--workdir={straight}", "--config.data.workers=2"))
+    assert_ok(run_launcher(*common, f"--workdir={resumed}", "--config.data.workers=1"))
+    keep_checkpoints_up_to(resumed, 5)
+    result = run_launcher(*common, f"--workdir={resumed}")  # workers=0 this time
+    assert_ok(result)
+    assert "resumed from step 5" in result.stderr
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "elapsed_s"} for r in rows]
+    assert strip(read_metrics(straight)) == strip(read_metrics(resumed))
