@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 import common  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
 from trainer_overhead import bare_rate, experiment_config  # noqa: E402
 
 from jaxdl import configs, data  # noqa: E402
@@ -274,8 +275,6 @@ def main() -> None:
                 ):
                     folder = png / split / f"{label}_{names[label].replace('/', '-')}"
                     folder.mkdir(parents=True, exist_ok=True)
-                    from PIL import Image
-
                     Image.fromarray(image[..., 0]).save(folder / f"{i:05d}.png")
             runs = {}
             folder_args = [
