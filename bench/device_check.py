@@ -764,7 +764,8 @@ def _sweep(s: dict) -> list[str]:
         f"{list(LEARNING_RATES)} x seeds); a trial's time is its init and steps, compiling "
         f"not counted (shown). One after another: the K=1 program run for "
         f"{seq.get('trials', '?')} trials in turn, **{one or float('nan'):.2f} trials/s** "
-        "(the same for any K).",
+        "(the same for any K). K=1 runs the program one after another runs: its speed-up "
+        "shows the measurement's noise.",
         "",
         "| K | vmapped s | vmapped trials/s | one after another trials/s | speed-up | compile s |",
         "|---|---|---|---|---|---|",
