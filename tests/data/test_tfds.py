@@ -185,3 +185,21 @@ def test_a_tiny_run_trains_on_tfds_through_the_launcher(tmp_path, name):
     losses = [row["train/loss"] for row in rows if "train/loss" in row]
     assert losses and np.isfinite(losses).all()
     assert any(key.startswith("eval/") for row in rows for key in row)
+
+
+@pytest.mark.parametrize("name", ["imagenette", "oxford_flowers102"])
+def test_a_tfds_image_set_of_any_size_streams_fitted_images(mock_tfds, name):
+    """Their images differ in size (np.stack could not hold them): each is fitted."""
+    config = configs.section(
+        "data", "tfds", tfds_name=name, image_size=24, batch_size=8, eval_batch_size=8, hold_mb=0
+    )
+    inputs = data.build_input(config, seed=0)
+    assert inputs.info["image_shape"] == [24, 24, 3]
+    assert (inputs.info["num_train"], inputs.info["num_eval"]) == (40, 40)
+    assert len(inputs.info["class_names"]) == {"imagenette": 10, "oxford_flowers102": 102}[name]
+    batch = inputs.train.batch(0)
+    assert batch["image"].shape == (8, 24, 24, 3) and batch["image"].dtype == np.uint8
+    again = data.build_input(config, seed=0).train.batch(0)
+    np.testing.assert_array_equal(batch["image"], again["image"])
+    sizes = {inputs.train.source._examples()[i]["image"].shape for i in range(8)}
+    assert len(sizes) > 1  # the stored images really differ in size
