@@ -14,9 +14,16 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from jaxdl.data.pipeline import ExampleSource
-from jaxdl.errors import DataError
+from jaxdl.errors import DataError, check, check_choice
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# The keys of every source whose images are fitted (image folders, TFDS image sets).
+FIT_KEYS = dict(
+    image_size=64,
+    channels=3,  # 1 (grey) or 3 (RGB)
+    random_crop=False,  # training: random resized crops (area share in crop_scale)
+    crop_scale=(0.35, 1.0),
+)
 _MODES = {1: "L", 3: "RGB"}
 _RESAMPLE = Image.Resampling.BILINEAR
 
@@ -32,6 +39,14 @@ def open_image(path, channels: int) -> Image.Image:
             return image.convert(_MODES[channels])
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise DataError(f"{path}: not a readable image ({e}); replace or remove it") from e
+
+
+def check_fit_keys(dcfg) -> None:
+    """FIT_KEYS' values in config.data make sense (one line each otherwise)."""
+    check(dcfg.image_size > 0, f"data.image_size={dcfg.image_size} must be positive")
+    check_choice("data.channels", dcfg.channels, (1, 3))
+    low, high = dcfg.crop_scale
+    check(0 < low <= high <= 1, f"data.crop_scale={tuple(dcfg.crop_scale)} must be in (0, 1]")
 
 
 def as_image(array: np.ndarray, channels: int) -> Image.Image:

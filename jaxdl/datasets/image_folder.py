@@ -12,7 +12,7 @@ from pathlib import Path
 
 from jaxdl import registry
 from jaxdl.data import images, inputs
-from jaxdl.errors import DataError, check, check_choice
+from jaxdl.errors import DataError, check
 
 
 @registry.source(
@@ -22,17 +22,11 @@ from jaxdl.errors import DataError, check, check_choice
     path="",
     train_split="train",
     eval_split="test",
-    image_size=64,
-    channels=3,  # 1 (grey) or 3 (RGB)
-    random_crop=False,  # training: random resized crops (area share in crop_scale)
-    crop_scale=(0.35, 1.0),
+    **images.FIT_KEYS,
 )
 def build(dcfg, seed: int, process_index: int, process_count: int) -> inputs.Input:
     check(dcfg.path != "", "data.path is not set: the folder holding <split>/<class>/<image>")
-    check(dcfg.image_size > 0, f"data.image_size={dcfg.image_size} must be positive")
-    check_choice("data.channels", dcfg.channels, (1, 3))
-    low, high = dcfg.crop_scale
-    check(0 < low <= high <= 1, f"data.crop_scale={tuple(dcfg.crop_scale)} must be in (0, 1]")
+    images.check_fit_keys(dcfg)
     root = Path(dcfg.path).expanduser()
     if not root.is_dir():
         raise DataError(f"data.path={dcfg.path!r} is not a folder")

@@ -11,7 +11,7 @@ import numpy as np
 from jaxdl import registry
 from jaxdl.data import images, inputs, sources
 from jaxdl.data.pipeline import ExampleSource
-from jaxdl.errors import check, check_choice
+from jaxdl.errors import check
 
 
 class TFDSImageSource(ExampleSource):
@@ -50,15 +50,11 @@ class TFDSImageSource(ExampleSource):
     tfds_name="",  # the TFDS name: imagenette, oxford_flowers102, food101, ...
     train_split="train",
     eval_split="test",
-    image_size=64,
-    channels=3,  # 1 (grey) or 3 (RGB)
-    random_crop=False,  # training: random resized crops (area share in crop_scale)
-    crop_scale=(0.35, 1.0),
+    **images.FIT_KEYS,
 )
 def build(dcfg, seed: int, process_index: int, process_count: int) -> inputs.Input:
     check(dcfg.tfds_name != "", "data.tfds_name is not set: a TFDS image set's name")
-    check(dcfg.image_size > 0, f"data.image_size={dcfg.image_size} must be positive")
-    check_choice("data.channels", dcfg.channels, (1, 3))
+    images.check_fit_keys(dcfg)
     builder, _ = sources.tfds_data_source(dcfg.tfds_name, dcfg.train_split, "")
     make = lambda split, random: TFDSImageSource(
         dcfg.tfds_name, split, dcfg.image_size, dcfg.channels, random, dcfg.crop_scale

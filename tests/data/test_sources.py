@@ -304,16 +304,21 @@ def test_an_old_runs_data_section_still_resolves():
 # ---- End to end --------------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_train_from_a_folder_then_from_its_prepared_array_records(tmp_path, image_folder):
-    common = [
+def folder_args(root) -> list[str]:
+    """The tiny CNN on an image folder, through the launcher."""
+    return [
         f"--config={ROOT}/experiments/fashion_cnn_tiny.py",
         "--config.data.name=image_folder",
-        f"--config.data.path={image_folder}",
+        f"--config.data.path={root}",
         "--config.data.image_size=16",
         "--config.data.batch_size=6",
         "--config.data.eval_batch_size=9",
     ]
+
+
+@pytest.mark.slow
+def test_train_from_a_folder_then_from_its_prepared_array_records(tmp_path, image_folder):
+    common = folder_args(image_folder)
     folder_run = tmp_path / "folder"
     assert_ok(run_launcher(*common, f"--workdir={folder_run}", "--config.train.num_steps=8"))
     prepared = tmp_path / "prepared"
@@ -377,20 +382,10 @@ def test_bad_data_through_the_launcher_is_one_line_and_exit_1(tmp_path):
     root = synthetic.write_image_folder(tmp_path / "set", {"train": 20, "test": 2})
     bad = sorted((root / "train" / "dog").iterdir())[5]
     bad.write_bytes(bad.read_bytes()[:50])
-    common = [
-        f"--config={ROOT}/experiments/fashion_cnn_tiny.py",
-        "--config.data.name=image_folder",
-        "--config.data.image_size=16",
-        "--config.data.batch_size=8",
-        "--config.data.eval_batch_size=6",
-    ]
-    missing = run_launcher(
-        *common, f"--workdir={tmp_path / 'a'}", f"--config.data.path={tmp_path / 'nowhere'}"
-    )
+    missing = run_launcher(*folder_args(tmp_path / "nowhere"), f"--workdir={tmp_path / 'a'}")
     damaged = run_launcher(
-        *common,
+        *folder_args(root),
         f"--workdir={tmp_path / 'b'}",
-        f"--config.data.path={root}",
         "--config.data.hold_mb=0",
         "--config.data.workers=1",
         "--config.train.num_steps=30",
@@ -407,12 +402,7 @@ def test_a_streamed_folder_with_random_crops_in_workers_resumes_bit_equal(tmp_pa
     later checkpoints gone) and resumed in a new process with another worker count
     computes every row of the straight run."""
     common = [
-        f"--config={ROOT}/experiments/fashion_cnn_tiny.py",
-        "--config.data.name=image_folder",
-        f"--config.data.path={image_folder}",
-        "--config.data.image_size=16",
-        "--config.data.batch_size=6",
-        "--config.data.eval_batch_size=9",
+        *folder_args(image_folder),
         "--config.data.random_crop=True",
         "--config.data.hold_mb=0",
         "--config.train.num_steps=10",

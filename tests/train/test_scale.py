@@ -280,7 +280,7 @@ eval_step = jax.jit(
     out_shardings=replicated,
 )
 arrays = {{"x": np.ones((40 * 1024, 256), np.float32)}}
-source = getattr(data, "ArraySource", lambda a: a)(arrays)  # (a dict before data sources)
+source = data.ArraySource(arrays)
 print(_eval_totals(eval_step, weights, source, 1024, mesh)["y"].compute())
 """
 
