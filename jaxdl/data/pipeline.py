@@ -74,7 +74,9 @@ def read_chunks(source: Source, workers: int = 0, chunk: int = 256) -> Iterator[
         return
     import multiprocessing
 
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+    from jaxdl.train.processes import die_with_parent
+
+    with multiprocessing.get_context("spawn").Pool(workers, die_with_parent) as pool:
         yield from pool.imap(_read_rows, jobs)
 
 
@@ -195,10 +197,18 @@ class StackedBatches:
 
 
 class _MakeBatch:
-    """batches.batch as a picklable callable: what each worker process runs."""
+    """batches.batch as a picklable callable: what each worker process runs. Unpickled
+    in a worker, it makes the worker die with its trainer (a trainer killed by SIGKILL
+    leaves no worker behind)."""
 
     def __init__(self, batches):
         self.batches = batches
+
+    def __setstate__(self, state: dict) -> None:
+        from jaxdl.train.processes import die_with_parent
+
+        die_with_parent()
+        self.__dict__.update(state)
 
     def __call__(self, index: int) -> dict:
         return self.batches.batch(index)

@@ -2,7 +2,10 @@
 sets, on data generated here. Batch k stays a function of (seed, k) whatever the process
 and worker count; bad data is one line naming the file."""
 
+import contextlib
 import textwrap
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +16,7 @@ from jaxdl.data import images, synthetic
 from jaxdl.errors import ConfigError, DataError
 from jaxdl.train import read_metrics
 from tests.conftest import ROOT, run_launcher, run_script
-from tests.train.test_train_e2e import assert_ok, keep_checkpoints_up_to
+from tests.train.test_train_e2e import assert_ok, keep_checkpoints_up_to, wait_for_rows
 
 
 @pytest.fixture(scope="module")
@@ -418,3 +421,37 @@ def test_a_streamed_folder_with_random_crops_in_workers_resumes_bit_equal(tmp_pa
     assert "resumed from step 5" in result.stderr
     strip = lambda rows: [{k: v for k, v in r.items() if k != "elapsed_s"} for r in rows]
     assert strip(read_metrics(straight)) == strip(read_metrics(resumed))
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.slow
+def test_worker_processes_die_with_a_killed_trainer(tmp_path, image_folder):
+    workdir = tmp_path / "run"
+    process = run_launcher(
+        *folder_args(image_folder),
+        f"--workdir={workdir}",
+        "--config.data.hold_mb=0",
+        "--config.data.workers=2",
+        "--config.train.num_steps=1000000",
+        "--config.train.log_every=1",
+        wait=False,
+    )
+    wait_for_rows(workdir)
+    workers = children(process.pid)
+    assert len(workers) >= 2  # grain's workers (and multiprocessing's resource tracker)
+    process.kill()
+    process.wait(timeout=30)
+    deadline = time.time() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
