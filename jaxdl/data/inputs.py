@@ -10,11 +10,13 @@ documents.py); a source of another kind builds its own `Input`.
 import dataclasses
 
 import ml_collections
+import numpy as np
 
 from jaxdl import configs, registry
 from jaxdl.data import documents, text
 from jaxdl.data.pipeline import (
     ArraySource,
+    LazySample,
     ShuffledBatches,
     Source,
     bounded_sample,
@@ -36,12 +38,15 @@ class Input:
     items_per_batch: int  # examples (or tokens) per global batch, for the progress line
     item_unit: str  # "ex", "tok" or "doc"
 
-    def train_sample(self) -> dict:
+    def train_sample(self) -> LazySample:
         """What Task.init_from_data reads: a bounded sample of the training set (every
-        example of a set up to INIT_SAMPLE_EXAMPLES), or a text's first tokens."""
+        example of a set up to INIT_SAMPLE_EXAMPLES), or a text's first tokens; read
+        only when the task reads it."""
         if isinstance(self.train, text.StreamBatches):
-            return {"tokens": self.train.tokens[:INIT_SAMPLE_TOKENS]}
-        return bounded_sample(self.train.source, INIT_SAMPLE_EXAMPLES)
+            tokens = self.train.tokens
+            return LazySample(lambda: {"tokens": np.asarray(tokens[:INIT_SAMPLE_TOKENS])})
+        source = self.train.source
+        return LazySample(lambda: bounded_sample(source, INIT_SAMPLE_EXAMPLES))
 
 
 def build_input(

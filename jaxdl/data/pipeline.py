@@ -14,7 +14,7 @@ resume and any process or worker count give the same pixels.
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Protocol
 
 import numpy as np
@@ -97,6 +97,29 @@ def held_if_small(source: Source, max_bytes: int, workers: int = 0) -> Source:
     first = source.read(np.arange(1))
     size = source.num_examples * sum(np.asarray(v).nbytes for v in first.values())
     return ArraySource(read_all(source, workers)) if size <= max_bytes else source
+
+
+class LazySample(Mapping):
+    """Arrays made by `read()` on first access: a data-dependent start that reads
+    nothing (most tasks) costs no pass over the data."""
+
+    def __init__(self, read):
+        self._read = read
+        self._arrays = None
+
+    def _loaded(self) -> dict:
+        if self._arrays is None:
+            self._arrays = self._read()
+        return self._arrays
+
+    def __getitem__(self, name: str):
+        return self._loaded()[name]
+
+    def __iter__(self):
+        return iter(self._loaded())
+
+    def __len__(self) -> int:
+        return len(self._loaded())
 
 
 def bounded_sample(source: Source, max_examples: int) -> dict:

@@ -22,6 +22,7 @@ Batches are dicts of arrays; eval batches have a boolean `mask` for padding rows
 """
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import jax
@@ -195,10 +196,10 @@ class Task:
         """Pictures of the model on an eval batch, {name: uint8 (H, W[, C])}: none here."""
         return {}
 
-    def init_from_data(self, state: Any, train_sample: dict) -> Any:
+    def init_from_data(self, state: Any, train_sample: Mapping) -> Any:
         """A fresh state's data-dependent start (never on resume), called once outside jit
         with a bounded sample of the training set as arrays (data.Input.train_sample:
-        every example of a set up to 100k): none here."""
+        every example of a set up to 100k, read when first indexed): none here."""
         return state
 
     def num_params(self, state: Any) -> int:

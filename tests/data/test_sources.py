@@ -455,3 +455,23 @@ def test_worker_processes_die_with_a_killed_trainer(tmp_path, image_folder):
     while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.time() < deadline:
         time.sleep(0.2)
     assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
+
+
+def test_the_sample_for_a_data_dependent_start_is_bounded_and_read_only_if_used(
+    image_folder, monkeypatch
+):
+    inputs = data.build_input(folder_config(image_folder, hold_mb=0), seed=0)
+    read = []
+    original = images.ImageFileSource.example
+    monkeypatch.setattr(
+        images.ImageFileSource,
+        "example",
+        lambda self, index, draw: read.append(index) or original(self, index, draw),
+    )
+    monkeypatch.setattr(data.inputs, "INIT_SAMPLE_EXAMPLES", 5)
+    sample = inputs.train_sample()
+    assert read == []  # a task that reads nothing (most) costs no pass over the data
+    assert sample["image"].shape == (5, 16, 16, 3) and len(read) == 5
+    assert sample["label"].shape == (5,) and len(read) == 5  # read once
+    rows = np.sort(np.random.default_rng(0).choice(24, 5, replace=False))
+    assert read == rows.tolist()  # the same rows every run
