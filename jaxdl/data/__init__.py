@@ -9,6 +9,7 @@ from jaxdl.data.pipeline import (
     ShuffledBatches,
     Source,
     StackedBatches,
+    decodes,
     eval_batches,
     read_all,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "StackedBatches",
     "StreamBatches",
     "build_input",
+    "decodes",
     "eval_batches",
     "eval_streams",
     "load",

@@ -219,6 +219,16 @@ class StackedBatches:
         return {name: np.stack([b[name] for b in batches]) for name in batches[0]}
 
 
+def decodes(batches) -> bool:
+    """Whether making `batches` decodes examples (a source read on demand), the work
+    data.workers share; batches of arrays in memory are only slices, which worker
+    processes would slow down (pickled to them, copied back)."""
+    if isinstance(batches, StackedBatches):
+        return any(decodes(s) for s in batches.sources)
+    source = getattr(batches, "source", None)  # (token streams are held in memory)
+    return source is not None and not isinstance(source, ArraySource)
+
+
 class _MakeBatch:
     """batches.batch as a picklable callable: what each worker process runs. Unpickled
     in a worker, it makes the worker die with its trainer (a trainer killed by SIGKILL

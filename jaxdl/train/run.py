@@ -314,8 +314,11 @@ def _train(
         state, step, total_steps, outputs, position, position["next_batch"], started=started
     )
     check(config.data.workers >= 0, f"data.workers={config.data.workers} must be >= 0")
+    workers = config.data.workers if data.decodes(batches) else 0
+    if workers != config.data.workers:
+        logging.info("data.workers=%d unused: the set is held in memory", config.data.workers)
     prefetch = data.Prefetcher(
-        batches, position["next_batch"], config.data.prefetch, shard, config.data.workers
+        batches, position["next_batch"], config.data.prefetch, shard, workers
     )
     phase = lambda at_step: pretrain_step if at_step < task.pretrain_steps else train_step
     try:

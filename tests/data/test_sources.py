@@ -138,6 +138,9 @@ def test_a_small_source_is_held_in_memory_unless_it_crops_at_random(image_folder
     assert isinstance(data.build_input(tight, 0).train.source, images.ImageFileSource)
     cropping = data.build_input(folder_config(image_folder, random_crop=True), seed=0)
     assert isinstance(cropping.train.source, images.ImageFileSource)
+    # Worker processes only where batches are decoded: slicing held arrays needs none.
+    assert not data.decodes(held.train) and data.decodes(streamed.train)
+    assert data.decodes(data.StackedBatches([held.train, streamed.train]))
     assert isinstance(cropping.eval, data.ArraySource)
     held_in_workers = data.pipeline.read_all(streamed.eval, workers=2)
     np.testing.assert_array_equal(held_in_workers["image"], held.eval.arrays["image"])
