@@ -416,7 +416,9 @@ def test_a_streamed_folder_with_random_crops_in_workers_resumes_bit_equal(tmp_pa
         "--config.train.checkpoint_every=5",
     ]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    assert_ok(run_launcher(*common, f"--workdir={straight}", "--config.data.workers=2"))
+    result = run_launcher(*common, f"--workdir={straight}", "--config.data.workers=2")
+    assert_ok(result)
+    assert "leaked" not in result.stderr  # (grain's shared memory of batches in flight)
     assert_ok(run_launcher(*common, f"--workdir={resumed}", "--config.data.workers=1"))
     keep_checkpoints_up_to(resumed, 5)
     result = run_launcher(*common, f"--workdir={resumed}")  # workers=0 this time
