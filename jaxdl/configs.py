@@ -95,9 +95,10 @@ def switch(config: ml_collections.ConfigDict, kind: str, name: str) -> None:
     splits, a document source's limits)."""
     if config[kind].get("name") != name:
         new = section(kind, name)
-        kept = {k: v for k, v in config[kind].items() if k in new and k != "name"}
+        if kind == "data":
+            new.update({k: v for k, v in config[kind].items() if k in new and k != "name"})
         with config.unlocked():
-            config[kind] = section(kind, name, **(kept if kind == "data" else {}))
+            config[kind] = new
 
 
 def resolve(config: ml_collections.ConfigDict, saved: bool = False) -> ml_collections.ConfigDict:

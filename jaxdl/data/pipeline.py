@@ -50,11 +50,17 @@ class ExampleSource:
         raise NotImplementedError
 
     def read(self, rows: np.ndarray, draws: np.ndarray | None = None) -> dict:
-        examples = [
-            self.example(int(row), None if draws is None else int(draws[i]))
-            for i, row in enumerate(rows)
-        ]
-        return {name: np.stack([e[name] for e in examples]) for name in examples[0]}
+        return stack_examples(
+            [
+                self.example(int(row), None if draws is None else int(draws[i]))
+                for i, row in enumerate(rows)
+            ]
+        )
+
+
+def stack_examples(examples: list[dict]) -> dict:
+    """Examples (dicts of arrays) as one batch."""
+    return {name: np.stack([e[name] for e in examples]) for name in examples[0]}
 
 
 def _read_rows(job: tuple) -> dict:
@@ -269,7 +275,8 @@ def _worker_batches(batches, start: int, workers: int, depth: int):
 
 class Prefetcher:
     """Computes batches start, start+1, ... on a background thread, `depth` ahead; with
-    `workers` > 0 the host batches are made in that many worker processes.
+    `workers` > 0 the host batches are made in that many worker processes where making
+    them decodes (`decodes`; `self.workers` says how many were started).
 
     Yields (index, batch). `transform` (e.g. a device put) runs on the thread too.
     """
@@ -278,17 +285,17 @@ class Prefetcher:
         self._queue: queue.Queue = queue.Queue(maxsize=max(depth, 1))
         self._stop = threading.Event()
         self._transform = transform or (lambda batch: batch)
-        self._made = _worker_batches(source, start, workers, max(depth, 1)) if workers else None
+        self.workers = workers if decodes(source) else 0
+        self._made = (
+            _worker_batches(source, start, self.workers, max(depth, 1)) if self.workers else None
+        )
         self._thread = threading.Thread(
             target=self._fill, args=(source, start), daemon=True, name="prefetch"
         )
         self._thread.start()
 
     def _host_batch(self, source, index: int) -> dict:
-        if self._made is None:
-            return source.batch(index)
-        # A copy out of the worker's shared memory, released at once.
-        return {name: np.array(value) for name, value in next(self._made).items()}
+        return source.batch(index) if self._made is None else next(self._made)
 
     def _fill(self, source, index: int) -> None:
         try:

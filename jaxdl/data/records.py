@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxdl.data.pipeline import ExampleSource
+from jaxdl.data.pipeline import ExampleSource, stack_examples
 from jaxdl.errors import DataError
 
 INFO_FILE = "info.json"
@@ -106,5 +106,4 @@ class RecordSource(ExampleSource):
 
     def read(self, rows: np.ndarray, draws: np.ndarray | None = None) -> dict:
         records = self._records().__getitems__([int(r) for r in rows])
-        examples = [decode(r, self.fields) for r in records]
-        return {name: np.stack([e[name] for e in examples]) for name in self.fields}
+        return stack_examples([decode(r, self.fields) for r in records])

@@ -230,6 +230,7 @@ def _setup(config: ml_collections.ConfigDict) -> tuple:
             size % mesh.devices.size == 0,
             f"data.{name}={size} must divide over {mesh.devices.size} devices",
         )
+    check(config.data.workers >= 0, f"data.workers={config.data.workers} must be >= 0")
     inputs = data.build_input(config.data, config.seed, jax.process_index(), jax.process_count())
     return mesh, inputs
 
@@ -313,13 +314,12 @@ def _train(
     loop = Loop(
         state, step, total_steps, outputs, position, position["next_batch"], started=started
     )
-    check(config.data.workers >= 0, f"data.workers={config.data.workers} must be >= 0")
-    workers = config.data.workers if data.decodes(batches) else 0
-    if workers != config.data.workers:
-        logging.info("data.workers=%d unused: the set is held in memory", config.data.workers)
+    workers = config.data.workers
     prefetch = data.Prefetcher(
         batches, position["next_batch"], config.data.prefetch, shard, workers
     )
+    if prefetch.workers != workers:
+        logging.info("data.workers=%d unused: the set is held in memory", workers)
     phase = lambda at_step: pretrain_step if at_step < task.pretrain_steps else train_step
     try:
         fit(phase, loop, prefetch, hooks)
