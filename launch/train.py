@@ -1,7 +1,9 @@
 """Train an experiment: python launch/train.py --config=experiments/x.py --workdir=DIR
 
 Override any config value with --config.a.b=value. Re-running with the same workdir
-resumes from its newest checkpoint. Bad flags, configs and data exit non-zero with one
+resumes from its newest checkpoint, with the same config: a change of what the run
+computes is refused, naming each key, unless --allow_config_change (then it is recorded
+in WORKDIR/config_history.jsonl). Bad flags, configs and data exit non-zero with one
 line on stderr. `--vmap_trials=FILE` (written by launch/sweep.py, instead of --workdir):
 a JSON list of {"workdir", "overrides"} trained together in one vmapped step.
 """
@@ -25,12 +27,14 @@ flags.DEFINE_bool(
 flags.DEFINE_string("coordinator_address", None, "Multi-process: HOST:PORT of process 0.")
 flags.DEFINE_integer("num_processes", None, "Multi-process: how many processes.")
 flags.DEFINE_integer("process_id", None, "Multi-process: this process's index.")
-flags.mark_flags_as_required(["config"])
-flags.register_multi_flags_validator(
-    ["workdir", "vmap_trials"],
-    lambda given: given["workdir"] is not None or given["vmap_trials"] is not None,
-    "flag --workdir must have a value other than None",
+flags.DEFINE_bool(
+    "allow_config_change",
+    False,
+    "Resume a run with a config that computes something else (optimizer, schedule, model, "
+    "data, seed, steps): the change is recorded in WORKDIR/config_history.jsonl. Without "
+    "it such a resume is refused, naming each changed key.",
 )
+flags.mark_flags_as_required(["config"])
 FLAGS = flags.FLAGS
 
 
@@ -72,6 +76,9 @@ def parse_flags(argv: list[str]) -> list[str]:
     except Exception as e:  # flags.Error, and whatever a config file or override raises
         print(f"error: {_one_line(e, argv)}", file=sys.stderr)
         sys.exit(2)
+    if FLAGS.workdir is None and FLAGS.vmap_trials is None:
+        print("error: --workdir is required (the run's directory)", file=sys.stderr)
+        sys.exit(2)
     return remaining
 
 
@@ -103,7 +110,9 @@ def main():
             return SOME_TRIALS_FAILED
         metrics = results
     else:
-        metrics = train_and_evaluate(FLAGS.config, FLAGS.workdir)
+        metrics = train_and_evaluate(
+            FLAGS.config, FLAGS.workdir, allow_config_change=FLAGS.allow_config_change
+        )
     if metrics:  # empty when stopped by SIGTERM: no eval then, the run resumes later
         logging.info("final eval: %s", metrics)
     return 0

@@ -21,6 +21,7 @@ from jaxdl.errors import check, check_choice
 from jaxdl.sweeps.grouping import vmapped_values
 from jaxdl.tasks.base import TrainState
 from jaxdl.train import hooks as hooks_lib
+from jaxdl.train import checkpoint, trackers
 from jaxdl.train import mesh as mesh_lib
 from jaxdl.train.loop import SIGNAL, Hook, Loop, fit
 from jaxdl.train.rundir import RunDir
@@ -44,6 +45,8 @@ def _check_train_section(train_cfg: ml_collections.ConfigDict) -> None:
     for name in ("eval_every", "checkpoint_every"):
         check(train_cfg[name] >= 0, f"train.{name}={train_cfg[name]} must be >= 0")
     check(train_cfg.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1")
+    trackers.parse_writers(train_cfg.writers)
+    checkpoint.BestOf.of(train_cfg)
     check_choice("train.param_sharding", train_cfg.param_sharding, mesh_lib.PARAM_SHARDINGS)
     hooks_lib.parse_profile(train_cfg.profile)
 
@@ -82,11 +85,17 @@ def _eval_totals(eval_step, state, eval_source: data.Source, batch_size: int, me
 
 
 def train_and_evaluate(
-    config: ml_collections.ConfigDict, workdir: str | Path, hooks: Sequence[Hook] = ()
+    config: ml_collections.ConfigDict,
+    workdir: str | Path,
+    hooks: Sequence[Hook] = (),
+    *,
+    allow_config_change: bool = False,
 ) -> dict:
     """Trains config's task in workdir (resuming from its newest checkpoint), with the
     default hooks and then `hooks`; returns the final eval metrics ({} after a stop by
-    signal). Raises errors.UserError subclasses for bad configs and data."""
+    signal). Raises errors.UserError subclasses for bad configs and data, and for a
+    resume whose config computes something else than the run's, unless
+    `allow_config_change` (then recorded: train/config_history.py)."""
     started = time.perf_counter()
     config = configs.resolve(config)
     check(
@@ -98,6 +107,7 @@ def train_and_evaluate(
     total_steps = _total_steps(config.train, inputs.train.batches_per_epoch)
     task = tasks.build(config, inputs.info, total_steps)
     outputs = RunDir(workdir, config, config.train.keep_checkpoints, jax.process_index() == 0)
+    outputs.accept_config(allow_config_change)
     _log_input(config, inputs, mesh, total_steps)
     return _train(
         config,
@@ -166,14 +176,13 @@ def train_trials(
         task = VmappedTask(factory, values, len(trial_configs), chunk)
     varying = [name for name, v in values.items() if len(set(np.asarray(v).tolist())) > 1]
     chief = jax.process_index() == 0
-    outputs = TrialRunDirs(
-        [
-            RunDir(w, c, config.train.keep_checkpoints, chief)
-            for c, w in zip(trial_configs, workdirs, strict=True)
-        ],
-        mesh,
-        task,
-    )
+    run_dirs = [
+        RunDir(w, c, config.train.keep_checkpoints, chief)
+        for c, w in zip(trial_configs, workdirs, strict=True)
+    ]
+    for run_dir in run_dirs:
+        run_dir.accept_config()
+    outputs = TrialRunDirs(run_dirs, mesh, task)
     _log_input(
         config,
         inputs,

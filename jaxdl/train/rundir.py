@@ -6,6 +6,8 @@
     workdir/tensorboard/       the same scalars for TensorBoard
     workdir/images/            <name>_<step>.png pictures of tasks that draw them
     workdir/checkpoints/<step> state + data position (orbax)
+    workdir/best.json          with train.keep_best: the best kept checkpoint by an eval metric
+    workdir/trackers.json      the W&B / MLflow run ids of train.writers, for resume
     workdir/failed.txt         why the run stopped on a non-finite value (if it did)
     workdir/stopped.txt        why it stopped early and resumable, by a signal (if it did)
     workdir/metrics.png        every metric against step, when the run stops
@@ -31,8 +33,8 @@ from absl import logging
 
 from jaxdl import configs
 from jaxdl.errors import UserError
-from jaxdl.train import checkpoint, run_info
-from jaxdl.train.writers import MetricWriter, write_images
+from jaxdl.train import checkpoint, config_history, run_info
+from jaxdl.train.writers import MetricWriter
 
 FAILED_FILE = "failed.txt"  # read by the sweep runner
 STOPPED_FILE = "stopped.txt"  # read by the sweep runner: a stopped trial is not done
@@ -99,7 +101,12 @@ class RunDir:
         self.chief = chief
         self._lock = _take_lock(self.path) if chief else None
         try:
-            self.checkpoints = checkpoint.Checkpoints(self.path / "checkpoints", keep_checkpoints)
+            self.checkpoints = checkpoint.Checkpoints(
+                self.path / "checkpoints",
+                keep_checkpoints,
+                best=checkpoint.BestOf.of(config.train),
+                best_file=self.path / checkpoint.BEST_FILE if chief else None,
+            )
         except OSError as e:
             raise _unwritable(self.path, e) from e
         self.failure: str | None = None  # why it stopped on a non-finite value
@@ -123,30 +130,69 @@ class RunDir:
                 abstract, set_aside=self.path / DAMAGED_DIR
             )
         except checkpoint.StateMismatchError as e:
-            saved = self.path / "config.json"
             raise UserError(
                 f"the checkpoints in {self.path} hold a state of other shapes ({e}); the "
-                f"config differs from the run's in {self._config_changes()}: train in "
-                f"another --workdir, or resume the run as it was trained: launch/train.py "
-                f"--config={saved} --workdir={self.path}"
+                f"config differs from the run's in {self._config_changes()}: "
+                f"{self._advice()}"
             ) from None
         return state, position
+
+    def _advice(self) -> str:
+        """How to go on after a refused resume (the command ends the line)."""
+        return (
+            f"train in another --workdir, or resume the run as it was trained: "
+            f"launch/train.py --config={self.path / 'config.json'} --workdir={self.path}"
+        )
+
+    def accept_config(self, allow_change: bool = False) -> None:
+        """On a resume, the config against the run's config.json (config_history.py): a
+        change of what the run computes is a UserError naming each key, old -> new,
+        unless `allow_change`; an allowed or reporting-only change is recorded in the
+        workdir's config history before start() rewrites config.json."""
+        step = self.latest_step()
+        saved = self._saved_config()
+        if step is None or saved is None:
+            return
+        changed = config_history.changes(saved, self.config)
+        computing = config_history.computing(changed)
+        if computing and not allow_change:
+            raise UserError(
+                f"the config differs from the one {self.path} was trained with (to step "
+                f"{step}) in what it computes: {config_history.describe(computing)}; pass "
+                f"--allow_config_change to continue it so (recorded in its "
+                f"{config_history.HISTORY_FILE}), {self._advice()}"
+            )
+        if changed and self.chief:
+            config_history.record(self.path, step, changed)
+        if changed:
+            logging.info("config changed at step %d: %s", step, config_history.describe(changed))
+
+    def _saved_config(self) -> ml_collections.ConfigDict | None:
+        """The run's config.json resolved as it was trained; None if there is none or it
+        cannot be read (a warning)."""
+        path = self.path / "config.json"
+        if not path.is_file():
+            return None
+        try:
+            saved = ml_collections.ConfigDict(json.loads(path.read_text()))
+            return configs.resolve(saved, saved=True)
+        except (OSError, ValueError, UserError) as e:
+            logging.warning("cannot compare the config with %s (%s)", path, e)
+            return None
 
     def _config_changes(self) -> str:
         """The keys (outside train and sweep, which shape no state) in which this config
         differs from the run's config.json, resolved as it was trained."""
-        try:
-            saved = json.loads((self.path / "config.json").read_text())
-            saved = _flat(configs.resolve(ml_collections.ConfigDict(saved), saved=True).to_dict())
-        except (OSError, ValueError, UserError):
+        saved = self._saved_config()
+        if saved is None:
             return "keys unknown (its config.json cannot be read)"
-        now = _flat(json.loads(self.config.to_json_best_effort()))
-        keys = [
-            k for k in sorted(saved.keys() | now.keys()) if not k.startswith(("train.", "sweep."))
-        ]
-        changed = [k for k in keys if saved.get(k) != now.get(k)]
-        shown = [f"{k} ({saved.get(k)} -> {now.get(k)})" for k in changed[:5]]
-        return ", ".join(shown) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+        changed = {
+            key: values
+            for key, values in config_history.changes(saved, self.config).items()
+            if not key.startswith(("train.", "sweep."))
+        }
+        shown = config_history.describe(dict(list(changed.items())[:5]))
+        return shown + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
 
     def start(
         self, step: int, info: dict, example_batch: dict, total_steps: int, log: bool = True
@@ -166,7 +212,9 @@ class RunDir:
                 )
                 if log:
                     run_info.log_backend(backend, earlier)
-            self._writer = MetricWriter(self.path, resume_step=step, enabled=self.chief)
+            self._writer = MetricWriter(
+                self.path, resume_step=step, enabled=self.chief, config=self.config
+            )
         except OSError as e:
             raise _unwritable(self.path, e) from e
 
@@ -182,16 +230,17 @@ class RunDir:
     def write_images(self, step: int, pictures: dict) -> None:
         if self.chief and self.failure is None and pictures:
             try:
-                write_images(self.path, step, pictures)
+                self._writer.write_images(step, pictures)
             except OSError as e:
                 raise UserError(self._write_failed("images", e)) from e
 
     def _write_failed(self, what: str, error: OSError) -> str:
         return f"could not write {self.path / what}: {checkpoint.describe_os_error(error)}"
 
-    def save(self, step: int, state, position: dict) -> None:
+    def save(self, step: int, state, position: dict, row: dict | None = None) -> None:
+        """`row`: the step's metrics so far (its eval ranks the checkpoint, train.keep_best)."""
         if self.failure is None:
-            self.checkpoints.save(step, state, jax.tree.map(_json, position))
+            self.checkpoints.save(step, state, jax.tree.map(_json, position), row)
 
     def check_finite(self, step: int, elapsed_s: float, metrics: dict) -> str | None:
         """None while every value of `metrics` (a step's, on the host) is finite; else
@@ -268,14 +317,3 @@ def _scalar(value):
 def _json(value):
     """Numpy values as JSON numbers or lists; the rest as they are."""
     return value.tolist() if isinstance(value, np.ndarray | np.generic) else value
-
-
-def _flat(tree: dict, prefix: str = "") -> dict:
-    """{"a": {"b": 1}} -> {"a.b": 1}."""
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out

@@ -129,7 +129,7 @@ def test_resuming_with_other_state_shapes_names_the_config_keys(tmp_path):
     with pytest.raises(UserError) as error:
         restore(tmp_path / "run")
     message = str(error.value)
-    assert "\n" not in message and "model.dense (16 -> 32)" in message
+    assert "\n" not in message and "model.dense 16 -> 32" in message
     assert "another --workdir" in message
 
 
@@ -325,7 +325,7 @@ def test_resume_with_another_model_shape_is_one_line(launch, synthetic_data_dir,
     result = launch(*args, "--config.model.dense=64")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
-    assert "model.dense (32 -> 64)" in line and "another --workdir" in line
+    assert "model.dense 32 -> 64" in line and "another --workdir" in line
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["model"]["dense"] == 32  # the run's record is left as it was
 
@@ -358,7 +358,7 @@ def test_the_launcher_falls_back_past_a_damaged_checkpoint_and_trains_on(
     args = (TINY, f"--workdir={workdir}", f"--config.data.data_dir={synthetic_data_dir}")
     assert_ok(launch(*args))  # checkpoints 10 and 20
     (workdir / "checkpoints" / "20" / "state" / "manifest.ocdbt").unlink()
-    result = launch(*args, "--config.train.num_steps=25")
+    result = launch(*args, "--config.train.num_steps=25", "--allow_config_change")
     assert_ok(result)
     assert "Traceback" not in result.stderr
     assert "checkpoint 20 in" in result.stderr and "trying the one before" in result.stderr
@@ -409,15 +409,29 @@ def test_a_run_saved_before_the_bias_was_dropped_keeps_loading(
     assert set(state.params["Conv_0"]) == {"kernel", "bias"}
     result = launch(*args, "--config.train.num_steps=22")
     (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
-    assert "model.bias_before_norm (True -> False)" in line
+    assert "model.bias_before_norm True -> False, train.num_steps 20 -> 22" in line
     # The refusal's advice, followed as given (overrides may follow): the run's config,
     # resolved as it was trained, resumes it. Before, launch/train.py read no config.json.
     command = line.split("resume the run as it was trained: ")[1].split()
     assert command == ["launch/train.py", f"--config={workdir}/config.json", f"--workdir={workdir}"]
-    resumed = launch(*command[1:], "--config.train.num_steps=22")
+    resumed = launch(*command[1:], "--config.train.num_steps=22", "--allow_config_change")
     assert_ok(resumed)
     assert "resumed from step 20" in resumed.stderr
     assert json.loads((workdir / "config.json").read_text())["model"]["bias_before_norm"]
     again = launch(f"--config={workdir}", f"--workdir={workdir}", "--config.train.num_steps=24")
+    (line,) = [x for x in again.stderr.splitlines() if x.startswith("error:")]
+    assert again.returncode == 1 and "train.num_steps 22 -> 24;" in line  # steps: refused
+    again = launch(
+        f"--config={workdir}",
+        f"--workdir={workdir}",
+        "--config.train.num_steps=24",
+        "--config.train.log_every=2",  # reporting only: passes, recorded
+        "--allow_config_change",
+    )
     assert_ok(again)
     assert "resumed from step 22" in again.stderr
+    history = (workdir / "config_history.jsonl").read_text().splitlines()
+    assert [json.loads(line)["changed"] for line in history] == [
+        {"train.num_steps": [20, 22]},
+        {"train.log_every": [5, 2], "train.num_steps": [22, 24]},
+    ]

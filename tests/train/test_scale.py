@@ -101,7 +101,7 @@ def test_two_processes_follow_one_and_their_checkpoint_resumes_in_one(
     in_one, in_two = tmp_path / "in_one", tmp_path / "in_two"
     for workdir in (in_one, in_two):
         shutil.copytree(shared_two, workdir)
-    more = ("--config.train.num_steps=44",)
+    more = ("--config.train.num_steps=44", "--allow_config_change")
     resumed = launch(*STRAIGHT, f"--workdir={in_one}", data, *more, devices=4)
     assert_ok(resumed)
     assert "resumed from step 40" in resumed.stderr
@@ -110,7 +110,13 @@ def test_two_processes_follow_one_and_their_checkpoint_resumes_in_one(
     chex.assert_trees_all_close(
         saved_state(in_one, 44)["params"], saved_state(in_two, 44)["params"], atol=1e-6
     )
-    back = multiprocess(*STRAIGHT, f"--workdir={in_one}", data, "--config.train.num_steps=46")
+    back = multiprocess(
+        *STRAIGHT,
+        f"--workdir={in_one}",
+        data,
+        "--config.train.num_steps=46",
+        "--allow_config_change",
+    )
     assert_ok(back)
     assert "resumed from step 44" in back.stderr
 

@@ -133,7 +133,13 @@ def test_sigterm_saves_a_resumable_checkpoint(launch, synthetic_data_dir, tmp_pa
     assert step >= 1
     stopped = (workdir / "stopped.txt").read_text()  # what a sweep runner reads: not done
     assert stopped == f"stopped by SIGTERM at step {step}; resumable\n"
-    result = tiny_run(launch, workdir, synthetic_data_dir, f"--config.train.num_steps={step + 3}")
+    result = tiny_run(
+        launch,
+        workdir,
+        synthetic_data_dir,
+        f"--config.train.num_steps={step + 3}",
+        "--allow_config_change",
+    )
     assert_ok(result)
     assert f"resumed from step {step}" in result.stderr
     assert read_metrics(workdir)[-1]["step"] == step + 3
