@@ -137,6 +137,7 @@ def build(cfg, info) -> CNN:
     check(0 <= cfg.dropout < 1, f"model.dropout={cfg.dropout} must be in [0, 1)")
     check(cfg.kernel_size % 2 == 1, f"model.kernel_size={cfg.kernel_size} must be odd")
     check(cfg.stem_block >= 1, f"model.stem_block={cfg.stem_block} must be >= 1")
+    check(cfg.dense >= 0, f"model.dense={cfg.dense} must be >= 0 (0: no dense layer)")
     stages = tuple(tuple(int(w) for w in stage) for stage in cfg.stages)
     check(
         all(stages) and all(w > 0 for stage in stages for w in stage),

@@ -203,6 +203,8 @@ def test_time_budget_ends_with_a_final_eval_and_checkpoint(launch, synthetic_dat
         ("--config=experiments/nope.py", "cannot load --config"),
         ("--config=experiments/shakespeare_lstm.py:bogus", "unknown budget 'bogus'"),
         ("--config.task.name=lm", "task 'lm' needs a data set with vocab"),
+        ("--config.model.dense=-3", "model.dense=-3 must be >= 0"),  # was JAX's TypeError
+        ("--config.data.name=tiny_shakespeare", "tiny_shakespeare"),  # was an AttributeError
     ],
 )
 def test_bad_flags_exit_with_one_line(launch, synthetic_data_dir, tmp_path, override, message):
@@ -211,6 +213,14 @@ def test_bad_flags_exit_with_one_line(launch, synthetic_data_dir, tmp_path, over
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and message in lines[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_missing_workdir_is_one_line_naming_it(launch):
+    result = launch(TINY)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert line == "error: --workdir is required (the run's directory)"
 
 
 def test_missing_data_dir_exits_with_one_line(launch, tmp_path):
