@@ -47,6 +47,21 @@ TRAIN_DEFAULTS = dict(
     param_sharding="replicated",  # replicated | fsdp: parameters, optimizer state split
     compute_dtype="float32",  # float32 | bfloat16: activations and matmuls (params float32)
     microbatches=1,  # > 1: each step sums the gradients of this many parts of its batch
+    # Where metrics go besides metrics.jsonl (always): tensorboard, wandb, mlflow
+    # (jaxdl/train/trackers.py); W&B project and MLflow experiment; MLflow's store ("":
+    # $MLFLOW_TRACKING_URI, else sqlite in the workdir, or in the sweep's directory).
+    writers="jsonl,tensorboard",
+    project="jaxdl",
+    tracking_uri="",
+    # Set by launch/sweep.py for its trials: the sweep's directory and the trial's varied
+    # values (JSON); trackers group the trials by them.
+    group="",
+    trial="",
+    # Besides the newest keep_checkpoints, the keep_best best by best_metric (an eval/
+    # metric; best_mode max or min, "": by its name): best.json names the best.
+    keep_best=0,
+    best_metric="",
+    best_mode="",
 )
 # launch/sweep.py: up to `vmap` trials differing only in seed and optimizer
 # learning_rate / weight_decay / clip_norm train in one vmapped step (1 = one run each),

@@ -7,6 +7,11 @@ top of that:
   as soon as it is known: at the next `poll` (the trainer polls every step), `save` or
   `wait`. Older checkpoints are only deleted (keeping the newest `keep`) once a newer
   save is known complete, so a failed save never costs the last good one.
+- With a `BestOf`, the `keep` best checkpoints by an eval metric (saved with each
+  checkpoint: orbax's step metrics) are kept too, beside the newest `keep`: which to keep
+  is orbax's preservation policies' decision (LatestN or, with a best, AnyPreservationPolicy
+  of LatestN and BestN), applied by the same safe rotation; `best_file` names the best.
+  Resume still takes the newest.
 - `restore_newest` restores the newest checkpoint that restores, warning about each
   damaged one it skips; a checkpoint whose state has other shapes than the run's is
   not damage but another config, and raises StateMismatchError. Orbax abandons the
@@ -15,8 +20,12 @@ top of that:
   checkpoint, already reported in one line, are dropped.
 """
 
+import dataclasses
+import datetime
 import errno
+import json
 import logging as std_logging
+import math
 import os
 import shutil
 from pathlib import Path
@@ -25,9 +34,73 @@ import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
-from jaxdl.errors import CheckpointError, UserError
+from jaxdl.errors import CheckpointError, ConfigError, UserError, check, check_choice
 
+BEST_FILE = "best.json"  # in the workdir (RunDir): the best kept checkpoint, for --step=best
 _SLACK_BYTES = 1 << 20  # beyond the arrays' own bytes: metadata, JSON, file system blocks
+# train.best_mode "" (by name): a metric whose last part holds one of these is better larger
+# (max), or smaller (min).
+_LARGER_IS_BETTER = ("accuracy", "auc", "score", "f1", "precision", "recall", "psnr", "iou")
+_SMALLER_IS_BETTER = ("loss", "error", "perplexity", "fid", "nll", "bits", "nats", "mse")
+
+
+@dataclasses.dataclass(frozen=True)
+class BestOf:
+    """Keep the `keep` best checkpoints by `metric` (an eval metric), larger or smaller
+    (`mode` "max" or "min") being better."""
+
+    metric: str
+    mode: str
+    keep: int
+
+    @classmethod
+    def of(cls, train_cfg) -> "BestOf | None":
+        """config.train's keep_best / best_metric / best_mode (None: keep_best=0);
+        ConfigError for a missing metric or an unknown mode."""
+        keep, metric = train_cfg.keep_best, train_cfg.best_metric
+        check(keep >= 0, f"train.keep_best={keep} must be >= 0")
+        if not keep:
+            return None
+        check(
+            metric.startswith("eval/"),
+            f"train.keep_best={keep} needs train.best_metric=eval/<name> (e.g. eval/accuracy), "
+            f"not {metric!r}",
+        )
+        mode = train_cfg.best_mode or mode_of(metric)
+        check_choice("train.best_mode", mode, ("max", "min"))
+        return cls(metric, mode, keep)
+
+    def policy(self, latest: int):
+        """Orbax's preservation policy: the newest `latest` and these best."""
+        best = ocp.checkpoint_managers.BestN(
+            get_metric_fn=lambda metrics: metrics[self.metric],
+            reverse=self.mode == "min",  # ascending: BestN keeps the last n
+            n=self.keep,
+            keep_checkpoints_without_metrics=False,
+        )
+        newest = ocp.checkpoint_managers.LatestN(n=latest)
+        return ocp.checkpoint_managers.AnyPreservationPolicy([newest, best])
+
+
+def mode_of(metric: str) -> str:
+    """Whether a larger value of `metric` is better ("max") or a smaller ("min"), by
+    its name."""
+    name = metric.rsplit("/", 1)[-1].lower()
+    for words, mode in ((_LARGER_IS_BETTER, "max"), (_SMALLER_IS_BETTER, "min")):
+        if any(word in name for word in words):
+            return mode
+    raise ConfigError(
+        f"train.best_metric={metric}: is larger or smaller better? set train.best_mode=max or min"
+    )
+
+
+@dataclasses.dataclass
+class _Info:
+    """What a preservation policy reads of a checkpoint (orbax's PolicyCheckpointInfo)."""
+
+    step: int
+    metrics: dict | None
+    time: datetime.datetime = dataclasses.field(default_factory=datetime.datetime.now)
 
 
 class StateMismatchError(UserError):
@@ -53,14 +126,27 @@ std_logging.getLogger("asyncio").addFilter(_DAMAGE_ECHOES)
 
 
 class Checkpoints:
-    def __init__(self, directory: Path, keep: int = 1, read_only: bool = False):
-        """`read_only`: for tools that restore a run (nothing is created or deleted)."""
+    def __init__(
+        self,
+        directory: Path,
+        keep: int = 1,
+        read_only: bool = False,
+        best: BestOf | None = None,
+        best_file: Path | None = None,
+    ):
+        """`read_only`: for tools that restore a run (nothing is created or deleted);
+        `best`: keep the best too (module doc), `best_file`: the JSON file that names them."""
         self.directory = Path(directory).absolute()
         self.keep = keep
+        self.best, self.best_file = best, best_file
+        self._policy = best.policy(keep) if best else ocp.checkpoint_managers.LatestN(n=keep)
+        ranked = {"best_fn": lambda m: m[best.metric], "best_mode": best.mode} if best else {}
         options = (
             ocp.CheckpointManagerOptions(read_only=True)
             if read_only
-            else ocp.CheckpointManagerOptions(enable_async_checkpointing=True, create=True)
+            else ocp.CheckpointManagerOptions(
+                enable_async_checkpointing=True, create=True, **ranked
+            )
         )
         handlers = {
             "state": ocp.StandardCheckpointHandler(),
@@ -78,8 +164,9 @@ class Checkpoints:
         """The steps of every complete checkpoint kept, oldest first."""
         return sorted(self._manager.all_steps())
 
-    def save(self, step: int, state, position: dict) -> None:
-        """Starts an async save; `position` is JSON (data position, elapsed time)."""
+    def save(self, step: int, state, position: dict, metrics: dict | None = None) -> None:
+        """Starts an async save; `position` is JSON (data position, elapsed time);
+        `metrics` (the row of the step, with a best: its metric ranks the checkpoint)."""
         self._finish_pending()
         # A write that runs out of space fails deep in tensorstore's threads, which then
         # print tracebacks of their own: check the space before writing.
@@ -97,11 +184,20 @@ class Checkpoints:
                 args=ocp.args.Composite(
                     state=ocp.args.StandardSave(state), position=ocp.args.JsonSave(position)
                 ),
+                metrics=self._ranked(metrics),
                 force=True,
             )
         except Exception as e:
             raise CheckpointError(self._failed(step, e)) from e
         self._pending = step
+
+    def _ranked(self, metrics: dict | None) -> dict | None:
+        """What orbax keeps with the checkpoint: {best metric: value} when the row has
+        a finite one (a step without an eval is not ranked)."""
+        if self.best is None or metrics is None or self.best.metric not in metrics:
+            return None
+        value = float(metrics[self.best.metric])
+        return {self.best.metric: value} if math.isfinite(value) else None
 
     def poll(self) -> None:
         """Cheap: if the pending save has ended, raises CheckpointError if it failed. (Not
@@ -127,8 +223,37 @@ class Checkpoints:
             raise CheckpointError(self._failed(step, e)) from e
         if step not in self._manager.all_steps():
             raise CheckpointError(self._failed(step, "it was not finalised (see the log)"))
-        for old in self.all_steps()[: -self.keep]:  # a newer save is complete: rotate
-            self._manager.delete(old)
+        self._rotate()  # a newer save is complete
+
+    def _rotate(self) -> None:
+        """Deletes what the preservation policy does not keep; rewrites best_file."""
+        ranked = lambda s: self._manager.metrics(s) if self.best else None
+        infos = [_Info(s, ranked(s)) for s in self.all_steps()]
+        context = ocp.checkpoint_managers.PreservationContext()
+        keep = self._policy.should_preserve(infos, context=context)
+        for info, kept in zip(infos, keep, strict=True):
+            if not kept:
+                self._manager.delete(info.step)
+        if self.best is not None and self.best_file is not None:
+            self._write_best([info for info, kept in zip(infos, keep, strict=True) if kept])
+
+    def _write_best(self, kept: list) -> None:
+        """best_file: the metric, its mode, the best step and value, and every kept
+        ranked checkpoint's value."""
+        metric = self.best.metric
+        values = {i.step: i.metrics[metric] for i in kept if i.metrics and metric in i.metrics}
+        if not values:
+            return
+        sign = 1 if self.best.mode == "max" else -1
+        step = max(values, key=lambda s: (sign * values[s], s))
+        record = {"metric": metric, "mode": self.best.mode, "step": step, "value": values[step]}
+        record["kept"] = {str(s): v for s, v in sorted(values.items())}
+        try:
+            temporary = self.best_file.with_suffix(".tmp")
+            temporary.write_text(json.dumps(record, indent=1) + "\n")
+            temporary.replace(self.best_file)  # never half written
+        except OSError as e:
+            logging.warning("could not write %s: %s", self.best_file, describe_os_error(e))
 
     def _failed(self, step: int, error) -> str:
         why = error if isinstance(error, str) else describe_os_error(error)

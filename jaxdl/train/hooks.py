@@ -200,7 +200,8 @@ class DrawImages(Hook):
 class Checkpoint(Hook):
     """Every `every` steps and at every stop: the state and loop.checkpoint_position()
     (async; a save that fails stops the run at the next step with one line; the end
-    waits until every save is complete)."""
+    waits until every save is complete), with the step's row so far (an eval before it
+    ranks the checkpoint for train.keep_best)."""
 
     def __init__(self, every: int):
         self.every = every
@@ -209,7 +210,7 @@ class Checkpoint(Hook):
         loop.outputs.poll_saves()  # a failed save (disk full) stops the run at once
 
     def __call__(self, loop: Loop) -> None:
-        loop.outputs.save(loop.step, loop.state, loop.checkpoint_position())
+        loop.outputs.save(loop.step, loop.state, loop.checkpoint_position(), dict(loop.row))
 
     def end(self, loop: Loop) -> None:
         loop.outputs.wait()

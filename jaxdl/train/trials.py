@@ -336,7 +336,7 @@ class TrialRunDirs:
         for k in self.live():
             self.rundirs[k].write_images(step, _trial(pictures, k))
 
-    def save(self, step: int, states, position: dict) -> None:
+    def save(self, step: int, states, position: dict, row: dict | None = None) -> None:
         if self._unstack is None:
             count = len(self.rundirs)
             self._unstack = mesh_lib.jit_unoptimised(
@@ -347,7 +347,7 @@ class TrialRunDirs:
         position = {**position, **jax.device_get(extras)}
         trial_states = self._unstack(states)  # one call: indexing leaf by leaf dispatches a lot
         for k in self.live():
-            self.rundirs[k].save(step, trial_states[k], _trial(position, k))
+            self.rundirs[k].save(step, trial_states[k], _trial(position, k), _trial(row, k))
 
     def check_finite(self, step: int, elapsed_s: float, metrics: dict) -> str | None:
         for k in self.live():

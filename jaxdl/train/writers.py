@@ -1,4 +1,5 @@
-"""Metric outputs of a run: metrics.jsonl (read by tools and sweeps) and TensorBoard."""
+"""Metric outputs of a run: metrics.jsonl (read by tools and sweeps), pictures, and the
+trackers of `train.writers` (TensorBoard, W&B, MLflow: trackers.py)."""
 
 import json
 import math
@@ -8,6 +9,7 @@ import numpy as np
 from absl import logging
 
 from jaxdl.errors import UserError
+from jaxdl.train import trackers
 
 METRICS_FILE = "metrics.jsonl"
 IMAGES_DIR = "images"
@@ -43,23 +45,27 @@ def read_metrics(workdir: Path) -> list[dict]:
 
 class MetricWriter:
     """Appends one JSON object per logged step: {"step", "elapsed_s", "train/x", "eval/y"}
-    (and "stop": why, on a row written at a stop between the regular rows).
+    (and "stop": why, on a row written at a stop between the regular rows), then sends
+    its numbers to the trackers of `config.train.writers` (none without a config).
 
     On resume from step k, rows after k (written by a run killed after its last
-    checkpoint) are dropped first, so the file always describes one trajectory.
+    checkpoint) are dropped first, so the file always describes one trajectory; the
+    trackers, which had those rows already, get rows after the last one dropped.
     """
 
-    def __init__(self, workdir: Path, resume_step: int, enabled: bool = True):
+    def __init__(self, workdir: Path, resume_step: int, enabled: bool = True, config=None):
         self._enabled = enabled
         if not enabled:
             return
-        path = Path(workdir) / METRICS_FILE
-        kept = [row for row in read_metrics(workdir) if row["step"] <= resume_step]
+        self._workdir = Path(workdir)
+        path = self._workdir / METRICS_FILE
+        rows = read_metrics(workdir)
+        kept = [row for row in rows if row["step"] <= resume_step]
         path.write_text("".join(json.dumps(row) + "\n" for row in kept))
         self._file = path.open("a")
-        from tensorboardX import SummaryWriter  # import cost only where logs are written
-
-        self._tensorboard = SummaryWriter(str(Path(workdir) / "tensorboard"))
+        names = [] if config is None else trackers.parse_writers(config.train.writers)
+        logged_until = max((row["step"] for row in rows), default=None)
+        self._trackers = trackers.Trackers(names, config, self._workdir, logged_until)
 
     def write(self, step: int, elapsed_s: float, scalars: dict) -> None:
         if not self._enabled:
@@ -72,10 +78,17 @@ class MetricWriter:
         )
         self._file.write(json.dumps(row) + "\n")
         self._file.flush()
-        for name, value in numbers.items():
-            self._tensorboard.add_scalar(name, value, step)
+        self._trackers.scalars(step, numbers)
+
+    def write_images(self, step: int, images: dict) -> None:
+        """The pictures as PNGs (write_images) and to the trackers."""
+        if self._enabled:
+            write_images(self._workdir, step, images)
+            self._trackers.images(step, images)
 
     def close(self) -> None:
         if self._enabled:
-            self._file.close()
-            self._tensorboard.close()
+            try:
+                self._file.close()
+            finally:
+                self._trackers.close()

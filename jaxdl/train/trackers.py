@@ -1,0 +1,347 @@
+"""Experiment trackers: where a run's scalars, config, pictures and identity go besides
+metrics.jsonl, which is always written and stays the run's truth (resume, plots, tools
+and sweeps read it; writers.py).
+
+`config.train.writers` names them, comma-separated: `jsonl` (always on), `tensorboard`
+(workdir/tensorboard/, read by TensorBoard), `wandb` (Weights & Biases; `WANDB_MODE=
+offline` keeps it in workdir/wandb/), `mlflow` (MLflow; `train.tracking_uri`, else
+$MLFLOW_TRACKING_URI, else a SQLite store beside the run: workdir/mlflow.db, or the
+sweep's sweep_dir/mlflow.db for its trials). Each gets the scalars of every row, the
+resolved config as hyperparameters, the pictures the task draws, and the run's identity:
+workdir/trackers.json keeps each tracker's run id, so that a resumed run continues the
+same W&B run and MLflow run; rows a killed run had already sent (up to `logged_until`,
+the last step of its metrics.jsonl before a resume dropped the rows after its
+checkpoint) are not sent again, so no step is written twice.
+
+A trial of a sweep or search (`train.group`: the sweep's directory, `train.trial`: its
+varied values as JSON; set by jaxdl/sweeps through `trial_overrides`) is grouped: W&B's
+group, an MLflow child run of one parent run per sweep, TensorBoard hyperparameters.
+
+A tracker fails soft: the first error (disk full, server gone) is one warning, and the
+tracker is off for the rest of the run; training goes on with metrics.jsonl. Nothing
+writes in a background thread of ours, so nothing fails at exit.
+"""
+
+import contextlib
+import dataclasses
+import fcntl
+import importlib.util
+import json
+import logging as std_logging
+import os
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+from absl import logging
+
+from jaxdl.errors import ConfigError, check_choice
+
+BACKENDS = ("jsonl", "tensorboard", "wandb", "mlflow")
+# backend: (module it imports, the pip extra that installs it)
+_PACKAGES = {"tensorboard": ("tensorboardX", None), "wandb": ("wandb", "wandb")}
+_PACKAGES["mlflow"] = ("mlflow", "mlflow")
+IDS_FILE = "trackers.json"  # each tracker's run identity, for a resumed run
+PARENT_FILE = "mlflow_parent.json"  # in a sweep's directory: its MLflow parent run
+_MLFLOW_BATCH = 100  # MLflow's limit of params per log_batch
+
+
+def parse_writers(text: str) -> list[str]:
+    """The trackers `train.writers` names beyond jsonl (always on), in order; an unknown
+    name, or one whose package is missing, is a ConfigError naming the extra."""
+    names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    for name in names:
+        check_choice("train.writers", name, BACKENDS)
+    for name in names:
+        module, extra = _PACKAGES.get(name, (None, None))
+        if module and importlib.util.find_spec(module) is None:
+            raise ConfigError(
+                f"train.writers={name} needs the {module} package: pip install -e '.[{extra}]'"
+            )
+    return [n for n in names if n != "jsonl"]
+
+
+def trial_overrides(sweep_dir: Path, varied: dict) -> dict:
+    """The config overrides that group a trial of the sweep in `sweep_dir` with its
+    varied values (what jaxdl/sweeps adds to each trial's own overrides)."""
+    return {
+        "train.group": str(Path(sweep_dir).absolute()),
+        "train.trial": json.dumps(varied, sort_keys=True),
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class Identity:
+    """Who a run is, as trackers show it."""
+
+    workdir: Path
+    project: str  # W&B project, MLflow experiment
+    tracking_uri: str  # MLflow's store
+    group: str  # the sweep's name ("" if the run is no trial)
+    group_dir: Path | None  # the sweep's directory
+    trial: dict  # the trial's varied values
+    config: dict  # the resolved config, nested
+
+    @property
+    def name(self) -> str:
+        return self.workdir.name
+
+    @classmethod
+    def of(cls, config, workdir: Path) -> "Identity":
+        train = config.train
+        group_dir = Path(train.group) if train.group else None
+        store = group_dir or Path(workdir)
+        uri = train.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        return cls(
+            workdir=Path(workdir).absolute(),
+            project=train.project,
+            tracking_uri=uri or f"sqlite:///{store.absolute() / 'mlflow.db'}",
+            group=group_dir.name if group_dir else "",
+            group_dir=group_dir,
+            trial=json.loads(train.trial) if train.trial else {},
+            config=json.loads(config.to_json_best_effort()),
+        )
+
+    def flat_config(self) -> dict:
+        """{"optimizer.learning_rate": 0.001, ...}: numbers, strings and booleans."""
+        flat = _flat(self.config)
+        return {
+            k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in flat.items()
+        }
+
+
+class TensorBoard:
+    """workdir/tensorboard/: an event file written synchronously (tensorboardX's record
+    writer without its flush thread, which failed at exit on a full disk); the config
+    as the hparams plugin's hyperparameters, pictures as images."""
+
+    def __init__(self, identity: Identity, ids: dict):
+        from tensorboardX.event_file_writer import EventsWriter
+
+        folder = identity.workdir / "tensorboard"
+        folder.mkdir(parents=True, exist_ok=True)
+        self._events = EventsWriter(str(folder / "events"))
+        self.ids: dict = {}
+        from tensorboardX.summary import hparams
+
+        values = {
+            **identity.flat_config(),
+            **{f"trial/{k}": str(v) for k, v in identity.trial.items()},
+        }
+        for summary in hparams(values, {}):
+            self._write(0, summary)
+
+    def _write(self, step: int, summary) -> None:
+        from tensorboardX.proto.event_pb2 import Event
+
+        self._events.write_event(Event(wall_time=time.time(), step=step, summary=summary))
+        self._events.flush()
+
+    def scalars(self, step: int, values: dict) -> None:
+        from tensorboardX.proto.summary_pb2 import Summary
+
+        tags = [Summary.Value(tag=k, simple_value=v) for k, v in values.items()]
+        self._write(step, Summary(value=tags))
+
+    def images(self, step: int, images: dict) -> None:
+        from tensorboardX.proto.summary_pb2 import Summary
+        from tensorboardX.summary import image
+
+        values = []
+        for name, array in images.items():
+            formats = "HW" if np.ndim(array) == 2 else "HWC"
+            values += image(name, np.asarray(array), dataformats=formats).value
+        self._write(step, Summary(value=values))
+
+    def close(self) -> None:
+        self._events.close()
+
+
+class Wandb:
+    """A Weights & Biases run named after the workdir, its id kept for resume; the config
+    as its config; a sweep's trials in the sweep's group."""
+
+    def __init__(self, identity: Identity, ids: dict):
+        import wandb
+
+        run_id = ids.get("id") or uuid.uuid4().hex[:12]
+        self.ids = {"id": run_id}
+        settings = wandb.Settings(console="off", x_disable_stats=True, save_code=False, silent=True)
+        self._run = wandb.init(
+            project=identity.project,
+            id=run_id,
+            resume="allow",
+            dir=str(identity.workdir),
+            name=identity.name,
+            group=identity.group or None,
+            config={**identity.config, **({"trial": identity.trial} if identity.trial else {})},
+            settings=settings,
+            reinit="create_new",  # vmapped trials: one run each, in one process
+        )
+        self._wandb = wandb
+
+    def scalars(self, step: int, values: dict) -> None:
+        self._run.log(values, step=step)
+
+    def images(self, step: int, images: dict) -> None:
+        self._run.log({k: self._wandb.Image(np.asarray(v)) for k, v in images.items()}, step=step)
+
+    def close(self) -> None:
+        self._run.finish()
+
+
+class Mlflow:
+    """An MLflow run named after the workdir in experiment `project`, its id kept for
+    resume; the config as params (those a resumed run lacks are added: params cannot
+    change), pictures as images; a sweep's trials as child runs of one parent run."""
+
+    def __init__(self, identity: Identity, ids: dict):
+        from mlflow.entities import Param
+        from mlflow.tracking import MlflowClient
+
+        # Its store's set-up lines ("Creating initial MLflow database tables...") are noise.
+        std_logging.getLogger("mlflow.store.db.utils").setLevel(std_logging.WARNING)
+        uri = ids.get("uri", identity.tracking_uri)
+        self._client = client = MlflowClient(uri)
+        if ids.get("run_id"):
+            run_id = ids["run_id"]
+            client.update_run(run_id, status="RUNNING")
+        else:
+            experiment = _experiment(client, identity.project, identity.workdir)
+            tags = {"jaxdl.workdir": str(identity.workdir)}
+            if identity.group_dir is not None:
+                tags["jaxdl.group"] = identity.group
+                tags["jaxdl.trial"] = json.dumps(identity.trial, sort_keys=True)
+                tags["mlflow.parentRunId"] = _parent_run(client, experiment, identity, uri)
+            run_id = client.create_run(experiment, run_name=identity.name, tags=tags).info.run_id
+        self.ids = {"uri": uri, "run_id": run_id}
+        self._run_id = run_id
+        logged = client.get_run(run_id).data.params
+        params = [
+            Param(k, str(v)[:6000]) for k, v in identity.flat_config().items() if k not in logged
+        ]
+        for start in range(0, len(params), _MLFLOW_BATCH):
+            client.log_batch(run_id, params=params[start : start + _MLFLOW_BATCH])
+
+    def scalars(self, step: int, values: dict) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, v, now, step) for k, v in values.items()]
+        self._client.log_batch(self._run_id, metrics=metrics)
+
+    def images(self, step: int, images: dict) -> None:
+        for name, array in images.items():
+            self._client.log_image(self._run_id, np.asarray(array), key=name, step=step)
+
+    def close(self) -> None:
+        self._client.set_terminated(self._run_id)
+
+
+_OPEN = {"tensorboard": TensorBoard, "wandb": Wandb, "mlflow": Mlflow}
+
+
+def _experiment(client, name: str, store: Path) -> str:
+    """The id of experiment `name`, created (its artifacts beside the store) if new."""
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    try:
+        location = (store / "mlartifacts").absolute().as_uri()
+        return client.create_experiment(name, artifact_location=location)
+    except Exception:  # created meanwhile by another trial of the sweep
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+def _parent_run(client, experiment: str, identity: Identity, uri: str) -> str:
+    """The sweep's parent run in this store: created by its first trial (under a lock in
+    the sweep's directory, so that trials starting together create one), then reused."""
+    identity.group_dir.mkdir(parents=True, exist_ok=True)
+    path = identity.group_dir / PARENT_FILE
+    with (identity.group_dir / f".{PARENT_FILE}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        parents = json.loads(path.read_text()) if path.exists() else {}
+        if uri not in parents:
+            tags = {"jaxdl.group": identity.group, "jaxdl.sweep_dir": str(identity.group_dir)}
+            run = client.create_run(experiment, run_name=identity.group, tags=tags)
+            parents[uri] = run.info.run_id
+            path.write_text(json.dumps(parents, indent=1) + "\n")
+    return parents[uri]
+
+
+class Trackers:
+    """The trackers of `names` for one run, each failing soft (module doc)."""
+
+    def __init__(self, names: list[str], config, workdir: Path, logged_until: int | None):
+        self.workdir = Path(workdir)
+        self._logged_until = -1 if logged_until is None else logged_until
+        self._live: dict = {}
+        if not names:
+            return
+        identity = Identity.of(config, self.workdir)
+        ids = _read_json(self.workdir / IDS_FILE)
+        for name in names:
+            self._call(name, lambda name=name: self._open(name, identity, ids.get(name, {})))
+        kept = {**ids, **{name: t.ids for name, t in self._live.items() if t.ids}}
+        if kept != ids:
+            try:
+                (self.workdir / IDS_FILE).write_text(json.dumps(kept, indent=1) + "\n")
+            except OSError as e:
+                logging.warning("could not write %s: %s", self.workdir / IDS_FILE, e)
+
+    def _open(self, name: str, identity: Identity, ids: dict) -> None:
+        self._live[name] = _OPEN[name](identity, ids)
+
+    def scalars(self, step: int, values: dict) -> None:
+        if step > self._logged_until:
+            self._call_all(lambda t: t.scalars(step, values))
+
+    def images(self, step: int, images: dict) -> None:
+        if step > self._logged_until and images:
+            self._call_all(lambda t: t.images(step, images))
+
+    def close(self) -> None:
+        self._call_all(lambda t: t.close())
+        self._live.clear()
+
+    def _call_all(self, fn) -> None:
+        for name, tracker in list(self._live.items()):
+            self._call(name, lambda tracker=tracker: fn(tracker))
+
+    def _call(self, name: str, fn) -> None:
+        try:
+            fn()
+        except Exception as e:  # any tracker's failure: its packages raise many kinds
+            from jaxdl.train.checkpoint import describe_os_error
+
+            logging.warning(
+                "train.writers: %s failed (%s); it is off for the rest of this run "
+                "(metrics.jsonl has every row)",
+                name,
+                describe_os_error(e),
+            )
+            tracker = self._live.pop(name, None)
+            if tracker is not None:
+                with contextlib.suppress(Exception):  # failing already: warned once
+                    tracker.close()
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
