@@ -468,7 +468,7 @@ def part_sweep(save: Saver, quick: bool) -> None:
 
     from experiments import fashion_cnn_tiny
     from jaxdl import configs, data, tasks
-    from jaxdl.sweeps.grouping import vmapped_values
+    from jaxdl.train.grouping import vmapped_values
     from jaxdl.train.mesh import jit_unoptimised
     from jaxdl.train.trials import TrialStarts, VmappedTask
 

@@ -2,7 +2,7 @@
 and the outputs that give each trial a run directory of its own.
 
 The trials may differ only in `seed` and the optimizer numbers of optim.TRACEABLE
-(sweeps/grouping.py decides which trials may share a step). `VmappedTask` stacks their
+(grouping.py decides which trials may share a step). `VmappedTask` stacks their
 states and takes per-trial batches; its step maps over the trials `chunk` at a time
 (`lax.map` of `jax.vmap`): on CPU a step over all K has K times the working set and
 falls out of cache. The trials' numbers are inputs of the compiled programs (`init`

@@ -10,8 +10,8 @@ import pytest
 from experiments import fashion_cnn_tiny
 from jaxdl import data, tasks
 from jaxdl.errors import NonFiniteLossError, UserError
-from jaxdl.sweeps.grouping import vmapped_values
 from jaxdl.train import read_metrics, run_info, train_and_evaluate, train_trials
+from jaxdl.train.grouping import vmapped_values
 from jaxdl.train.rundir import FAILED_FILE
 from jaxdl.train.trials import VmappedTask, trial_chunk
 
