@@ -155,6 +155,14 @@ def _flag_value(argv: list[str], flag: str) -> str | None:
     return value
 
 
+def define_step_flag() -> None:
+    """--step of the tools that read a run: a checkpoint's step, `best` (the best one kept
+    by train.keep_best, as the run's best.json names it), or the newest (the default)."""
+    flags.DEFINE_string(
+        "step", None, "Checkpoint: a step, or 'best' (train.keep_best); default: the newest."
+    )
+
+
 def define_config_flag(name: str = "config") -> None:
     """--config=experiments/<name>.py[:arg] (or a run's WORKDIR/config.json, or WORKDIR),
     with --config.a.b=v overrides."""

@@ -11,14 +11,14 @@ truncation limits saved with the run. Pages go to --out (default WORKDIR/attenti
 
 from pathlib import Path
 
-from _tool import tool_main
+from _tool import define_step_flag, tool_main
 from absl import app, flags
 
 flags.DEFINE_string("workdir", None, "Run directory of a classify_documents run.")
 flags.DEFINE_string("out", None, "Where the pages go (default: WORKDIR/attention).")
 flags.DEFINE_integer("num_docs", 20, "Eval documents to draw (a seeded random sample).")
 flags.DEFINE_integer("seed", 0, "Seed of the sample.")
-flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
+define_step_flag()
 flags.mark_flags_as_required(["workdir"])
 FLAGS = flags.FLAGS
 

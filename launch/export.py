@@ -18,12 +18,12 @@ or run is one line, exit 1.
 
 from pathlib import Path
 
-from _tool import tool_main
+from _tool import define_step_flag, tool_main
 from absl import app, flags
 
 flags.DEFINE_string("workdir", None, "Run directory of a trained run.")
 flags.DEFINE_string("out", None, "Folder to write (created; files in it are replaced).")
-flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
+define_step_flag()
 flags.DEFINE_enum("format", "stablehlo", ["stablehlo", "onnx"], "What to write.")
 flags.DEFINE_list(
     "platforms", ["cpu", "cuda", "tpu"], "StableHLO: the platforms the program runs on."

@@ -15,7 +15,7 @@ test on real) that way.
 import shutil
 from pathlib import Path
 
-from _tool import tool_main
+from _tool import define_step_flag, tool_main
 from absl import app, flags
 
 flags.DEFINE_string("workdir", None, "Run directory of a class-conditional GAN run.")
@@ -25,6 +25,7 @@ flags.DEFINE_integer("real_per_class", 0, "Real training images of each class to
 flags.DEFINE_integer("seed", 0, "Noise seed.")
 flags.DEFINE_enum("reject", "none", ["none", "drs", "judge"], "Rejection of samples.")
 flags.DEFINE_string("judge", None, "--reject=judge: a classifier run on the same data.")
+define_step_flag()
 flags.mark_flags_as_required(["workdir", "out"])
 FLAGS = flags.FLAGS
 
@@ -42,7 +43,7 @@ def main():
 
     check(FLAGS.num_samples > 0 or FLAGS.real_per_class > 0, "nothing to write")
     check(FLAGS.real_per_class >= 0, f"--real_per_class={FLAGS.real_per_class} must be >= 0")
-    config, info, task, state = load_run(FLAGS.workdir)
+    config, info, task, state = load_run(FLAGS.workdir, FLAGS.step)
     check(
         isinstance(task, GANTask) and task.conditional,
         f"{FLAGS.workdir} is not a class-conditional GAN run",

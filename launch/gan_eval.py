@@ -1,7 +1,8 @@
 """Judge a GAN run with a Fashion-MNIST classifier run:
 
     python launch/gan_eval.py --workdir=runs/fashion_cgan --judge=runs/bench/fashion_cnn \
-        [--num_samples=10000] [--refine_steps=0] [--reject=none|drs|judge] [--all_checkpoints]
+        [--num_samples=10000] [--refine_steps=0] [--reject=none|drs|judge]
+        [--all_checkpoints | --step=STEP|best]
 
 Prints, per checkpoint (the newest, or every kept one), the class-correct rate of
 conditional samples against the classifier's real test accuracy, the Fréchet distance of
@@ -13,7 +14,7 @@ floor, and the entropy of the predicted classes (jaxdl/evaluation/gan_judge.py).
 import json
 from pathlib import Path
 
-from _tool import tool_main
+from _tool import define_step_flag, tool_main
 from absl import app, flags
 
 flags.DEFINE_string("workdir", None, "Run directory of a GAN run.")
@@ -34,6 +35,7 @@ flags.DEFINE_float(
     "drs: gamma as this percentile of F (lower: more accepted); default exact.",
 )
 flags.DEFINE_bool("all_checkpoints", False, "Judge every kept checkpoint, not the newest.")
+define_step_flag()
 flags.mark_flags_as_required(["workdir", "judge"])
 FLAGS = flags.FLAGS
 
@@ -66,7 +68,8 @@ def main():
     check(FLAGS.num_samples > 0, f"--num_samples={FLAGS.num_samples} must be positive")
     check(FLAGS.refine_steps >= 0, f"--refine_steps={FLAGS.refine_steps} must be >= 0")
     judge = Judge(FLAGS.judge, FLAGS.num_samples)
-    steps = [None]
+    check(not (FLAGS.all_checkpoints and FLAGS.step), "give --step or --all_checkpoints, not both")
+    steps = [FLAGS.step]
     if FLAGS.all_checkpoints:
         ckpts = checkpoint.Checkpoints(Path(FLAGS.workdir) / "checkpoints", read_only=True)
         steps = ckpts.all_steps()

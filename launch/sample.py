@@ -6,7 +6,7 @@ Loads the newest checkpoint (or --step) and the vocabulary saved with the run; t
 --seed gives the same text.
 """
 
-from _tool import tool_main
+from _tool import define_step_flag, tool_main
 from absl import app, flags
 
 flags.DEFINE_string("workdir", None, "Run directory of a language-model run.")
@@ -15,7 +15,7 @@ flags.DEFINE_integer("length", 500, "Characters to sample after the prompt.")
 flags.DEFINE_float("temperature", 0.8, "Softmax temperature; 0 = greedy.")
 flags.DEFINE_integer("top_k", 0, "Sample from the k most likely characters only (0 = all).")
 flags.DEFINE_integer("seed", 0, "Sampling seed.")
-flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
+define_step_flag()
 flags.mark_flags_as_required(["workdir"])
 FLAGS = flags.FLAGS
 

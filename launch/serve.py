@@ -15,13 +15,13 @@ import socket
 import sys
 from pathlib import Path
 
-from _tool import tool_main
+from _tool import define_step_flag, tool_main
 from absl import app, flags
 
 flags.DEFINE_string("workdir", None, "Run directory of a run whose task generates images.")
 flags.DEFINE_string("host", "127.0.0.1", "Address to listen on (0.0.0.0: every interface).")
 flags.DEFINE_integer("port", 8000, "Port to listen on; 0 = any free port.")
-flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
+define_step_flag()
 flags.mark_flags_as_required(["workdir"])
 FLAGS = flags.FLAGS
 

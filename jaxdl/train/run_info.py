@@ -17,7 +17,7 @@ import numpy as np
 from absl import logging
 
 from jaxdl import backends, configs, tasks
-from jaxdl.errors import UserError
+from jaxdl.errors import UserError, check
 from jaxdl.train import checkpoint
 
 RUN_INFO_FILE = "run.json"
@@ -81,11 +81,29 @@ def _parse_spec(spec: str) -> jax.ShapeDtypeStruct:
     return jax.ShapeDtypeStruct(tuple(int(d) for d in shape.split(",") if d.strip()), dtype)
 
 
-def load_run(workdir: str | Path, step: int | None = None):
-    """(config, data info, task, state) of a run's newest (or given) checkpoint, restored
-    onto the default device. The saved config is resolved as it was trained: keys it
-    predates take their entries' legacy values (registry.Entry.legacy)."""
+def checkpoint_step(workdir: str | Path, step: int | str | None) -> int | None:
+    """A tool's --step: None (the newest), a step number (also as text), or "best": the
+    step the run's best.json names (train.keep_best); else a UserError."""
+    if step is None or isinstance(step, int):
+        return step
+    if step.isdigit():
+        return int(step)
+    check(step == "best", f"--step={step} must be a checkpoint step or 'best'")
+    path = Path(workdir) / checkpoint.BEST_FILE
+    if not path.is_file():
+        raise UserError(
+            f"--step=best: {workdir} has no {checkpoint.BEST_FILE} (a run keeps its best "
+            "checkpoints with --config.train.keep_best=K --config.train.best_metric=eval/NAME)"
+        )
+    return int(json.loads(path.read_text())["step"])
+
+
+def load_run(workdir: str | Path, step: int | str | None = None):
+    """(config, data info, task, state) of a run's newest (or given: checkpoint_step)
+    checkpoint, restored onto the default device. The saved config is resolved as it was
+    trained: keys it predates take their entries' legacy values (registry.Entry.legacy)."""
     workdir = Path(workdir)
+    step = checkpoint_step(workdir, step)
     for name in ("config.json", RUN_INFO_FILE):
         if not (workdir / name).is_file():
             raise UserError(f"{workdir} is not a run directory: no {name}")
