@@ -22,7 +22,6 @@ from jaxdl.sweeps.grouping import vmapped_values
 from jaxdl.tasks.base import TrainState
 from jaxdl.train import checkpoint, trackers
 from jaxdl.train import hooks as hooks_lib
-from jaxdl.train import checkpoint, trackers
 from jaxdl.train import mesh as mesh_lib
 from jaxdl.train.loop import SIGNAL, Hook, Loop, fit
 from jaxdl.train.rundir import RunDir
@@ -46,8 +45,6 @@ def _check_train_section(train_cfg: ml_collections.ConfigDict) -> None:
     for name in ("eval_every", "checkpoint_every"):
         check(train_cfg[name] >= 0, f"train.{name}={train_cfg[name]} must be >= 0")
     check(train_cfg.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1")
-    trackers.parse_writers(train_cfg.writers)
-    checkpoint.BestOf.of(train_cfg)
     trackers.parse_writers(train_cfg.writers)
     checkpoint.BestOf.of(train_cfg)
     check_choice("train.param_sharding", train_cfg.param_sharding, mesh_lib.PARAM_SHARDINGS)
