@@ -19,13 +19,20 @@ data's `info`; a source says which fields its examples hold (`yields`) and which
 
 Every module in jaxdl/models/, jaxdl/tasks/ and jaxdl/datasets/ is imported on the first
 lookup, so a new file there registers with no other edit; one kept elsewhere registers
-when its module is imported (for example by the experiment file that uses it).
+when its module is imported (for example by the experiment file that uses it; a run
+records each entry's `module_of`, and tools import it again: train/run_info.py). A module
+that fails to import is one warning line naming its file; it breaks only the lookups of
+names it would have registered: the error of such a lookup names it and why.
 """
 
 import dataclasses
 import importlib
 import pkgutil
+import sys
 from collections.abc import Callable
+from pathlib import Path
+
+from absl import logging
 
 from jaxdl.errors import ConfigError
 
@@ -46,10 +53,13 @@ class Entry:
     legacy: dict
     yields: tuple = ()  # data: the fields of its examples (batches hold them)
     provides: tuple = ()  # data: the keys of the info it writes (what tasks `need`)
+    data: str | None = None  # task: the data source base_config picks for it
 
 
 _ENTRIES: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
 _discovered = False
+# Modules that failed to import, per kind: {what (a file, or a module and its folder): why}.
+_FAILED: dict[str, dict[str, str]] = {kind: {} for kind in KINDS}
 
 
 def _register(kind: str, name: str, family: str, needs, legacy: dict, defaults: dict, **more):
@@ -74,9 +84,19 @@ def model(name: str, *, family: str, legacy: dict | None = None, **defaults):
     return _register("model", name, family, None, legacy or {}, defaults)
 
 
-def task(name: str, *, model_family: str, needs: str, legacy: dict | None = None, **defaults):
-    """Registers `build(cfg, model, context) -> Task` as task `name`."""
-    return _register("task", name, model_family, needs, legacy or {}, defaults)
+def task(
+    name: str,
+    *,
+    model_family: str,
+    needs: str,
+    data: str | None = None,
+    legacy: dict | None = None,
+    **defaults,
+):
+    """Registers `build(cfg, model, context) -> Task` as task `name`; `data`: the source
+    `configs.base_config` picks for it (default: the first, by name, that provides
+    `needs`)."""
+    return _register("task", name, model_family, needs, legacy or {}, defaults, data=data)
 
 
 def source(
@@ -101,10 +121,52 @@ def _discover() -> None:
     if _discovered:
         return
     _discovered = True
-    for package_name in _PACKAGES.values():
+    root = Path(__file__).resolve().parent.parent
+    for kind, package_name in _PACKAGES.items():
         package = importlib.import_module(package_name)
         for module in pkgutil.iter_modules(package.__path__):
-            importlib.import_module(f"{package_name}.{module.name}")
+            file = Path(module.module_finder.path) / (
+                f"{module.name}/__init__.py" if module.ispkg else f"{module.name}.py"
+            )
+            shown = file.relative_to(root) if file.is_relative_to(root) else file
+            import_module(kind, f"{package_name}.{module.name}", shown=str(shown))
+
+
+def import_module(
+    kind: str, module: str, path: str | None = None, shown: str = "", warn: bool = True
+) -> bool:
+    """Imports `module` (with folder `path` on sys.path, after what is there) for its
+    `kind` entries; one that fails is a warning line (`warn`), and the error of a
+    lookup of a `kind` name that is not registered names it (`shown`, else the module).
+    True if it imported."""
+    if path and path not in sys.path:
+        sys.path.append(path)
+    shown = shown or (f"{module} (from {path})" if path else module)
+    try:
+        importlib.import_module(module)
+    except Exception as e:  # anything its code raises: the run that uses it says so
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        _FAILED[kind][shown] = reason
+        if warn:
+            logging.warning("%s failed to import (%s): its %ss are missing", shown, reason, kind)
+        return False
+    _FAILED[kind].pop(shown, None)
+    return True
+
+
+def module_of(kind: str, name: str) -> tuple[str, str | None]:
+    """The module that registered `name` (its builder's), and the folder to put on
+    sys.path to import it again where it is outside jaxdl (None inside jaxdl, or where
+    no folder is known: `__main__`)."""
+    module = lookup(kind, name).build.__module__
+    top = module.partition(".")[0]
+    loaded = sys.modules.get(module)
+    file = getattr(loaded, "__file__", None)
+    if top == "jaxdl" or module == "__main__" or not file:
+        return module, None
+    folder = Path(file).resolve().parent
+    levels = module.count(".") + (Path(file).name == "__init__.py")
+    return module, str(folder.parents[levels - 1] if levels else folder)
 
 
 def names(kind: str) -> list[str]:
@@ -116,5 +178,8 @@ def lookup(kind: str, name) -> Entry:
     """The entry registered as `name`, or a ConfigError listing those there are."""
     _discover()
     if name not in _ENTRIES[kind]:
-        raise ConfigError(f"{kind}.name={name!r} is not one of {names(kind)}")
+        failed = "".join(
+            f"; {what} failed to import ({why})" for what, why in _FAILED[kind].items()
+        )
+        raise ConfigError(f"{kind}.name={name!r} is not one of {names(kind)}{failed}")
     return _ENTRIES[kind][name]

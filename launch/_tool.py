@@ -93,12 +93,19 @@ class _ExperimentFileParser(ConfigFileFlagParser):
     directory), resolved (jaxdl.configs.resolve; a run's as it was trained: keys it
     predates take their legacy values, as run_info.load_run reads it) before the command
     line's overrides apply; `--config.model.name=X` (or task) first switches that section
-    to X's registered defaults, so X's own keys can then be overridden."""
+    to X's registered defaults, so X's own keys can then be overridden. An experiment
+    file's folder is put on sys.path (after what is there) before it is loaded, so it
+    imports the modules beside it (a model of one's own: `import resmlp`); a run's
+    modules recorded in its run.json are imported again (train/run_info.py)."""
 
     def parse(self, path):
         from jaxdl import configs, registry
 
         saved = _saved_config(path)
+        if saved is None:
+            folder = str(Path(path.split(":", 1)[0]).resolve().parent)
+            if folder not in sys.path:
+                sys.path.append(folder)
         config = super().parse(path) if saved is None else saved
         if not hasattr(config, "unlocked"):  # a file that failed to load: reported later
             return config
@@ -133,7 +140,21 @@ def _saved_config(path: str):
         raise ConfigError(f"{file} is not a run's config.json ({e})") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{file} is not a run's config.json (not an object)")
+    _import_run_modules(file.parent)
     return ml_collections.ConfigDict(_tuples(values))
+
+
+def _import_run_modules(workdir: Path) -> None:
+    """The modules that registered a run's model, task and data (its run.json's record;
+    none where there is no run.json, or an older one)."""
+    from jaxdl.train import run_info
+
+    try:
+        record = json.loads((workdir / run_info.RUN_INFO_FILE).read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(record, dict):
+        run_info.import_modules(record)
 
 
 def _tuples(value):

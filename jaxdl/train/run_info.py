@@ -3,12 +3,20 @@
 the example batch's shapes, the planned number of steps, and the backend it trained on
 with what its "auto" settings became there: jaxdl/backends.py).
 
+run.json's `modules` names the module that registered the run's model, task and data
+source (`registry.module_of`), and `module_paths` the folder of each one outside jaxdl
+(an experiment's own folder): `load_run`, and a launcher given `--config=WORKDIR`,
+import them again before they read the config (`import_modules`), so a model kept in
+the user's own package is found by every tool. Runs written before the record load as
+before; a recorded module that no longer imports is named by the lookup that misses it.
+
 A run's config.json keeps "auto" as it was asked for: a tool, or a resumed run, builds it
 for its own backend. That changes kernels, never parameters or the function computed
 (backends.py), and a resume on another backend is logged and kept in run.json's
 `earlier_backends`."""
 
 import json
+import sys
 from pathlib import Path
 
 import jax
@@ -16,7 +24,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from jaxdl import backends, configs, tasks
+from jaxdl import backends, configs, registry, tasks
 from jaxdl.errors import UserError, check
 from jaxdl.train import checkpoint
 
@@ -34,12 +42,39 @@ def backend_record(config: ml_collections.ConfigDict) -> dict:
     }
 
 
+def module_record(config: ml_collections.ConfigDict) -> dict:
+    """run.json's `modules` (kind -> the module that registered config's entry) and,
+    where any is outside jaxdl, `module_paths` (module -> the folder to import it from)."""
+    modules, paths = {}, {}
+    for kind in registry.KINDS:
+        modules[kind], folder = registry.module_of(kind, config[kind].name)
+        if folder:
+            paths[modules[kind]] = folder
+    return {"modules": modules, **({"module_paths": paths} if paths else {})}
+
+
+def import_modules(record: dict) -> None:
+    """Imports the modules a run.json `record` names (none in a run written before
+    them), so that their entries are registered; one that fails is named by the error
+    of a lookup of its names (registry.lookup)."""
+    paths = record.get("module_paths", {})
+    for kind, module in record.get("modules", {}).items():
+        if kind in registry.KINDS and module != "__main__" and module not in sys.modules:
+            registry.import_module(kind, module, paths.get(module), warn=False)
+
+
 def write_run_info(
-    workdir: Path, info: dict, example_batch: dict, total_steps: int, backend: dict
+    workdir: Path,
+    info: dict,
+    example_batch: dict,
+    total_steps: int,
+    backend: dict,
+    modules: dict | None = None,
 ) -> list[dict]:
     """`example_batch`: the global batch (its shapes over all hosts and devices);
-    `backend`: `backend_record`'s. A run.json there already (a resumed run) hands on the
-    backends it named before when they differ from this one; returns those."""
+    `backend`: `backend_record`'s; `modules`: `module_record`'s. A run.json there
+    already (a resumed run) hands on the backends it named before when they differ
+    from this one; returns those."""
     path = Path(workdir) / RUN_INFO_FILE
     earlier = []
     try:
@@ -50,6 +85,7 @@ def write_run_info(
     earlier = [b for i, b in enumerate(earlier) if b != backend and b not in earlier[:i]]
     batch_spec = {k: f"{np.dtype(v.dtype)}{list(v.shape)}" for k, v in example_batch.items()}
     record = {"data": info, "batch": batch_spec, "total_steps": total_steps, "backend": backend}
+    record.update(modules or {})
     if earlier:
         record["earlier_backends"] = earlier
     path.write_text(json.dumps(record, indent=1) + "\n")
@@ -108,8 +144,9 @@ def load_run(workdir: str | Path, step: int | str | None = None):
         if not (workdir / name).is_file():
             raise UserError(f"{workdir} is not a run directory: no {name}")
     config = ml_collections.ConfigDict(json.loads((workdir / "config.json").read_text()))
-    config = configs.resolve(config, saved=True)
     record = json.loads((workdir / RUN_INFO_FILE).read_text())
+    import_modules(record)
+    config = configs.resolve(config, saved=True)
     task = tasks.build(config, record["data"], record["total_steps"])
     example = {k: _parse_spec(spec) for k, spec in record["batch"].items()}
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])

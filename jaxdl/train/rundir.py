@@ -207,8 +207,9 @@ class RunDir:
                 config_json = self.config.to_json_best_effort(indent=2) + "\n"
                 (self.path / "config.json").write_text(config_json)
                 backend = run_info.backend_record(self.config)
+                modules = run_info.module_record(self.config)
                 earlier = run_info.write_run_info(
-                    self.path, info, example_batch, total_steps, backend
+                    self.path, info, example_batch, total_steps, backend, modules
                 )
                 if log:
                     run_info.log_backend(backend, earlier)
