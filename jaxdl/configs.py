@@ -2,8 +2,9 @@
 
 `base_config(model=..., task=..., data=...)` composes the sections: `model`, `task` and
 `data` are the registered defaults of the named model, task and data source
-(jaxdl/registry.py; a data section also holds DATA_COMMON), `optimizer` comes from
-optim.py, `train` and `sweep` are below. An experiment changes what it needs.
+(jaxdl/registry.py; a data section also holds DATA_COMMON; without `data`, the task's
+own source: `default_data`), `optimizer` comes from optim.py, `train` and `sweep` are
+below. An experiment changes what it needs.
 
 `resolve(config)` is what the trainer and every tool read: a copy in which the `model`,
 `task` and `data` sections name registered entries and hold exactly their keys (missing
@@ -11,7 +12,9 @@ keys get the defaults; an unknown name, an unknown key or a value of the wrong t
 one ConfigError line naming it), and `optimizer`, `train` and `sweep` hold only known
 keys. `switch(config, "model", name)` replaces a section by another entry's defaults:
 what `--config.model.name=<name>` on the command line does before the other overrides
-apply (a data section keeps the values of the keys both sources have).
+apply (a data section keeps the values of the keys both sources have). A name set by
+hand (`config.model.name = "mlp"` on a cnn section) is resolved as that switch, the
+keys set on the section kept (`_renamed`).
 """
 
 import copy
@@ -91,11 +94,13 @@ def section(kind: str, name: str, **changes) -> ml_collections.ConfigDict:
 
 
 def base_config(
-    model: str = "cnn", task: str = "classify", data: str = "fashion_mnist"
+    model: str = "cnn", task: str = "classify", data: str | None = None
 ) -> ml_collections.ConfigDict:
+    """The sections of the named entries; `data` defaults to the task's own source (its
+    registered `data`, else the first source by name that provides what it `needs`)."""
     config = ml_collections.ConfigDict()
     config.seed = 0
-    config.data = section("data", data)
+    config.data = section("data", data or default_data(task))
     config.task = section("task", task)
     config.model = section("model", model)
     config.optimizer = optim.default_config()
@@ -104,11 +109,26 @@ def base_config(
     return config
 
 
+def default_data(task: str) -> str:
+    """The data source `base_config` picks for `task`."""
+    entry = registry.lookup("task", task)
+    if entry.data:
+        return entry.data
+    fitting = [
+        n for n in registry.names("data") if entry.needs in registry.lookup("data", n).provides
+    ]
+    if not fitting:
+        raise ConfigError(f"task {task!r} needs {entry.needs}, which no data source provides")
+    return fitting[0]
+
+
 def switch(config: ml_collections.ConfigDict, kind: str, name: str) -> None:
-    """Replaces config[kind] by entry `name`'s defaults, unless it already names it; a
-    data section keeps the values of the keys the new source has too (batch sizes,
-    splits, a document source's limits)."""
-    if config[kind].get("name") != name:
+    """Replaces config[kind] by entry `name`'s defaults, unless it already is a section
+    of `name` (names it and holds only its keys); a data section keeps the values of the
+    keys the new source has too (batch sizes, splits, a document source's limits)."""
+    current = config[kind]
+    own_keys = {"name", *_defaults(registry.lookup(kind, name))}
+    if current.get("name") != name or not set(current.keys()) <= own_keys:
         new = section(kind, name)
         if kind == "data":
             new.update({k: v for k, v in config[kind].items() if k in new and k != "name"})
@@ -143,7 +163,57 @@ def resolve_section(kind: str, values, saved: bool = False) -> ml_collections.Co
     if kind == "data":
         retired = set(_RETIRED_DATA_KEYS) - set(entry.defaults)
         values = ml_collections.ConfigDict({k: v for k, v in values.items() if k not in retired})
+    if not saved:
+        values = _renamed(kind, entry, values)
     return _complete(values, _defaults(entry, saved), kind, f"{kind} {entry.name!r}")
+
+
+def _renamed(kind: str, entry: registry.Entry, values) -> ml_collections.ConfigDict:
+    """A section whose name was changed by hand (`config.model.name = "mlp"` on the
+    section `base_config` made for "cnn") as `switch` would have made it, with the keys
+    set on it kept. The entry it was made from is recognised by its keys, not recorded
+    (a section is a plain ConfigDict, copied and saved as JSON): the one other entry all
+    of whose keys the section holds, among them keys the named entry lacks. Its
+    keys go, and so do the values of shared keys equal to its defaults (the named
+    entry's defaults stand in); other values were set by hand (before or after the
+    name: the same then) and stay. One of its own keys changed from its default is a
+    ConfigError that says to switch first; a key of neither is an unknown key."""
+    given = {k: _plain(v) for k, v in values.items() if k != "name"}
+    own = _defaults(entry)
+    unknown = set(given) - set(own)
+    if not unknown:
+        return values
+    made_from = [
+        (other, {k: _plain(v) for k, v in _defaults(registry.lookup(kind, other)).items()})
+        for other in registry.names(kind)
+        if other != entry.name
+    ]
+    made_from = [(n, d) for n, d in made_from if unknown & set(d) and set(d) <= set(given)]
+    if len(made_from) != 1:
+        return values
+    other, old = made_from[0]
+    foreign = sorted(unknown - set(old))
+    if foreign:
+        raise ConfigError(_unknown_key(f"{kind}.{foreign[0]}", f"{kind} {entry.name!r}", own))
+    changed = sorted(k for k in unknown if given[k] != old[k])
+    if changed:
+        raise ConfigError(
+            f"{kind}.name={entry.name!r} was set on the section of {kind} {other!r}, whose "
+            f"{kind}.{changed[0]} was changed, a key {entry.name!r} lacks: switch the section "
+            f"first (configs.switch(config, {kind!r}, {entry.name!r})), then set its keys"
+        )
+    kept = {k: values[k] for k in given if k in own and (k not in old or given[k] != old[k])}
+    return ml_collections.ConfigDict({"name": entry.name, **kept})
+
+
+def _plain(value):
+    """A config value as plain Python, for comparison: dicts for sections, tuples for
+    lists."""
+    if isinstance(value, dict | ml_collections.ConfigDict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return tuple(_plain(v) for v in value)
+    return value
 
 
 def _complete(values, defaults: dict, path: str, owner: str) -> ml_collections.ConfigDict:

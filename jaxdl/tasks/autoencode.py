@@ -209,6 +209,7 @@ class AutoencodeTask(Task):
     "autoencode",
     model_family="autoencoder",
     needs="image_shape",
+    data="fashion_mnist",
     likelihood="bernoulli",  # bernoulli | gaussian
     gaussian_sigma=0.1,  # gaussian only: the fixed pixel noise
     beta=1.0,  # weight of the KL term (1 = the ELBO)

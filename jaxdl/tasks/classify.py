@@ -120,6 +120,7 @@ class ClassifyTask(Task):
     "classify",
     model_family="classifier",
     needs="class_names",
+    data="fashion_mnist",
     label_smoothing=0.0,
     flip=False,  # random horizontal flips
     shift=0,  # random translations by up to this many pixels

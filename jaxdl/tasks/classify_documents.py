@@ -128,6 +128,7 @@ class DocumentClassifyTask(Task):
     "classify_documents",
     model_family="document_classifier",
     needs="words",
+    data="review_polarity",
     label_smoothing=0.0,
     word_dropout=0.3,  # each real word becomes OOV with this probability when training
     embed_init="ppmi",  # start from word vectors of the training text, or "random"

@@ -383,6 +383,7 @@ def _d_optimizer_defaults() -> dict:
     "gan",
     model_family="gan",
     needs="image_shape",
+    data="fashion_mnist",
     loss="non_saturating",  # non_saturating | hinge
     noise_dim=100,
     noise_distribution="uniform",  # uniform in [-1, 1] | normal

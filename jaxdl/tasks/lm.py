@@ -149,6 +149,6 @@ class LanguageModelTask(Task):
         return tokens
 
 
-@registry.task("lm", model_family="language_model", needs="vocab")
+@registry.task("lm", model_family="language_model", needs="vocab", data="tiny_shakespeare")
 def build(cfg, model, context: BuildContext) -> LanguageModelTask:
     return LanguageModelTask(model, *context.optimizer(), microbatches=context.microbatches)
