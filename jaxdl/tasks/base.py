@@ -18,7 +18,45 @@ and may override the optional capabilities, whose defaults do nothing:
 RNN state, a GAN's two parameter sets and optimizers) defines its own state dataclass.
 An eval that carries something across windows (an LM's hidden state) scans over its
 windows inside one eval_step, so the trainer never threads a carry.
-Batches are dicts of arrays; eval batches have a boolean `mask` for padding rows.
+
+The contract, in full (a task registers with `registry.task(name, model_family=,
+needs=, data=, **defaults)`; its builder gets `(cfg, model, BuildContext)`):
+
+Batches are dicts of arrays with a leading batch axis (the global batch, sharded over
+devices), holding the fields its data source `yields`:
+    images      image uint8 (B, H, W, C) in 0..255, label int32 (B,)
+    text        inputs, targets int32 (B, window) character ids, reset bool (B,): a
+                stream's first window of an epoch (zero the carry); eval: B whole
+                streams, inputs and targets (B, windows, window) and weights float32
+                of that shape, 0 where nothing is predicted
+    documents   tokens int32 (B, max_sentences, max_words) word ids (0 padding, 1
+                OOV), label int32 (B,)
+Eval batches are padded to data.eval_batch_size, every example once, with `mask` bool
+(B,): True for real rows. The padding rows repeat example 0.
+
+`info` (the input's description, saved as run.json's `data`; `BuildContext.info`, and
+the model builder's `info`) always holds name, origin, num_train and num_eval; a task's
+`needs=` is one of the keys its source `provides`:
+    class_names    list of str: label i is class_names[i] (image sets, documents)
+    image_shape    [H, W, C] of the batches' images (image sets)
+    vocab          str: character i of the text's alphabet, len = the vocabulary size
+                   (text sets)
+    words          list of str: word id i (0 "<pad>", 1 "<unk>"; documents), beside
+                   max_sentences, max_words, keep_sentences and truncated_share
+A source prepared as ArrayRecord (datasets/array_record.py) provides what its origin
+did. `needs` is checked before any step (tasks.build); read other keys with
+`info.get`.
+
+Metrics: train_step's are scalars (float32 arrays of shape ()), which the trainer
+checks finite before any checkpoint and averages over each log window
+(`train/<name>`); eval_step's are `losses.Mean(total, count)` of the batch's real rows
+(`Mean.of(values, batch["mask"])`): summed over the eval set's batches, then
+total / count (`eval/<name>`), so a padding row must change no metric and the eval
+batch size none. Randomness: `jax.random.fold_in(state.rng, state.step)` in every step
+(a key reused every step trains on the same noise). `images(state, eval_batch)` gets
+the first eval batch (padded, `mask`) and returns {name: uint8 (H, W) or (H, W, C)},
+written as workdir/images/<name>_<step>.png at each eval; `viz.image_grid` makes one
+from float pictures (rows, cols, h, w, c) in [0, 1].
 """
 
 import dataclasses
@@ -193,7 +231,8 @@ class Task:
         raise NotImplementedError(f"{type(self).__name__} has no first phase")
 
     def images(self, state: Any, batch: dict) -> dict:
-        """Pictures of the model on an eval batch, {name: uint8 (H, W[, C])}: none here."""
+        """Pictures of the model on the first eval batch, {name: uint8 (H, W[, C])} (see
+        the module doc): none here."""
         return {}
 
     def init_from_data(self, state: Any, train_sample: Mapping) -> Any:
