@@ -3,6 +3,7 @@ names it would have registered, and their error names its file; the modules a ru
 (run.json's `modules`) and imports again."""
 
 import json
+import re
 import sys
 
 import numpy as np
@@ -102,3 +103,14 @@ def test_run_json_holds_the_record(tmp_path):
         "data": "jaxdl.datasets.named_images",
     }
     assert "module_paths" not in record  # all of them inside jaxdl
+
+
+def test_every_info_key_a_source_provides_is_written_in_the_task_contract():
+    from jaxdl.tasks import base
+
+    provided = {k for n in registry.names("data") for k in registry.lookup("data", n).provides}
+    assert provided == {"class_names", "image_shape", "vocab", "words"}
+    documented = set(re.findall(r"^    (\w+) {2,}", base.__doc__, re.MULTILINE))
+    assert provided <= documented, provided - documented
+    needed = {registry.lookup("task", n).needs for n in registry.names("task")}
+    assert needed <= provided

@@ -8,7 +8,7 @@ import experiments.fashion_cnn_tiny as tiny
 from jaxdl import data, tasks
 from jaxdl.tasks import classify
 from jaxdl.tasks.base import TrainState
-from tests.conftest import init_state, make_images
+from tests.conftest import init_state, jit_quick, make_images
 
 
 def tiny_task(optimizer=None, model=None, **task_overrides):
@@ -92,16 +92,22 @@ def test_augment_flip_and_shift_move_pixels_exactly():
         assert any(jnp.array_equal(out, w) for w in windows)
 
 
-def test_step_keys_differ_per_step():
-    task, batch = tiny_task(flip=True, shift=2)
-    state = init_state(task, batch)
-    # The same batch at two steps is augmented differently: per-step keys, no reused key.
-    keys = [jax.random.fold_in(state.rng, s) for s in (0, 1)]
-    a, b = (
-        classify.augment(jax.random.split(k)[0], classify.to_float(batch["image"]), True, 2)
-        for k in keys
-    )
-    assert not jnp.array_equal(a, b)
+def test_the_train_steps_randomness_changes_from_step_to_step():
+    # The same parameters and batch at steps 0 and 1: with augmentation, the task's own
+    # train_step draws other flips and shifts (fold_in(rng, step)), so the loss differs;
+    # the same step twice gives the same state and metrics. Without augmentation the two
+    # steps agree: the difference is the step's key, nothing else.
+    for augmented in (True, False):
+        task, batch = tiny_task(flip=augmented, shift=2 * augmented)
+        state = init_state(task, batch)
+        step = jit_quick(task.train_step)
+        first, again = step(state, batch), step(state, batch)
+        chex.assert_trees_all_equal(first, again)
+        _, later = step(state.replace(step=state.step + 1), batch)
+        if augmented:
+            assert abs(float(later["loss"]) - float(first[1]["loss"])) > 1e-4
+        else:
+            assert float(later["loss"]) == float(first[1]["loss"])
 
 
 def test_train_state_create_starts_at_step_zero_with_a_fresh_optimizer_state():

@@ -5,7 +5,6 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from jaxdl import configs, tasks
@@ -14,7 +13,7 @@ from jaxdl.errors import ConfigError
 from jaxdl.models import han
 from jaxdl.tasks.base import AveragedTrainState, TrainState
 from jaxdl.tasks.classify_documents import DocumentClassifyTask, word_dropout
-from tests.conftest import ROOT, init_state, jit_quick
+from tests.conftest import init_state, jit_quick
 from tests.models.test_han import TOKENS
 
 INFO = {"class_names": ["neg", "pos"], "words": ["<pad>", "<unk>", *"abcdefgh"]}
@@ -146,14 +145,39 @@ def test_bad_han_configs_are_one_line_errors():
         tasks.build(han_config(), {"class_names": ["a", "b"]}, 10)
 
 
-def test_tiny_experiment_builds():
-    import importlib.util
+def test_the_tiny_experiment_is_polarity_han_with_only_its_sizes_and_steps_changed():
+    # What the end-to-end tests train stands for the real recipe: the same task, model,
+    # source, optimizer and schedule; smaller batches, documents, layers and run.
+    from experiments import polarity_han, polarity_han_tiny
 
-    spec = importlib.util.spec_from_file_location(
-        "tiny", ROOT / "experiments" / "polarity_han_tiny.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
-    task = tasks.build(config, INFO, 6)
-    assert isinstance(task.optimizer, optax.GradientTransformation)
+    full, tiny = (configs.resolve(e.get_config()) for e in (polarity_han, polarity_han_tiny))
+    changed = {
+        f"{section}.{key}"
+        for section in ("data", "task", "model", "optimizer", "train", "sweep")
+        for key, value in tiny[section].items()
+        if full[section][key] != value
+    }
+    assert changed == {
+        "data.batch_size",
+        "data.eval_batch_size",
+        "data.max_sentences",
+        "data.max_words",
+        "data.min_count",
+        "model.embed",
+        "model.hidden",
+        "model.attention",
+        "train.num_epochs",
+        "train.num_steps",
+        "train.log_every",
+        "train.eval_every",
+        "train.checkpoint_every",
+    }
+    assert tiny.seed == full.seed and tiny.data.name == "review_polarity"
+    task = tasks.build(tiny, INFO, 6)
+    assert isinstance(task, DocumentClassifyTask)
+    batch = {"tokens": jnp.zeros((8, 5, 6), jnp.int32), "label": jnp.zeros(8, jnp.int32)}
+    state = jax.eval_shape(task.init, jax.random.PRNGKey(0), batch)
+    params = state.params
+    assert params["encoder"]["embedding"]["embedding"].shape == (len(INFO["words"]), 8)  # embed
+    assert params["encoder"]["word_encoder"]["forward"]["w_h"].shape == (6, 18)  # GRU: 3 x 6
+    assert params["head"]["kernel"].shape == (12, 2)  # both directions, 2 classes
