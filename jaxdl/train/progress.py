@@ -1,4 +1,14 @@
-"""One progress line per log step: rate, examples (or tokens)/s, ETA, and a few metrics."""
+"""One progress line per log step: rate, examples (or tokens)/s, ETA, and a few metrics;
+`shows_logs`: the trainer's log lines shown where nothing else would show them (in a
+notebook, or any Python that parsed no absl flags)."""
+
+import contextlib
+import functools
+import logging
+import sys
+from pathlib import Path
+
+from absl import logging as absl_logging
 
 
 def format_duration(seconds: float) -> str:
@@ -48,3 +58,56 @@ class Progress:
             f"{rate:.2f} steps/s {rate * self.items_per_step:.0f} {self.unit}/s "
             f"ETA {format_duration(eta) if eta != float('inf') else '?'} | {shown}"
         )
+
+
+class _ToStderr(logging.StreamHandler):
+    """jaxdl's lines, and others' warnings, on sys.stderr as it is at each line (a
+    notebook's, or a test's capture); not orbax's, which logs each save in detail (a
+    failed save is the trainer's own error line)."""
+
+    JAXDL = str(Path(__file__).resolve().parents[1])
+
+    def filter(self, record) -> bool:
+        if "/orbax/" in record.pathname:
+            return False
+        return record.levelno >= logging.WARNING or record.pathname.startswith(self.JAXDL)
+
+    def emit(self, record) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+@contextlib.contextmanager
+def _logs_shown():
+    """absl's INFO lines (the progress line, the data, the eval) on stderr in absl's
+    format, while nobody configured logging: absl's logger has no level of its own and
+    would drop them (before absl flags are parsed, the root logger's WARNING rules).
+    A launcher (app.run), `absl.logging.set_verbosity`, or a root level of INFO or
+    lower is left as it is."""
+    logger = logging.getLogger("absl")
+    if logger.level != logging.NOTSET or logger.getEffectiveLevel() <= logging.INFO:
+        yield
+        return
+    handler = _ToStderr()
+    handler.setFormatter(absl_logging.PythonFormatter())
+    propagate = logger.propagate
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # the root's handler (absl's basicConfig) would repeat them
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+        logger.setLevel(logging.NOTSET)
+
+
+def shows_logs(train):
+    """`train` with its log lines shown while nobody configured logging (_logs_shown)."""
+
+    @functools.wraps(train)
+    def run(*args, **kwargs):
+        with _logs_shown():
+            return train(*args, **kwargs)
+
+    return run

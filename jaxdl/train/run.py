@@ -24,6 +24,7 @@ from jaxdl.train import checkpoint, trackers
 from jaxdl.train import hooks as hooks_lib
 from jaxdl.train import mesh as mesh_lib
 from jaxdl.train.loop import SIGNAL, Hook, Loop, fit
+from jaxdl.train.progress import shows_logs
 from jaxdl.train.rundir import RunDir
 from jaxdl.train.trials import Lineage, PopulationTask, TrialRunDirs, VmappedTask, trial_chunk
 
@@ -84,6 +85,7 @@ def _eval_totals(eval_step, state, eval_source: data.Source, batch_size: int, me
     return jax.device_get(totals)
 
 
+@shows_logs
 def train_and_evaluate(
     config: ml_collections.ConfigDict,
     workdir: str | Path,
@@ -93,9 +95,11 @@ def train_and_evaluate(
 ) -> dict:
     """Trains config's task in workdir (resuming from its newest checkpoint), with the
     default hooks and then `hooks`; returns the final eval metrics ({} after a stop by
-    signal). Raises errors.UserError subclasses for bad configs and data, and for a
-    resume whose config computes something else than the run's, unless
-    `allow_config_change` (then recorded: train/config_history.py)."""
+    signal; in process, Ctrl-C stops the same way, at the next step with a checkpoint
+    and stopped.txt, and then raises KeyboardInterrupt as Python's handler does). Raises
+    errors.UserError subclasses for bad configs and data, and for a resume whose config
+    computes something else than the run's, unless `allow_config_change` (then
+    recorded: train/config_history.py)."""
     started = time.perf_counter()
     config = configs.resolve(config)
     check(
@@ -125,6 +129,7 @@ def train_and_evaluate(
     )
 
 
+@shows_logs
 def train_trials(
     trial_configs: list[ml_collections.ConfigDict], workdirs: list, hooks: Sequence[Hook] = ()
 ) -> list[dict | None]:
@@ -221,6 +226,12 @@ def _log_input(config, inputs: data.Input, mesh, total_steps: int, more: str = "
         inputs.item_unit,
         more,
     )
+
+
+def _mark_signal_stop(loop: Loop, outputs) -> None:
+    """stopped.txt after a stop by a signal (the sweep runner reads it: not done)."""
+    if loop.stop is not None and loop.stop.kind == SIGNAL:
+        outputs.mark_stopped(f"stopped by {loop.stop.reason} at step {loop.step}; resumable")
 
 
 def _one_batch(batches) -> dict:
@@ -332,8 +343,11 @@ def _train(
     phase = lambda at_step: pretrain_step if at_step < task.pretrain_steps else train_step
     try:
         fit(phase, loop, prefetch, hooks)
-        if loop.stop is not None and loop.stop.kind == SIGNAL:  # (the sweep runner reads it)
-            outputs.mark_stopped(f"stopped by {loop.stop.reason} at step {loop.step}; resumable")
+    except KeyboardInterrupt:  # in process, Ctrl-C: Python's SIGINT handler, which
+        _mark_signal_stop(loop, outputs)  # StopOnSignal calls after the stop's checkpoint
+        raise
+    else:
+        _mark_signal_stop(loop, outputs)
     finally:
         prefetch.close()
         outputs.close()
