@@ -200,8 +200,11 @@ class Mlflow:
         from mlflow.entities import Param
         from mlflow.tracking import MlflowClient
 
-        # Its store's set-up lines ("Creating initial MLflow database tables...") are noise.
-        std_logging.getLogger("mlflow.store.db.utils").setLevel(std_logging.WARNING)
+        # Its store's own lines (set-up; each failure with a traceback) say what the one
+        # warning of a failure says; a server gone fails in seconds, not after minutes.
+        std_logging.getLogger("mlflow.store.db.utils").setLevel(std_logging.CRITICAL)
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
         uri = ids.get("uri", identity.tracking_uri)
         self._client = client = MlflowClient(uri)
         if ids.get("run_id"):
@@ -316,18 +319,25 @@ class Trackers:
         try:
             fn()
         except Exception as e:  # any tracker's failure: its packages raise many kinds
-            from jaxdl.train.checkpoint import describe_os_error
-
             logging.warning(
                 "train.writers: %s failed (%s); it is off for the rest of this run "
                 "(metrics.jsonl has every row)",
                 name,
-                describe_os_error(e),
+                _why(e),
             )
             tracker = self._live.pop(name, None)
             if tracker is not None:
                 with contextlib.suppress(Exception):  # failing already: warned once
                     tracker.close()
+
+
+def _why(error: BaseException) -> str:
+    """What failed, in words: the innermost cause's (a store's error wraps the disk's)."""
+    from jaxdl.train.checkpoint import describe_os_error
+
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return describe_os_error(error)
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:

@@ -17,7 +17,14 @@ from jaxdl import configs
 from jaxdl.errors import ConfigError, UserError
 from jaxdl.train import checkpoint, read_metrics, run_info, trackers
 from tests.conftest import run_script
-from tests.train.test_train_e2e import assert_ok, keep_checkpoints_up_to, saved_steps, tiny_run
+from tests.train.test_reliability import launch_after_mount, needs_mounts
+from tests.train.test_train_e2e import (
+    TINY,
+    assert_ok,
+    keep_checkpoints_up_to,
+    saved_steps,
+    tiny_run,
+)
 
 ALL = "--config.train.writers=jsonl,tensorboard,wandb,mlflow"
 
@@ -272,3 +279,30 @@ def test_the_best_checkpoints_are_kept_beside_the_newest_and_tools_take_step_bes
     result = run_script("launch/export.py", f"--workdir={workdir}", f"--out={out}", "--step=best")
     assert_ok(result)
     assert json.loads((out / "export.json").read_text())["run"]["step"] == worst
+
+
+@pytest.mark.slow
+@needs_mounts
+def test_a_disk_filled_mid_run_ends_with_one_line_whatever_the_trackers(
+    synthetic_data_dir, tmp_path, offline
+):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    # The disk fills up once the run has written 10 rows (before, tensorboardX's writer
+    # thread died with a traceback and the run hung on its full queue).
+    fill = (
+        f"(while [ $(cat {disk}/run/metrics.jsonl 2>/dev/null | wc -l) -lt 10 ]; do sleep 0.1;"
+        f" done; dd if=/dev/zero of={disk}/fill bs=64k 2>/dev/null)"
+    )
+    mount = f"mount -t tmpfs -o size=8m tmpfs {disk} && mkdir {disk}/run && {{ {fill} & }}"
+    script = (
+        f"{TINY} --workdir={disk}/run --config.data.data_dir={synthetic_data_dir} "
+        "--config.train.num_steps=100000 --config.train.log_every=1 --config.train.eval_every=0 "
+        f"--config.train.plot=False {ALL}"
+    ).split()
+    result = launch_after_mount(mount, *script)
+    assert result.returncode == 1, result.stderr[-3000:]
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: could not") and "no space left on device" in lines[-1]
+    assert sum(line.startswith("error:") for line in lines) == 1
+    assert "Traceback" not in result.stderr and "Exception in thread" not in result.stderr
