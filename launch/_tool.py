@@ -34,16 +34,24 @@ def _quiet_checkpoint_noise(unraisable) -> None:
 def _noise(record) -> bool:
     """orbax's own log lines, asyncio's that name orbax's coroutines (tasks of a failed
     save or restore: the trainer's line says which and why; reads of a damaged checkpoint
-    name none, train/checkpoint.py drops those), and urllib3's retries of a TFDS download
-    (TFDS's download threads retry on after the error line that says why)."""
+    name none, train/checkpoint.py drops those), urllib3's retries of a TFDS download
+    (TFDS's download threads retry on after the error line that says why), and JAX's
+    note that it found no TPU while probing for one (only where JAX_PLATFORMS names no
+    platform: a TPU asked for that fails is an error, not this line)."""
     if "/orbax/" in record.pathname or record.name.startswith("urllib3"):
+        return True
+    if record.name.startswith("jax") and record.getMessage().startswith(_NO_TPU):
         return True
     return record.name == "asyncio" and "/orbax/" in record.getMessage()
 
 
+_NO_TPU = "Unable to initialize backend 'tpu'"
+
+
 def tool_main(main):
     """Wraps `main()` for absl's app.run: stray arguments are a usage error, orbax's
-    per-save log lines are filtered out, and a UserError (bad flags, config or data)
+    per-save log lines are filtered out, info lines are short in every launcher (absl's
+    prefix only on warnings and errors), and a UserError (bad flags, config or data)
     ends the program with one line on stderr and exit status 1. In a multi-process job,
     a collective that failed because another process is gone ends this one at once,
     without a traceback: one line (none under launch/multiprocess.py, whose line says
@@ -55,6 +63,7 @@ def tool_main(main):
             raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
         sys.unraisablehook = _quiet_checkpoint_noise
         logging.get_absl_handler().addFilter(lambda record: not _noise(record))
+        flags.FLAGS.showprefixforinfo = False
         from jaxdl.errors import UserError
         from jaxdl.train import compile_cache, processes
 

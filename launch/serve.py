@@ -28,7 +28,15 @@ FLAGS = flags.FLAGS
 
 @tool_main
 def main():
-    from werkzeug.serving import make_server
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    class PlainRequestLog(WSGIRequestHandler):
+        """Werkzeug's request log line without its terminal colours (raw escape codes in
+        a log: `[31m[1mPOST ...`)."""
+
+        def log_request(self, code="-", size="-") -> None:
+            line = self.requestline.encode("unicode_escape").decode("ascii")
+            self.log("info", '"%s" %s %s', line, code, size)
 
     from jaxdl.errors import UserError, check
     from jaxdl.serve import Service, create_app
@@ -46,7 +54,12 @@ def main():
         raise UserError(f"cannot listen on {FLAGS.host}:{FLAGS.port}: {e.strerror}") from e
     with listening:
         server = make_server(
-            FLAGS.host, FLAGS.port, create_app(service), threaded=True, fd=listening.fileno()
+            FLAGS.host,
+            FLAGS.port,
+            create_app(service),
+            threaded=True,
+            request_handler=PlainRequestLog,
+            fd=listening.fileno(),
         )
     host, port = server.socket.getsockname()[:2]
     url_host = f"[{host}]" if ":" in host else host

@@ -84,8 +84,6 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 @tool_main
 def main():
-    FLAGS.showprefixforinfo = False  # short log lines
-
     from jaxdl import sweeps
     from jaxdl.sweeps.runner import SOME_TRIALS_FAILED
     from jaxdl.train import processes, train_and_evaluate, train_trials

@@ -264,7 +264,9 @@ def test_launcher_serves_a_vae_run_on_loopback(tiny_vae_run, tmp_path):
             assert b'id="new-noise"' in response.read()
 
         default.send_signal(signal.SIGTERM)
-        assert default.wait(timeout=30) == 0
+        _, log = default.communicate(timeout=30)
+        assert default.returncode == 0
+        assert '"POST /api/generate HTTP/1.1" 400' in log and "\x1b[" not in log  # no colours
         _, stderr = not_a_run.communicate(timeout=120)
         assert not_a_run.returncode == 1
         error = f"error: {tmp_path} is not a run directory: no config.json"
