@@ -55,7 +55,7 @@ def main() -> None:
             else f"| {label} | {result.returncode} | {ended} | {peak:.3g} | - |"
         )
     plot = plots.plot_runs(
-        workdirs,
+        {label: read_metrics(workdir) for label, workdir in workdirs.items()},
         ["train/grad_norm", "train/loss"],
         RESULTS / "clipping_demo.png",
         "ReLU RNN on Tiny Shakespeare, SGD lr 0.1: gradient global norm (before clipping)",

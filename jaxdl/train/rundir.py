@@ -34,7 +34,7 @@ from absl import logging
 from jaxdl import configs
 from jaxdl.errors import UserError
 from jaxdl.train import checkpoint, config_history, run_info
-from jaxdl.train.writers import MetricWriter
+from jaxdl.train.writers import MetricWriter, read_metrics
 
 FAILED_FILE = "failed.txt"  # read by the sweep runner
 STOPPED_FILE = "stopped.txt"  # read by the sweep runner: a stopped trial is not done
@@ -291,7 +291,7 @@ class RunDir:
             from jaxdl.viz import plots  # matplotlib only where a plot is drawn
 
             try:
-                plots.plot_metrics(self.path)
+                plots.plot_metrics(read_metrics(self.path), self.path)
             except OSError as e:  # a plot is not worth failing a finished run
                 logging.warning("%s", self._write_failed("metrics.png", e))
 

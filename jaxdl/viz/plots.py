@@ -1,9 +1,8 @@
-"""PNG plots of metrics.jsonl: one panel per metric, one line per run."""
+"""PNG plots of metrics.jsonl rows (train.read_metrics reads them): one panel per metric,
+one line per run. Given rows, not run directories: the trainer draws with it."""
 
 import math
 from pathlib import Path
-
-from jaxdl.train.writers import read_metrics
 
 PLOT_FILE = "metrics.png"
 
@@ -12,8 +11,8 @@ _LOG_SCALE_RATIO = 100.0
 
 
 def plot_runs(runs: dict, metrics: list[str], path: Path, title: str = "") -> Path:
-    """Plots `metrics` (e.g. "train/loss") against step for each run ({label: workdir});
-    a run's non-finite values are marked where they occurred."""
+    """Plots `metrics` (e.g. "train/loss") against step for each run ({label: its
+    metrics rows}); a run's non-finite values are marked where they occurred."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only; no display
@@ -23,8 +22,7 @@ def plot_runs(runs: dict, metrics: list[str], path: Path, title: str = "") -> Pa
         len(metrics), 1, figsize=(7, 2.4 * len(metrics)), sharex=True, squeeze=False
     )
     spans = {name: [math.inf, 0.0] for name in metrics}  # (min, max) of finite values
-    for label, workdir in runs.items():
-        rows = read_metrics(Path(workdir))
+    for label, rows in runs.items():
         for ax, name in zip(axes[:, 0], metrics, strict=True):
             points = [(r["step"], float(r[name])) for r in rows if name in r]
             finite = [(s, v) for s, v in points if math.isfinite(v)]
@@ -60,13 +58,12 @@ def plot_runs(runs: dict, metrics: list[str], path: Path, title: str = "") -> Pa
     return path
 
 
-def plot_metrics(workdir: Path) -> Path | None:
-    """Every train/ and eval/ metric of one run into workdir/metrics.png."""
-    rows = read_metrics(Path(workdir))
+def plot_metrics(rows: list[dict], workdir: Path) -> Path | None:
+    """Every train/ and eval/ metric of one run's rows into workdir/metrics.png."""
     names = sorted({k for row in rows for k in row if k.startswith(("train/", "eval/"))})
     if not names:
         return None
-    return plot_runs({Path(workdir).name: workdir}, names, Path(workdir) / PLOT_FILE)
+    return plot_runs({Path(workdir).name: rows}, names, Path(workdir) / PLOT_FILE)
 
 
 def plot_lineage(workdirs: dict, path: Path, number: str = "learning_rate") -> Path | None:
