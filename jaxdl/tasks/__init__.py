@@ -5,7 +5,7 @@ import jax
 import ml_collections
 
 from jaxdl import backends, configs, registry
-from jaxdl.errors import check, check_choice
+from jaxdl.errors import check
 from jaxdl.models import precision
 from jaxdl.tasks.base import BuildContext, Generator, Task, TrainState
 
@@ -23,14 +23,6 @@ def build(
     `backend`: the one it will run on (default JAX's), which "auto" settings follow
     (jaxdl/backends.py)."""
     config = backends.resolve(configs.resolve(config), backend or jax.default_backend())
-    check_choice("train.compute_dtype", config.train.compute_dtype, tuple(precision.COMPUTE_DTYPES))
-    microbatches = config.train.microbatches
-    check(microbatches >= 1, f"train.microbatches={microbatches} must be >= 1")
-    check(
-        config.data.batch_size % microbatches == 0,
-        f"data.batch_size={config.data.batch_size} must divide into "
-        f"train.microbatches={microbatches}",
-    )
     task_entry = registry.lookup("task", config.task.name)
     model_entry = registry.lookup("model", config.model.name)
     check(

@@ -276,22 +276,23 @@ class PlotMetrics(Hook):
 
 def default_hooks(
     train_cfg,
+    evaluator: Evaluate,
+    draw: Callable | None,
     items_per_step: int,
     unit: str,
     total_steps: int,
-    eval_every: int,
-    evaluate: Callable,
-    draw: Callable | None,
     workdir: Path,
 ) -> list[Hook]:
-    """The hooks of config.train (see the module doc); `draw` None: no pictures."""
+    """The hooks of config.train (see the module doc) around `evaluator` (the caller
+    keeps it: its last eval is the run's result); `draw` None: no pictures, else drawn
+    with each eval."""
     hooks = [
         StopOnSignal(),
         StopOnNonFinite(),
         TimeBudget(train_cfg.max_seconds),
         LogMetrics(train_cfg.log_every, items_per_step, unit, train_cfg.max_seconds, total_steps),
-        Evaluate(eval_every, evaluate),
-        *([DrawImages(eval_every, draw)] if draw else []),
+        evaluator,
+        *([DrawImages(evaluator.every, draw)] if draw else []),
         Checkpoint(train_cfg.checkpoint_every),
     ]
     if train_cfg.plot:

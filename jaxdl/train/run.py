@@ -1,12 +1,13 @@
 """Training a config in a workdir: everything the loop (loop.py) runs on, assembled.
 
-Reads top to bottom: the config's checks, the mesh, the input, the task, the compiled
-steps, the state (resumed from the newest checkpoint, or fresh), the hooks, the loop.
+Reads top to bottom: the config resolved once and its train section checked
+(plan.check_train_section), the mesh, the input, the task, the compiled steps, the
+outputs (the config accepted against a resumed run's), the hooks: one plan.Plan, which
+`_run` trains: the state (resumed from the newest checkpoint, or fresh), the loop.
 `train_and_evaluate` trains one run; `train_trials` trains K trials that differ only in
 seed and optimizer numbers as one vmapped step (trials.py), each in its own workdir.
 """
 
-import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,48 +18,25 @@ import numpy as np
 from absl import logging
 
 from jaxdl import configs, data, tasks
-from jaxdl.errors import check, check_choice
-from jaxdl.sweeps.grouping import vmapped_values
+from jaxdl.errors import UserError, check
 from jaxdl.tasks.base import TrainState
-from jaxdl.train import checkpoint, trackers
 from jaxdl.train import hooks as hooks_lib
 from jaxdl.train import mesh as mesh_lib
+from jaxdl.train.grouping import vmapped_values
 from jaxdl.train.loop import SIGNAL, Hook, Loop, fit
+from jaxdl.train.plan import Plan, RunOutputs, Steps, check_train_section, total_steps
 from jaxdl.train.progress import shows_logs
 from jaxdl.train.rundir import RunDir
 from jaxdl.train.trials import Lineage, PopulationTask, TrialRunDirs, VmappedTask, trial_chunk
-
-
-def _total_steps(cfg: ml_collections.ConfigDict, batches_per_epoch: int) -> int:
-    check(cfg.num_steps >= 0, f"train.num_steps={cfg.num_steps} must be >= 0")
-    check(
-        cfg.num_steps > 0 or cfg.num_epochs > 0,
-        "set train.num_steps or train.num_epochs to a positive value",
-    )
-    if cfg.num_steps:
-        return cfg.num_steps
-    return max(1, math.ceil(cfg.num_epochs * batches_per_epoch))
-
-
-def _check_train_section(train_cfg: ml_collections.ConfigDict) -> None:
-    check(train_cfg.log_every > 0, f"train.log_every={train_cfg.log_every} must be > 0")
-    check(train_cfg.max_seconds >= 0, "train.max_seconds must be >= 0 (0 = no limit)")
-    for name in ("eval_every", "checkpoint_every"):
-        check(train_cfg[name] >= 0, f"train.{name}={train_cfg[name]} must be >= 0")
-    check(train_cfg.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1")
-    trackers.parse_writers(train_cfg.writers)
-    checkpoint.BestOf.of(train_cfg)
-    check_choice("train.param_sharding", train_cfg.param_sharding, mesh_lib.PARAM_SHARDINGS)
-    hooks_lib.parse_profile(train_cfg.profile)
 
 
 def validate(config: ml_collections.ConfigDict, inputs: data.Input | None = None) -> None:
     """The checks a run makes before training, without training: raises UserError.
     `inputs` (the config's data, if already built) saves loading it again."""
     config = configs.resolve(config)
-    _check_train_section(config.train)
+    check_train_section(config)
     inputs = inputs or data.build_input(config.data, config.seed)
-    tasks.build(config, inputs.info, _total_steps(config.train, inputs.train.batches_per_epoch))
+    tasks.build(config, inputs.info, total_steps(config.train, inputs.train.batches_per_epoch))
 
 
 @jax.jit
@@ -108,25 +86,30 @@ def train_and_evaluate(
         "--config.sweep.vmap=K and at least 2 trials",
     )
     mesh, inputs = _setup(config)
-    total_steps = _total_steps(config.train, inputs.train.batches_per_epoch)
-    task = tasks.build(config, inputs.info, total_steps)
-    outputs = RunDir(workdir, config, config.train.keep_checkpoints, jax.process_index() == 0)
-    outputs.accept_config(allow_config_change)
-    _log_input(config, inputs, mesh, total_steps)
-    return _train(
-        config,
-        task,
-        inputs,
-        inputs.train,
-        outputs,
-        mesh,
-        mesh_lib.data_sharded(mesh),
-        jax.random.PRNGKey(config.seed),
-        total_steps,
-        inputs.items_per_batch,
-        hooks,
-        started,
+    steps_total = total_steps(config.train, inputs.train.batches_per_epoch)
+    task = tasks.build(config, inputs.info, steps_total)
+    start = jax.random.PRNGKey(config.seed)
+    steps = _compile(config, mesh, inputs, inputs.train, task, start)
+    chief = jax.process_index() == 0
+    (outputs,) = _accepted(
+        [RunDir(workdir, config, config.train.keep_checkpoints, chief)], allow_config_change
     )
+    _log_input(config, inputs, mesh, steps_total)
+    plan = _plan(
+        config,
+        mesh,
+        inputs,
+        task,
+        steps,
+        outputs,
+        batches=inputs.train,
+        start=start,
+        items_per_step=inputs.items_per_batch,
+        total_steps=steps_total,
+        extra_hooks=hooks,
+        started=started,
+    )
+    return _run(plan)
 
 
 @shows_logs
@@ -141,76 +124,101 @@ def train_trials(
     trial_configs = [configs.resolve(c) for c in trial_configs]
     check(len(trial_configs) == len(workdirs) >= 1, "one workdir per trial")
     config = trial_configs[0]
-    values = vmapped_values(trial_configs)
     mesh, inputs = _setup(config)
-    by_seed = {config.seed: inputs}  # trials that differ only in optimizer numbers share
-    for c in trial_configs:
-        if c.seed not in by_seed:
-            by_seed[c.seed] = data.build_input(
-                c.data, c.seed, jax.process_index(), jax.process_count()
-            )
-    batches = data.StackedBatches([by_seed[c.seed].train for c in trial_configs])
-    total_steps = _total_steps(config.train, batches.batches_per_epoch)
+    batches = _stacked_batches(trial_configs, inputs)
+    steps_total = total_steps(config.train, batches.batches_per_epoch)
     for c in trial_configs:  # each trial's own numbers pass the checks
-        tasks.build(c, inputs.info, total_steps)
-    factory = lambda trial_values: tasks.build(config, inputs.info, total_steps, trial_values)
-    chunk = trial_chunk(config.sweep.vmap_chunk, len(trial_configs))
-    extra = list(hooks)
-    if config.sweep.pbt_every:
-        pbt = config.sweep
-        task = PopulationTask(
-            factory,
-            values,
-            len(trial_configs),
-            chunk,
-            pbt.pbt_every,
-            pbt.pbt_fraction,
-            tuple(pbt.pbt_factors),
-            config.seed,
-            total_steps,
-        )
-        check(
-            isinstance(
-                jax.eval_shape(task.inner.init, jax.random.PRNGKey(0), _one_batch(batches)),
-                TrainState,
-            ),
-            f"population-based training needs a task with a TrainState, not {config.task.name!r}",
-        )
-        extra = [Lineage(pbt.pbt_every), *extra]
-    else:
-        task = VmappedTask(factory, values, len(trial_configs), chunk)
-    varying = [name for name, v in values.items() if len(set(np.asarray(v).tolist())) > 1]
+        tasks.build(c, inputs.info, steps_total)
+    task = _vmapped_task(trial_configs, inputs, batches, steps_total)
+    start = task.starts(np.stack([jax.random.PRNGKey(c.seed) for c in trial_configs]))
+    steps = _compile(config, mesh, inputs, batches, task, start, trial_axis=True)
     chief = jax.process_index() == 0
     run_dirs = [
         RunDir(w, c, config.train.keep_checkpoints, chief)
         for c, w in zip(trial_configs, workdirs, strict=True)
     ]
-    for run_dir in run_dirs:
-        run_dir.accept_config()
-    outputs = TrialRunDirs(run_dirs, mesh, task)
+    outputs = TrialRunDirs(_accepted(run_dirs, allow_change=False), mesh, task)
+    varying = [name for name, v in task.values.items() if len(set(np.asarray(v).tolist())) > 1]
     _log_input(
         config,
         inputs,
         mesh,
-        total_steps,
+        steps_total,
         f"; {len(trial_configs)} vmapped trials varying seed/{','.join(varying) or '-'} "
         "(progress: their medians, ~)",
     )
-    starts = task.starts(np.stack([jax.random.PRNGKey(c.seed) for c in trial_configs]))
-    return _train(
+    if config.sweep.pbt_every:
+        hooks = [Lineage(config.sweep.pbt_every), *hooks]
+    plan = _plan(
         config,
-        task,
-        inputs,
-        batches,
-        outputs,
         mesh,
-        mesh_lib.data_sharded(mesh, trial_axis=True),
-        starts,
-        total_steps,
-        inputs.items_per_batch * len(trial_configs),
-        extra,
-        started,
+        inputs,
+        task,
+        steps,
+        outputs,
+        batches=batches,
+        start=start,
+        items_per_step=inputs.items_per_batch * len(trial_configs),
+        total_steps=steps_total,
+        extra_hooks=hooks,
+        started=started,
     )
+    return _run(plan)
+
+
+def _stacked_batches(trial_configs: list, inputs: data.Input) -> data.StackedBatches:
+    """K trials' training batches, stacked; trials of one seed read the same input."""
+    by_seed = {trial_configs[0].seed: inputs}
+    for c in trial_configs:
+        if c.seed not in by_seed:
+            by_seed[c.seed] = data.build_input(
+                c.data, c.seed, jax.process_index(), jax.process_count()
+            )
+    return data.StackedBatches([by_seed[c.seed].train for c in trial_configs])
+
+
+def _vmapped_task(trial_configs: list, inputs: data.Input, batches, steps_total: int):
+    """The K trials' task: one step over a trial axis (with config.sweep.pbt_every, a
+    population that copies its best trials: PopulationTask)."""
+    config = trial_configs[0]
+    values = vmapped_values(trial_configs)
+    factory = lambda trial_values: tasks.build(config, inputs.info, steps_total, trial_values)
+    chunk = trial_chunk(config.sweep.vmap_chunk, len(trial_configs))
+    if not config.sweep.pbt_every:
+        return VmappedTask(factory, values, len(trial_configs), chunk)
+    pbt = config.sweep
+    task = PopulationTask(
+        factory,
+        values,
+        len(trial_configs),
+        chunk,
+        every=pbt.pbt_every,
+        fraction=pbt.pbt_fraction,
+        factors=tuple(pbt.pbt_factors),
+        seed=config.seed,
+        total_steps=steps_total,
+    )
+    check(
+        isinstance(
+            jax.eval_shape(task.inner.init, jax.random.PRNGKey(0), _one_batch(batches)),
+            TrainState,
+        ),
+        f"population-based training needs a task with a TrainState, not {config.task.name!r}",
+    )
+    return task
+
+
+def _accepted(run_dirs: list[RunDir], allow_change: bool) -> list[RunDir]:
+    """The run directories, each with the config accepted against the run it resumes
+    (RunDir.accept_config); all closed again if one is refused."""
+    try:
+        for run_dir in run_dirs:
+            run_dir.accept_config(allow_change)
+    except UserError:
+        for run_dir in run_dirs:
+            run_dir.close()
+        raise
+    return run_dirs
 
 
 def _log_input(config, inputs: data.Input, mesh, total_steps: int, more: str = "") -> None:
@@ -241,7 +249,7 @@ def _one_batch(batches) -> dict:
 
 def _setup(config: ml_collections.ConfigDict) -> tuple:
     """The train section's checks, the mesh and this process's input."""
-    _check_train_section(config.train)
+    check_train_section(config)
     mesh = mesh_lib.make_mesh()
     for name in ("batch_size", "eval_batch_size"):
         size = config.data[name]
@@ -255,21 +263,11 @@ def _setup(config: ml_collections.ConfigDict) -> tuple:
     return mesh, inputs
 
 
-def _train(
-    config,
-    task,
-    inputs: data.Input,
-    batches,
-    outputs,
-    mesh,
-    batch_sharding,
-    start,  # what task.init starts from: a random key (a vmapped group: TrialStarts)
-    total_steps: int,
-    items_per_step: int,
-    extra_hooks: Sequence[Hook],
-    started: float,
-):
-    # ---- Shardings and compiled steps -----------------------------------------------------
+def _compile(config, mesh, inputs: data.Input, batches, task, start, trial_axis=False) -> Steps:
+    """The shardings and the compiled steps of a run (traced at batch 0); `start`: what
+    task.init starts from. Before any file is written: a model its config cannot build
+    fails here."""
+    batch_sharding = mesh_lib.data_sharded(mesh, trial_axis=trial_axis)
     replicated = mesh_lib.replicated(mesh)
     shard = lambda batch: {
         name: jax.make_array_from_process_local_data(batch_sharding, np.asarray(value))
@@ -284,65 +282,100 @@ def _train(
         out_shardings=(state_sharding, replicated),
         donate_argnums=0,
     )
-    train_step = compile_step(task.train_step)
-    pretrain_step = compile_step(task.pretrain_step) if task.pretrain_steps else None
     eval_step = jax.jit(
         task.eval_step,
         in_shardings=(state_sharding, mesh_lib.data_sharded(mesh)),
         out_shardings=replicated,
     )
     eval_batch_size = config.data.eval_batch_size
-
-    def evaluate(state) -> dict:
-        return _eval_totals(eval_step, state, inputs.eval, eval_batch_size, mesh)
-
-    # ---- State: the newest checkpoint, or a fresh start ------------------------------------
-    resume_step = outputs.latest_step()
-    if resume_step is None:
-        state = mesh_lib.jit_unoptimised(task.init, state_sharding)(start, example)
-        state = jax.device_put(task.init_from_data(state, inputs.train_sample()), state_sharding)
-        position = {"next_batch": 0, "elapsed_s": 0.0}
-    else:  # restored into this run's shardings, whatever the saving run's were
-        state, position = outputs.restore(abstract, state_sharding)
-    step = int(np.ravel(jax.device_get(state.step))[0])
-    if resume_step is not None:
-        logging.info("resumed from step %d (next batch %d)", step, position["next_batch"])
-    outputs.start(step, inputs.info, example, total_steps)
-    logging.info("task %s, %s parameters", config.task.name, f"{task.num_params(state):,}")
-
-    # ---- Pictures: drawn on the first eval batch, if the task draws any -------------------
-    image_batch = next(data.eval_batches(inputs.eval, eval_batch_size))
+    image_batch = next(data.eval_batches(inputs.eval, eval_batch_size))  # pictures' batch
     draw = None
     if jax.eval_shape(task.images, abstract, image_batch):
         images = jax.jit(task.images)
         draw = lambda state: images(state, image_batch)
+    return Steps(
+        shard=shard,
+        example=example,
+        abstract=abstract,
+        state_sharding=state_sharding,
+        train=compile_step(task.train_step),
+        pretrain=compile_step(task.pretrain_step) if task.pretrain_steps else None,
+        evaluate=lambda state: _eval_totals(eval_step, state, inputs.eval, eval_batch_size, mesh),
+        draw=draw,
+    )
 
-    # ---- Hooks and the loop ---------------------------------------------------------------
-    eval_every = config.train.eval_every or batches.batches_per_epoch
-    hooks = hooks_lib.default_hooks(
+
+def _plan(
+    config,
+    mesh,
+    inputs: data.Input,
+    task,
+    steps: Steps,
+    outputs: RunOutputs,
+    *,
+    batches,
+    start,
+    items_per_step: int,
+    total_steps: int,
+    extra_hooks: Sequence[Hook],
+    started: float,
+) -> Plan:
+    """The run's pieces, with the default hooks of config.train and then `extra_hooks`."""
+    evaluator = hooks_lib.Evaluate(
+        config.train.eval_every or batches.batches_per_epoch, steps.evaluate
+    )
+    default = hooks_lib.default_hooks(
         config.train,
+        evaluator,
+        steps.draw,
         items_per_step,
         inputs.item_unit,
         total_steps,
-        eval_every,
-        evaluate,
-        draw,
         outputs.path,
     )
-    hooks += list(extra_hooks)
-    evaluator = next(h for h in hooks if isinstance(h, hooks_lib.Evaluate))
-    loop = Loop(
-        state, step, total_steps, outputs, position, position["next_batch"], started=started
+    return Plan(
+        config=config,
+        mesh=mesh,
+        inputs=inputs,
+        batches=batches,
+        task=task,
+        start=start,
+        steps=steps,
+        outputs=outputs,
+        hooks=(*default, *extra_hooks),
+        evaluator=evaluator,
+        total_steps=total_steps,
+        started=started,
     )
-    workers = config.data.workers
+
+
+def _run(plan: Plan):
+    """Trains a plan: its state resumed from the newest checkpoint (or fresh), the loop,
+    and the final eval metrics (outputs.result)."""
+    state, step, position = _initial_state(plan)
+    logging.info(
+        "task %s, %s parameters", plan.config.task.name, f"{plan.task.num_params(state):,}"
+    )
+    outputs, steps = plan.outputs, plan.steps
+    loop = Loop(
+        state,
+        step,
+        plan.total_steps,
+        outputs,
+        position,
+        position["next_batch"],
+        started=plan.started,
+    )
+    workers = plan.config.data.workers
     prefetch = data.Prefetcher(
-        batches, position["next_batch"], config.data.prefetch, shard, workers
+        plan.batches, position["next_batch"], plan.config.data.prefetch, steps.shard, workers
     )
     if prefetch.workers != workers:
         logging.info("data.workers=%d unused: the set is held in memory", workers)
-    phase = lambda at_step: pretrain_step if at_step < task.pretrain_steps else train_step
+    pretrain_steps = plan.task.pretrain_steps
+    phase = lambda at_step: steps.pretrain if at_step < pretrain_steps else steps.train
     try:
-        fit(phase, loop, prefetch, hooks)
+        fit(phase, loop, prefetch, plan.hooks)
     except KeyboardInterrupt:  # in process, Ctrl-C: Python's SIGINT handler, which
         _mark_signal_stop(loop, outputs)  # StopOnSignal calls after the stop's checkpoint
         raise
@@ -353,7 +386,26 @@ def _train(
         outputs.close()
     reason = loop.stop.reason if loop.stop else "done"
     logging.info("stopped at step %d: %s; checkpoint saved", loop.step, reason)
-    metrics = evaluator.last
+    metrics = plan.evaluator.last
     if not metrics and loop.stop is None:  # resumed a finished run: evaluate it again
-        metrics = {name: mean.compute() for name, mean in evaluate(loop.state).items()}
+        metrics = {name: mean.compute() for name, mean in steps.evaluate(loop.state).items()}
     return outputs.result(metrics)
+
+
+def _initial_state(plan: Plan) -> tuple:
+    """(state, step, data position): the newest checkpoint, restored into this run's
+    shardings whatever the saving run's were, or a fresh start; the run's files begun."""
+    outputs, steps, task = plan.outputs, plan.steps, plan.task
+    resume_step = outputs.latest_step()
+    if resume_step is None:
+        state = mesh_lib.jit_unoptimised(task.init, steps.state_sharding)(plan.start, steps.example)
+        state = task.init_from_data(state, plan.inputs.train_sample())
+        state = jax.device_put(state, steps.state_sharding)
+        position = {"next_batch": 0, "elapsed_s": 0.0}
+    else:
+        state, position = outputs.restore(steps.abstract, steps.state_sharding)
+    step = int(np.ravel(jax.device_get(state.step))[0])
+    if resume_step is not None:
+        logging.info("resumed from step %d (next batch %d)", step, position["next_batch"])
+    outputs.start(step, plan.inputs.info, steps.example, plan.total_steps)
+    return state, step, position

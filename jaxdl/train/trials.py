@@ -149,6 +149,7 @@ class PopulationTask(VmappedTask):
         values: dict,
         num_trials: int,
         chunk: int,
+        *,
         every: int,
         fraction: float,
         factors: tuple,

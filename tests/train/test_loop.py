@@ -14,7 +14,7 @@ from jaxdl.train.loop import DONE, SIGNAL, Hook, Loop, fit
 
 
 class RecordingRunDir:
-    """A RunDir that keeps what it is given (rundir.RunDir's interface)."""
+    """Outputs (train/plan.py) that keep what they are given."""
 
     def __init__(self):
         self.rows, self.saves, self.pictures, self.failure = [], [], [], None
@@ -26,7 +26,7 @@ class RecordingRunDir:
     def write_images(self, step, pictures):
         self.pictures.append(step)
 
-    def save(self, step, state, position):
+    def save(self, step, state, position, row=None):
         self.saves.append((step, state, position))
 
     def check_finite(self, step, elapsed_s, metrics):

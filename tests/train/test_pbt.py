@@ -34,7 +34,17 @@ class Constant(Task):
 
 def population(every=2, total_steps=100):
     values = {"learning_rate": np.array([1.0, 2.0, 3.0, 4.0], np.float32)}
-    return PopulationTask(Constant, values, 4, 1, every, 0.25, (0.5, 2.0), 7, total_steps)
+    return PopulationTask(
+        Constant,
+        values,
+        4,
+        1,
+        every=every,
+        fraction=0.25,
+        factors=(0.5, 2.0),
+        seed=7,
+        total_steps=total_steps,
+    )
 
 
 def test_the_worst_copies_the_best_and_perturbs_its_numbers():
