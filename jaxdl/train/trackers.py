@@ -167,7 +167,15 @@ class Wandb:
 
         run_id = ids.get("id") or uuid.uuid4().hex[:12]
         self.ids = {"id": run_id}
-        settings = wandb.Settings(console="off", x_disable_stats=True, save_code=False, silent=True)
+        settings = wandb.Settings(
+            console="off",
+            x_disable_stats=True,
+            save_code=False,
+            silent=True,
+            # Its files are written every 15 s by default: a run killed then lost up to
+            # 15 s of rows there, which its resume does not send again.
+            x_transaction_log_flush_interval=0.5,
+        )
         self._run = wandb.init(
             project=identity.project,
             id=run_id,
