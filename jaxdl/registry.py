@@ -157,16 +157,19 @@ def import_module(
 def module_of(kind: str, name: str) -> tuple[str, str | None]:
     """The module that registered `name` (its builder's), and the folder to put on
     sys.path to import it again where it is outside jaxdl (None inside jaxdl, or where
-    no folder is known: `__main__`)."""
+    no folder is known: `__main__`). A file loaded under another name (an experiment
+    file that registers a model itself: ml_collections loads it as `config_config`) is
+    recorded by its own name."""
     module = lookup(kind, name).build.__module__
-    top = module.partition(".")[0]
     loaded = sys.modules.get(module)
     file = getattr(loaded, "__file__", None)
-    if top == "jaxdl" or module == "__main__" or not file:
+    if module.partition(".")[0] == "jaxdl" or module == "__main__" or not file:
         return module, None
-    folder = Path(file).resolve().parent
-    levels = module.count(".") + (Path(file).name == "__init__.py")
-    return module, str(folder.parents[levels - 1] if levels else folder)
+    file = Path(file).resolve()
+    if file.stem not in (module.rpartition(".")[2], "__init__"):
+        return file.stem, str(file.parent)
+    levels = module.count(".") + (file.name == "__init__.py")
+    return module, str(file.parents[levels])
 
 
 def names(kind: str) -> list[str]:

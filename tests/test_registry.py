@@ -2,6 +2,7 @@
 names it would have registered, and their error names its file; the modules a run records
 (run.json's `modules`) and imports again."""
 
+import importlib.machinery
 import json
 import re
 import sys
@@ -114,3 +115,28 @@ def test_every_info_key_a_source_provides_is_written_in_the_task_contract():
     assert provided <= documented, provided - documented
     needed = {registry.lookup("task", n).needs for n in registry.names("task")}
     assert needed <= provided
+
+
+def test_an_experiment_file_that_registers_its_own_model_is_recorded_by_its_file(
+    tmp_path, monkeypatch
+):
+    # ml_collections loads an experiment file under another name (config_config): the
+    # record names the file's own module, which a tool can import from its folder.
+    (tmp_path / "all_in_one.py").write_text(
+        "from jaxdl import registry\nfrom jaxdl.models import mlp\n\n\n"
+        "@registry.model('inline_mlp', family='classifier', hidden=(8,), dropout=0.0)\n"
+        "def build(cfg, info):\n    return mlp.build(cfg, info)\n"
+    )
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setitem(registry._ENTRIES, "model", dict(registry._ENTRIES["model"]))
+    loader = importlib.machinery.SourceFileLoader("config_config", str(tmp_path / "all_in_one.py"))
+    monkeypatch.setitem(sys.modules, "config_config", loader.load_module())
+    assert registry.module_of("model", "inline_mlp") == ("all_in_one", str(tmp_path))
+    del registry._ENTRIES["model"]["inline_mlp"]  # as in a tool's process: not registered
+    try:
+        run_info.import_modules(
+            {"modules": {"model": "all_in_one"}, "module_paths": {"all_in_one": str(tmp_path)}}
+        )
+        assert registry.lookup("model", "inline_mlp").build.__module__ == "all_in_one"
+    finally:
+        sys.modules.pop("all_in_one", None)
