@@ -30,10 +30,10 @@ FLAGS = flags.FLAGS
 
 @tool_main
 def main():
-    from jaxdl import sweeps
     from jaxdl.errors import UserError, check
     from jaxdl.evaluation import crossval
     from jaxdl.sweeps import runner as sweep_lib
+    from jaxdl.sweeps import slots as slots_lib
     from jaxdl.train import validate
 
     base_args = [a for a in sys.argv[1:] if a.startswith(("--config=", "--config."))]
@@ -48,12 +48,9 @@ def main():
             config = FLAGS.config.copy_and_resolve_references()
             config.data.fold = k
             validate(config)
-        names = [sweeps.trial_name(i, t) for i, t in enumerate(trials)]
         groups = [str(t["data.fold"]) for t in trials]  # a fold's seeds may share a vmap
-        sweep = sweep_lib.Sweep(
-            base_args, trials, names, FLAGS.cv_dir, FLAGS.config.sweep.vmap, groups
-        )
-        slots = sweep_lib.device_slots(FLAGS.parallel)
+        sweep = sweep_lib.Sweep(base_args, trials, FLAGS.cv_dir, FLAGS.config.sweep.vmap, groups)
+        slots = slots_lib.device_slots(FLAGS.parallel)
     except ValueError as e:
         raise UserError(f"--folds={','.join(FLAGS.folds)} must be integers ({e})") from e
     logging.info(
@@ -66,9 +63,7 @@ def main():
     sweep.run(slots)
     sweep_lib.write_summary(sweep, FLAGS.metric, "max")
     print(crossval.write_summary(sweep, FLAGS.metric))
-    if sweep.stopped:
-        return 130
-    return 0 if all(t["status"] == "done" for t in sweep.trials) else 3
+    return sweep_lib.exit_code(sweep)
 
 
 if __name__ == "__main__":

@@ -56,6 +56,14 @@ flags.DEFINE_string(
     None,
     "optuna, internal: RUN:NUMBER, run as worker NUMBER of the search's run RUN.",
 )
+flags.DEFINE_string(
+    "storage",
+    "auto",
+    "optuna: where the study is kept: sqlite (sweep_dir/study.db, one machine), journal "
+    "(sweep_dir/study.journal, Optuna's journal file, fit for NFS: workers on several nodes), "
+    "an RDB URL (postgresql://...), or auto: the one sweep_dir holds, else journal for "
+    "--backend=slurm and sqlite for local.",
+)
 flags.DEFINE_string("metric", "eval/loss", "Metric that ranks trials.")
 flags.DEFINE_enum("mode", "min", ["min", "max"], "Whether lower or higher is better.")
 flags.mark_flags_as_required(["config", "sweep_dir"])
@@ -75,56 +83,59 @@ def defined_trials(config_path: str) -> list[dict] | None:
     return module.sweep() if hasattr(module, "sweep") else None
 
 
+def search_options():
+    """The search's settings from the flags (study.SearchOptions)."""
+    from jaxdl.sweeps.study import SearchOptions, resolve_storage
+
+    storage = resolve_storage(FLAGS.sweep_dir, FLAGS.storage, FLAGS.backend == "slurm")
+    return SearchOptions(
+        num_trials=FLAGS.trials,
+        metric=FLAGS.metric,
+        mode=FLAGS.mode,
+        seed=FLAGS.search_seed,
+        pruner=FLAGS.pruner,
+        prune_after=FLAGS.prune_after,
+        vmap=FLAGS.config.sweep.vmap,
+        startup_trials=FLAGS.startup_trials,
+        storage=storage,
+    )
+
+
 def run_search(base_args: list[str]) -> int:
     """--search=optuna: trials asked from the study in --sweep_dir (jaxdl/sweeps/search.py)
     by worker processes, this command again with --search_worker: --parallel of them on
     local slots, or as SLURM array tasks; each trains its trials in its own process."""
     from jaxdl import sweeps
     from jaxdl.errors import check
-    from jaxdl.sweeps import runner as sweep_lib
     from jaxdl.sweeps import search as search_lib
+    from jaxdl.sweeps import slots as slots_lib
     from jaxdl.train import validate
 
     module = experiment_module(config_flags.get_config_filename(FLAGS["config"]))
     space = dict(module.search_space()) if hasattr(module, "search_space") else {}
     space.update(dict(sweeps.parse_distribution(s) for s in FLAGS.space))
-    worker_of_run = []  # the runner: a new run id, worker 0's seed
     if FLAGS.search_worker:
         run_id, _, number = FLAGS.search_worker.rpartition(":")
-        worker_of_run = [run_id, int(number)]
-    else:
-        # The low end of every axis: unknown keys and bad values are one line now, not
-        # failed trials later.
-        low = {
-            name: args[0][0] if kind == "choice" else args[0]
-            for name, (kind, *args) in space.items()
-        }
-        validate(sweeps.apply_overrides(FLAGS.config, low))
-        check(
-            not FLAGS.config.sweep.pbt_every,
-            "--search=optuna does not combine with config.sweep.pbt_every (population-based "
-            "training is a grid sweep's vmapped group)",
+        search = search_lib.Search(
+            base_args, FLAGS.sweep_dir, space, search_options(), run_id=run_id, worker=int(number)
         )
-        local = FLAGS.backend == "local"
-        slots = sweep_lib.device_slots(FLAGS.parallel, FLAGS.gpus) if local else []
-    search = search_lib.Search(
-        base_args,
-        FLAGS.sweep_dir,
-        space,
-        FLAGS.trials,
-        FLAGS.metric,
-        FLAGS.mode,
-        FLAGS.search_seed,
-        FLAGS.pruner,
-        FLAGS.prune_after,
-        FLAGS.config.sweep.vmap,
-        FLAGS.startup_trials,
-        *worker_of_run,
-    )
-    if FLAGS.search_worker:
         FLAGS.showprefixforinfo = False  # its trials' logs read as launch/train.py's
         search.work(FLAGS.config)
         return 0
+    # The low end of every axis: unknown keys and bad values are one line now, not
+    # failed trials later.
+    low = {
+        name: args[0][0] if kind == "choice" else args[0] for name, (kind, *args) in space.items()
+    }
+    validate(sweeps.apply_overrides(FLAGS.config, low))
+    check(
+        not FLAGS.config.sweep.pbt_every,
+        "--search=optuna does not combine with config.sweep.pbt_every (population-based "
+        "training is a grid sweep's vmapped group)",
+    )
+    local = FLAGS.backend == "local"
+    slots = slots_lib.device_slots(FLAGS.parallel, FLAGS.gpus) if local else []
+    search = search_lib.Search(base_args, FLAGS.sweep_dir, space, search_options())
     worker = [sys.executable, __file__, *sys.argv[1:]]
     if local:
         search.run(slots, worker)
@@ -141,15 +152,16 @@ def run_search(base_args: list[str]) -> int:
         best["trial"] if best else "none",
         FLAGS.sweep_dir,
     )
-    return search_lib.exit_code(search)
+    return search.exit_code()
 
 
 @tool_main
 def main():
     from jaxdl import data, sweeps
     from jaxdl.sweeps import runner as sweep_lib
-    from jaxdl.sweeps.grouping import vmap_key
+    from jaxdl.sweeps import slots as slots_lib
     from jaxdl.train import validate
+    from jaxdl.train.grouping import vmap_key
 
     # What every trial's launch/train.py gets first: this --config=FILE[:ARG] and any
     # --config.a.b=v given here; then its own overrides.
@@ -168,20 +180,16 @@ def main():
             inputs[key] = data.build_input(config.data, config.seed)
         validate(config, inputs[key])
         groups.append(json.dumps(vmap_key(config), sort_keys=True))
-    names = [sweeps.trial_name(i, t) for i, t in enumerate(trials)]
-    sweep = sweep_lib.Sweep(
-        base_args, trials, names, FLAGS.sweep_dir, FLAGS.config.sweep.vmap, groups
-    )
-    slots = sweep_lib.device_slots(FLAGS.parallel, FLAGS.gpus) if FLAGS.backend == "local" else []
+    sweep = sweep_lib.Sweep(base_args, trials, FLAGS.sweep_dir, FLAGS.config.sweep.vmap, groups)
     logging.info(
         "%d trials, %d at a time (%s), in %s",
-        len(trials),
+        len(sweep.trials),
         FLAGS.parallel,
         FLAGS.backend,
         FLAGS.sweep_dir,
     )
     if FLAGS.backend == "local":
-        sweep.run(slots)
+        sweep.run(slots_lib.device_slots(FLAGS.parallel, FLAGS.gpus))
     else:
         sweep.run_slurm(FLAGS.parallel, FLAGS.sbatch, tasks_per_trial=FLAGS.tasks_per_trial)
     best = sweep_lib.write_summary(sweep, FLAGS.metric, FLAGS.mode)
@@ -193,9 +201,7 @@ def main():
         best["trial"] if best else "none",
         FLAGS.sweep_dir,
     )
-    if sweep.stopped:
-        return 130
-    return 0 if counts["failed"] == 0 else sweep_lib.SOME_TRIALS_FAILED
+    return sweep_lib.exit_code(sweep)
 
 
 if __name__ == "__main__":

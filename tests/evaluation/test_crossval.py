@@ -6,7 +6,6 @@ import statistics
 
 import pytest
 
-from jaxdl import sweeps
 from jaxdl.evaluation import crossval
 from jaxdl.sweeps import runner as sweep_lib
 
@@ -26,8 +25,7 @@ def test_seeds_vary_within_each_fold():
 
 def finished_sweep(tmp_path, trials, finals, statuses):
     """A sweep whose runs logged two evals each, the last one `finals[i]`."""
-    names = [sweeps.trial_name(i, t) for i, t in enumerate(trials)]
-    sweep = sweep_lib.Sweep(["--config=x.py"], trials, names, tmp_path)
+    sweep = sweep_lib.Sweep(["--config=x.py"], trials, tmp_path)
     for trial, final, status in zip(sweep.trials, finals, statuses, strict=True):
         workdir = tmp_path / trial["name"]
         workdir.mkdir()

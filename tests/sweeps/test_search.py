@@ -12,7 +12,7 @@ import pytest
 from jaxdl import sweeps
 from jaxdl.errors import UserError
 from jaxdl.losses import Mean
-from jaxdl.sweeps import search
+from jaxdl.sweeps import search, study
 from jaxdl.train import hooks as hooks_lib
 from jaxdl.train.loop import REQUESTED, Loop, fit
 from jaxdl.train.writers import read_metrics
@@ -27,17 +27,25 @@ SPACE = {
 }
 
 
+def book(sweep_dir, space=SPACE, run_id=None, worker=0, **options) -> study.Study:
+    """The bookkeeping of a search of `space` in sweep_dir (options: SearchOptions')."""
+    options = study.SearchOptions(**options)
+    return study.Study(sweep_dir, ["--config=x.py"], space, options, run_id, worker)
+
+
+def numbers(unit) -> list[int]:
+    return [record["trial"].number for record in unit]
+
+
 def proposals(sweep_dir, seed: int) -> list[dict]:
-    runner = search.Search(
-        ["--config=x.py"], sweep_dir, SPACE, 8, "eval/loss", "min", seed, startup_trials=3
-    )
+    runner = book(sweep_dir, num_trials=8, seed=seed, startup_trials=3)
     made = []
     for _ in range(8):  # a made-up objective, told back so that TPE learns from it
-        (record,) = runner._next()
+        (record,) = runner.next_unit()
         made.append(record["overrides"])
         value = abs(np.log10(record["overrides"]["optimizer.learning_rate"]) + 2.5)
-        runner.study.tell(record["trial"], value)
-    assert runner._next() is None  # the study holds its 8 trials
+        runner.optuna.tell(record["trial"], value)
+    assert runner.next_unit() is None  # the study holds its 8 trials
     return made
 
 
@@ -53,9 +61,9 @@ def test_the_workers_of_a_search_draw_apart(tmp_path):
     """Each worker has its own sampler; seeded alike, two workers proposed the same
     trials in turn (every trial twice)."""
     run_id = f"{time.time():.6f}"
-    first = lambda worker, sweep_dir: search.Search(
-        ["--config=x.py"], sweep_dir, SPACE, 8, "eval/loss", "min", 3, run_id=run_id, worker=worker
-    )._next()[0]["overrides"]
+    first = lambda worker, sweep_dir: book(
+        sweep_dir, run_id=run_id, worker=worker, num_trials=8, seed=3
+    ).next_unit()[0]["overrides"]
     assert first(0, tmp_path / "a") != first(1, tmp_path / "a")
     assert first(1, tmp_path / "b") == first(1, tmp_path / "c")  # seeded
 
@@ -83,52 +91,52 @@ def test_space_flags_parse_into_the_random_search_distributions():
 
 def test_a_vmapped_search_varies_only_what_a_vmapped_step_takes_per_trial(tmp_path):
     with pytest.raises(UserError, match=r"vmapped trials may differ only in seed, .*model.dense"):
-        search.Search(["--config=x.py"], tmp_path, SPACE, 8, "eval/loss", "min", vmap=4)
+        book(tmp_path, num_trials=8, vmap=4)
 
 
 def test_a_vmapped_search_asks_its_groups_and_resumes_them_together(tmp_path):
     space = {"optimizer.learning_rate": sweeps.loguniform(1e-4, 1e-1)}
-    make = lambda: search.Search(["--config=x.py"], tmp_path, space, 5, "eval/loss", "min", vmap=2)
+    make = lambda: book(tmp_path, space, num_trials=5, vmap=2)
     runner = make()
-    units = [runner._next() for _ in range(3)]
-    assert [[r["trial"].number for r in unit] for unit in units] == [[0, 1], [2, 3], [4]]
-    assert runner._next() is None  # the study holds its 5 trials
-    runner.study.tell(units[1][0]["trial"], 0.5)  # one of the second group finished
+    units = [runner.next_unit() for _ in range(3)]
+    assert [numbers(unit) for unit in units] == [[0, 1], [2, 3], [4]]
+    assert runner.next_unit() is None  # the study holds its 5 trials
+    runner.optuna.tell(units[1][0]["trial"], 0.5)  # one of the second group finished
     # The search was killed: a new one resumes each group's unfinished trials together.
     again = make()
-    resumed = [[r["trial"].number for r in again._next()] for _ in range(3)]
+    resumed = [numbers(again.next_unit()) for _ in range(3)]
     assert resumed == [[0, 1], [3], [4]]
-    assert again._next() is None
+    assert again.next_unit() is None
 
 
 def test_workers_of_one_run_take_a_killed_runs_trials_once_and_not_each_others(tmp_path):
     space = {"optimizer.learning_rate": sweeps.loguniform(1e-4, 1e-1)}
-    make = lambda trials, run_id=None: search.Search(
-        ["--config=x.py"], tmp_path, space, trials, "eval/loss", "min", run_id=run_id
+    make = lambda trials, run_id=None, worker=0: book(
+        tmp_path, space, run_id, worker, num_trials=trials
     )
     killed = make(3)
-    assert [[r["trial"].number for r in killed._next()] for _ in range(3)] == [[0], [1], [2]]
+    assert [numbers(killed.next_unit()) for _ in range(3)] == [[0], [1], [2]]
     # The command again, with two workers: each of the killed run's trials goes to one.
     run_id = f"{time.time():.6f}"
-    a, b = make(5, run_id), make(5, run_id)
-    taken = [a._next(), b._next(), a._next()]
-    assert [[r["trial"].number for r in unit] for unit in taken] == [[0], [1], [2]]
-    assert a._work_left()  # room for 2 more
+    a, b = make(5, run_id, 0), make(5, run_id, 1)
+    taken = [a.next_unit(), b.next_unit(), a.next_unit()]
+    assert [numbers(unit) for unit in taken] == [[0], [1], [2]]
+    assert a.work_left()  # room for 2 more
     # New trials: a's is not a killed run's for b, which asks its own.
-    assert [r["trial"].number for r in a._next()] == [3]
-    assert [r["trial"].number for r in b._next()] == [4]
-    assert b._next() is None and not a._work_left()
+    assert numbers(a.next_unit()) == [3]
+    assert numbers(b.next_unit()) == [4]
+    assert b.next_unit() is None and not a.work_left()
 
 
 def test_a_dead_workers_trials_fail_with_its_error_and_no_others(tmp_path):
     space = {"optimizer.learning_rate": sweeps.loguniform(1e-4, 1e-1)}
-    runner = search.Search(["--config=x.py"], tmp_path, space, 3, "eval/loss", "min")
-    mine, other, _ = (runner._next()[0]["trial"].number for _ in range(3))
-    (tmp_path / search.CLAIMS / f"{other}.{runner.run_id}").write_text("1")  # another pid's
-    assert runner._fail_trials_of(os.getpid(), "its worker died (-9)") == [mine, 2]
-    states = {t.number: t.state.name for t in runner.study.trials}
+    runner = book(tmp_path, space, num_trials=3)
+    mine, other, _ = (runner.next_unit()[0]["trial"].number for _ in range(3))
+    runner.claim_file(other).write_text("1 1")  # worker 1's, another pid
+    assert runner.fail_trials_of(os.getpid(), "its worker died (-9)") == [mine, 2]
+    states = {t.number: t.state.name for t in runner.optuna.trials}
     assert states == {mine: "FAIL", other: "RUNNING", 2: "FAIL"}
-    assert runner.study.trials[mine].user_attrs["error"] == "its worker died (-9)"
+    assert runner.optuna.trials[mine].user_attrs["error"] == "its worker died (-9)"
 
 
 # (prune_after, the step it stops at): at its first eval, or at the first past 60 of 100.

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ from jaxdl import sweeps
 from jaxdl.errors import UserError
 from jaxdl.sweeps.runner import Sweep
 from jaxdl.train.rundir import STOPPED_FILE
+from jaxdl.train.writers import read_metrics
 from tests.conftest import ROOT
 from tests.train.test_train_e2e import wait_for_rows
 
@@ -141,24 +143,24 @@ def test_a_bad_trial_is_rejected_before_anything_runs(synthetic_data_dir, tmp_pa
 
 
 def test_slurm_array_script_runs_the_task_ids_trial(tmp_path):
-    from jaxdl.sweeps.runner import Sweep
-
     trials = [{"seed": 0}, {"seed": 1, "model.cell": "it's"}]
-    names = [sweeps.trial_name(i, t) for i, t in enumerate(trials)]
-    sweep = Sweep(["--config=experiments/x.py"], trials, names, tmp_path / "s")
+    sweep = Sweep(["--config=experiments/x.py"], trials, tmp_path / "s")
+    names = [t["name"] for t in sweep.trials]
     script = sweep.slurm_script(sweep.trials, parallel=2, sbatch_options=["--time=00:10:00"])
     assert "#SBATCH --array=0-1%2" in script and "#SBATCH --time=00:10:00" in script
+    # Warned before its time runs out, and requeued (the script requeues itself then).
+    assert "#SBATCH --requeue" in script and "#SBATCH --signal=B:USR1@" in script
     assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
-    # What task 1 would run: the script with `eval` turned into `echo`.
+    # What task 1 would run: the script with its `eval` turned into `echo`.
     shown = subprocess.run(
         ["bash"],
-        input=script.replace('eval "$(sed', 'echo "$(sed'),
+        input=script.replace('eval "exec $line" &', 'echo "$line"; exit'),
         env={"SLURM_ARRAY_TASK_ID": "1", "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
     )
     # The line eval would run: trial 1's command, quoted for the shell.
-    assert shown.stdout.strip() == shlex.join(sweep._command([sweep.trials[1]]))
+    assert shown.stdout.strip() == shlex.join(sweep.command([sweep.trials[1]]))
     assert f"--workdir={tmp_path / 's' / names[1]}" in shown.stdout
 
 
@@ -194,13 +196,10 @@ def test_slurm_backend_runs_a_tiny_array_on_the_local_cluster(synthetic_data_dir
 
 
 def test_units_group_up_to_vmap_trials_with_one_key(tmp_path):
-    from jaxdl.sweeps.runner import Sweep
-
-    names = ["a", "b", "c", "d", "e"]
     groups = ["x", "y", "x", "x", "x"]
-    sweep = Sweep([], [{} for _ in names], names, tmp_path, vmap=2, groups=groups)
-    units = sweep._units(sweep.trials)
-    assert [[t["name"] for t in unit] for unit in units] == [["a", "c"], ["b"], ["d", "e"]]
+    sweep = Sweep([], [{"seed": i} for i in range(5)], tmp_path, vmap=2, groups=groups)
+    units = sweep.units(sweep.trials)
+    assert [[t["overrides"]["seed"] for t in unit] for unit in units] == [[0, 2], [1], [3, 4]]
 
 
 def test_overrides_apply_to_a_copy_and_unknown_keys_are_refused():
@@ -241,7 +240,7 @@ def test_vmapped_sweep_runs_a_group_in_one_process_and_records_its_failure(
 def test_a_trial_stopped_by_a_signal_is_interrupted_not_done(tmp_path):
     # Ctrl-C reaches the trainers too: they save, exit 0 and leave stopped.txt; a rerun of
     # the sweep must resume them, not skip them as done.
-    sweep = Sweep(["--config=x.py"], [{}], ["000"], tmp_path)
+    sweep = Sweep(["--config=x.py"], [{}], tmp_path)
     (tmp_path / "000").mkdir()
     trial = sweep.trials[0]
     for stopped, status in ((True, "interrupted"), (False, "done")):
@@ -287,9 +286,7 @@ def test_killing_the_runner_stops_its_trainers_and_a_rerun_resumes(synthetic_dat
 
 
 def test_slurm_trials_of_n_tasks_run_as_one_job_each(tmp_path):
-    from jaxdl.sweeps.runner import Sweep
-
-    sweep = Sweep(["--config=experiments/x.py"], [{"seed": 0}], ["000_seed=0"], tmp_path / "s")
+    sweep = Sweep(["--config=experiments/x.py"], [{"seed": 0}], tmp_path / "s")
     script = sweep.slurm_script(sweep.trials, parallel=1, sbatch_options=[], tasks_per_trial=2)
     assert "#SBATCH --ntasks=2" in script
     line = next(x for x in script.splitlines() if "launch/train.py" in x)
@@ -336,3 +333,146 @@ def test_slurm_runs_one_training_as_two_processes(synthetic_data_dir, tmp_path):
     assert log.count("stopped at step 20: done") == 2, log[-3000:]  # both processes
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").open()]
     assert rows[-1]["step"] == 20 and "eval/accuracy" in rows[-1]
+
+
+def test_a_finished_sweep_grows_when_values_are_added(tmp_path):
+    """Before: 'holds a different sweep ...; use another --sweep_dir'."""
+    first = Sweep(["--config=x.py"], [{"seed": 0, "model.dense": 8}], tmp_path)
+    first.trials[0].update(status="done", wall_s=3.0)
+    first.save()
+    grid = sweeps.grid(seed=[0, 1], **{"model.dense": [8, 16]})  # a value on each axis
+    grown = Sweep(["--config=x.py"], grid, tmp_path)
+    assert [(t["name"], t["status"]) for t in grown.trials] == [
+        ("000_seed=0_dense=8", "done"),  # kept, with its workdir and result
+        ("001_seed=0_dense=16", "pending"),
+        ("002_seed=1_dense=8", "pending"),
+        ("003_seed=1_dense=16", "pending"),
+    ]
+    assert grown.trials[0]["wall_s"] == 3.0
+    grown.save()
+    with pytest.raises(UserError, match="holds 3 trials this sweep lacks"):
+        Sweep(["--config=x.py"], [{"seed": 0, "model.dense": 8}], tmp_path)
+    with pytest.raises(UserError, match="holds a sweep of other config args"):
+        Sweep(["--config=y.py"], grid, tmp_path)
+
+
+def finished_trials(sweep_dir, finals: dict, status: dict) -> Sweep:
+    """A sweep over the learning rate whose trials logged eval/loss and eval/accuracy."""
+    trials = [{"optimizer.learning_rate": lr} for lr in finals]
+    sweep = Sweep(["--config=x.py"], trials, sweep_dir)
+    for trial, (lr, loss) in zip(sweep.trials, finals.items(), strict=True):
+        rows = [{"step": 4, "eval/loss": 9.0}, {"step": 8, "eval/loss": loss, "eval/accuracy": lr}]
+        (sweep_dir / trial["name"]).mkdir(parents=True)
+        (sweep_dir / trial["name"] / "metrics.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in rows)
+        )
+        trial["status"] = status.get(lr, "done")
+    return sweep
+
+
+def test_the_summary_shows_every_final_eval_metric(tmp_path):
+    from jaxdl.sweeps import runner
+
+    sweep = finished_trials(tmp_path, {0.01: 0.5, 0.02: 0.4}, {})
+    best = runner.write_summary(sweep, "eval/loss", "min")
+    assert best["trial"] == "001_learning_rate=0.02"
+    header, _, *rows = (tmp_path / "summary.md").read_text().splitlines()[2:6]
+    assert "final eval/loss | best eval/loss | final eval/accuracy" in header
+    assert rows[1].startswith("| 001_learning_rate=0.02 | 0.02 | done | 0.4 | 0.4 | 0.02 |")
+
+
+def test_the_summary_plot_keeps_pruned_trials_apart_on_a_log_axis(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from jaxdl.sweeps import runner, summary
+
+    drawn = []
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: drawn.append(fig))
+    finals = {0.001: 0.5, 0.002: 0.4, 0.004: 2.0}  # spans 4x: drawn linearly unless told
+    sweep = finished_trials(tmp_path, finals, {0.004: "pruned"})
+    rows, _ = runner.summarize(sweep, "eval/loss", "min")
+    lr = "optimizer.learning_rate"
+    for log_axes, scale in (((), "linear"), ((lr,), "log")):
+        summary.plot_axes(tmp_path, rows, [lr], "eval/loss", log_axes)
+        (ax,) = drawn.pop().axes
+        assert ax.get_xscale() == scale
+        finished, pruned = (c.get_offsets().tolist() for c in ax.collections)
+        assert finished == [[0.001, 0.5], [0.002, 0.4]]
+        assert pruned == [[0.004, 2.0]]
+        assert [t.get_text() for t in ax.get_legend().get_texts()][1].startswith("pruned")
+
+
+def release_when_requeued(task: str, timeout: float = 120) -> None:
+    """Once `task` waits in the queue again (SLURM holds a requeued job back a while),
+    lets it start (2 s later: a credential made within the second of its requeue is
+    refused as revoked)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        listed = subprocess.run(
+            ["squeue", "-h", "-j", task, "-o", "%T %r"], capture_output=True, text=True
+        ).stdout
+        if "PENDING" in listed:
+            time.sleep(2)
+            subprocess.run(["scontrol", "update", f"JobId={task}", "StartTime=now"], check=True)
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{task} was not requeued")
+
+
+def wait_for_text(path, text: str, count: int, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if path.exists() and path.read_text(errors="replace").count(text) >= count:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{path} never said {text!r} {count} times")
+
+
+def wait_for_step(workdir, step: int, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while max((r["step"] for r in read_metrics(workdir)), default=0) < step:
+        assert time.time() < deadline, f"{workdir} never reached step {step}"
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not slurm_cluster_up(), reason="no running SLURM cluster here")
+def test_a_slurm_trial_whose_time_runs_out_or_is_preempted_comes_back_by_itself(
+    synthetic_data_dir, tmp_path
+):
+    """Needs a running cluster: tests/slurm/start_local_cluster.sh (root) starts one. The
+    trial is warned that its time runs out (USR1 to its batch shell, what --signal sends
+    before the time limit), then requeued by SLURM as a preemption does; each time it
+    saves, goes back to the queue and resumes, and the sweep ends with it done."""
+    sweep_dir, steps = tmp_path / "sweep", 400
+    command = sweep_command(
+        sweep_dir,
+        synthetic_data_dir,
+        "--sweep=config.seed=[0]",
+        "--backend=slurm",
+        f"--config.train.num_steps={steps}",
+        "--config.train.eval_every=200",
+        "--config.train.checkpoint_every=0",  # only the checkpoints the signals save
+    )
+    runner = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    workdir, log = sweep_dir / "000_seed=0", sweep_dir / "slurm" / "0.err"
+    wait_for_rows(workdir)
+    task = json.loads((sweep_dir / "sweep.json").read_text())["trials"][0]["slurm_job"] + "_0"
+    subprocess.run(["scancel", "--signal=USR1", "--batch", task], check=True)
+    release_when_requeued(task)
+    wait_for_text(log, "resumed from step", 1)
+    stopped_at = int(re.search(r"resumed from step (\d+)", log.read_text()).group(1))
+    wait_for_step(workdir, stopped_at + 5)  # training again (stopping, it saves)
+    subprocess.run(["scontrol", "requeue", task], check=True)  # preempted
+    release_when_requeued(task)
+    _, stderr = runner.communicate(timeout=600)
+    assert runner.returncode == 0, stderr[-3000:]
+    print(log.read_text())  # (pytest -s shows the three lives of the task)
+    text = log.read_text()
+    assert text.count("stopped at step") == 3 and text.count("resumed from step") == 2
+    assert "time limit near: saved; requeued" in text
+    manifest = json.loads((sweep_dir / "sweep.json").read_text())
+    assert manifest["trials"][0]["status"] == "done"
+    rows = read_metrics(workdir)
+    logged = [r["step"] for r in rows if "stop" not in r]
+    assert logged == list(range(5, steps + 1, 5))  # one trajectory, as a straight run's
