@@ -18,6 +18,16 @@ compiled before. XLA's kernel cache stays off as in JAX (its kernel names clashe
 the program cache, jax-ml/jax#22899); JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES=all turns
 it on. bench/device_check.py measures the cold and warm launch on a GPU.
 
+Processes that share the cache (a sweep's slots, a search's workers, test workers,
+the processes of a job) write it at the same time. JAX 0.10's LRUCache, without a size
+limit (its default, ours), takes no lock and writes an entry in place
+(`Path.write_bytes`): a process could read an entry half written, and two writers of one
+key (each truncating the file the other writes) could leave it mixed. Entries are
+written here to a file of the writer's own and renamed into place whole (`_atomic_put`):
+a reader sees no entry or a whole one, and of two writers of a key the last rename wins
+(the same program). JAX's other way, a size limit (`jax_compilation_cache_max_size`),
+takes a lock file around every read and write and scans the folder at every write.
+
 A cache that cannot be used never stops a launch and says so once: an entry that cannot
 be read (truncated, garbled) is removed, its program compiled again and written in its
 place, and the first such entry of a launch is one warning line (JAX warned twice a line
@@ -28,12 +38,14 @@ program). The launcher's last line counts them with the hits and misses.
 
 import contextlib
 import os
+import threading
 from pathlib import Path
 
 import jax
 import jaxlib
 from absl import logging
 from jax._src import compilation_cache as jax_cache  # private: its reads and writes are wrapped
+from jax._src import lru_cache  # private: its put is made atomic
 
 ENV = "JAXDL_COMPILE_CACHE"
 OFF = "off"
@@ -158,6 +170,31 @@ def _guard_jax_cache() -> None:
     jax_cache.get_executable_and_time = get_executable_and_time
     jax_cache.is_executable_in_cache = is_executable_in_cache
     jax_cache.put_executable_and_time = put_executable_and_time
+    lru_cache.LRUCache.put = _atomic_put(lru_cache.LRUCache.put)
+
+
+def _atomic_put(put):
+    """LRUCache.put writing a new entry of a local cache without a size limit to a file
+    of this process and thread, renamed into place whole (see the module doc); `put`
+    (JAX's) otherwise."""
+
+    def atomic_put(self, key: str, value: bytes) -> None:
+        if self.eviction_enabled or not lru_cache._is_local_filesystem(str(self.path)):
+            return put(self, key, value)
+        if not key:
+            raise ValueError("key cannot be empty")
+        entry = Path(str(self.path)) / f"{key}-cache"
+        if entry.exists():
+            return None
+        tmp = entry.with_name(f".{entry.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            tmp.write_bytes(value)
+            tmp.replace(entry)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return None
+
+    return atomic_put
 
 
 def enable(setting: str | None = None) -> CacheStats | None:

@@ -4,6 +4,7 @@ on the second, left alone when off."""
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -172,3 +173,73 @@ def test_xla_gpu_autotuning_results_are_kept_in_the_cache_folder(monkeypatch, tm
     debug = options.executable_build_options.debug_options
     expected = compile_cache.cache_dir(str(tmp_path)) / "xla_gpu_per_fusion_autotune_cache_dir"
     assert debug.xla_gpu_per_fusion_autotune_cache_dir == str(expected)
+
+
+def test_a_cache_entry_is_written_whole_or_not_at_all(monkeypatch, tmp_path):
+    """A write cut half way (a full disk, a killed writer) leaves no entry: before, JAX's
+    in-place write left the half, which every later launch read as a damaged entry, and
+    which another process could read while it was being written."""
+    import jax
+    from jax._src import lru_cache
+
+    monkeypatch.setenv(compile_cache.ENV, str(tmp_path))
+    session_cache = jax.config.jax_compilation_cache_dir
+    try:
+        compile_cache.enable(str(tmp_path))  # (makes JAX's writes atomic, once a process)
+    finally:
+        jax.config.update("jax_compilation_cache_dir", session_cache)
+    cache = lru_cache.LRUCache(str(tmp_path / "entries"), max_size=-1)
+
+    def cut_write(path, data):
+        with Path(str(path)).open("wb") as handle:
+            handle.write(data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        for path_type in {Path, type(cache.path)}:  # (JAX's: etils' epath where installed)
+            patch.setattr(path_type, "write_bytes", cut_write)
+        with pytest.raises(OSError):
+            cache.put("key", b"x" * 1000)
+    assert cache.get("key") is None and list((tmp_path / "entries").iterdir()) == []
+    cache.put("key", b"x" * 1000)
+    assert cache.get("key") == b"x" * 1000
+
+
+FILL = """
+import sys, time
+from pathlib import Path
+import jax
+from jaxdl.train import compile_cache
+stats = compile_cache.enable(sys.argv[1])
+while not Path(sys.argv[2]).exists():  # both writers start filling at once
+    time.sleep(0.01)
+results = [float(jax.jit(lambda x, k=k: x * k + k)(2.0)) for k in range(int(sys.argv[3]))]
+print(results)
+print(stats.summary(), file=sys.stderr)
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_fill_one_cache_at_once(tmp_path):
+    """The two-writer cache test: two processes compile the same programs into one empty
+    cache at the same time; both compute right, and a third reads every entry back."""
+    cache, go, count = tmp_path / "cache", tmp_path / "go", 40
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    fill = [sys.executable, "-c", FILL, str(cache), str(go), str(count)]
+    writers = [
+        subprocess.Popen(fill, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for _ in range(2)
+    ]
+    go.touch()
+    expected = str([2.0 * k + k for k in range(count)])
+    for writer in writers:
+        out, err = writer.communicate(timeout=300)
+        assert writer.returncode == 0, err[-3000:]
+        assert out.strip() == expected
+    (folder,) = cache.iterdir()
+    assert not list(folder.glob("*.tmp"))
+    assert len(list(folder.glob("jit__lambda-*-cache"))) == count
+    reader = subprocess.run(fill, capture_output=True, text=True, env=env, timeout=300)
+    assert reader.stdout.strip() == expected
+    summary = reader.stderr.strip().splitlines()[-1]
+    assert summary.startswith(f"{count} hits, 0 misses") and "unreadable" not in summary, summary
