@@ -122,9 +122,9 @@ def make_storage(sweep_dir: Path, setting: str = "auto"):
     the file sweep_dir already holds, else SQLite."""
     optuna = optuna_module()
     sweep_dir = Path(sweep_dir).absolute()
+    sweep_dir.mkdir(parents=True, exist_ok=True)  # (its trials' workdirs and claims)
     if "://" in setting:  # one database for many sweeps: a study each
         return optuna.storages.RDBStorage(setting), f"jaxdl:{sweep_dir}"
-    sweep_dir.mkdir(parents=True, exist_ok=True)
     journal = sweep_dir / JOURNAL_FILE
     if setting == "journal" or (setting == "auto" and journal.exists()):
         lock = optuna.storages.journal.JournalFileOpenLock(str(journal))

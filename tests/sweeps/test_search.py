@@ -378,3 +378,38 @@ def test_a_search_on_slurm_runs_array_tasks_as_workers(synthetic_data_dir, tmp_p
     logs = [(sweep_dir / f"{t.user_attrs['name']}.log").read_text() for t in study]
     workers = {re.search(r"worker (\d+):", log).group(1) for log in logs}
     assert len(workers) == 2  # the two array tasks, each training its trials in process
+
+
+def test_a_search_across_nodes_keeps_its_study_in_a_journal_file(tmp_path):
+    """--backend=slurm's default: Optuna's journal file (fit for NFS), not SQLite; the
+    sweep_dir's storage is kept when the command runs again; an RDB URL is taken as given."""
+    space = {"optimizer.learning_rate": sweeps.loguniform(1e-4, 1e-1)}
+    assert study.resolve_storage(tmp_path, "auto", several_nodes=True) == "journal"
+    assert study.resolve_storage(tmp_path, "auto", several_nodes=False) == "auto"
+    run_id = f"{time.time():.6f}"
+    a, b = (book(tmp_path, space, run_id, w, num_trials=4, storage="journal") for w in (0, 1))
+    assert numbers(a.next_unit()) == [0] and numbers(b.next_unit()) == [1]
+    assert sorted(p.name for p in tmp_path.iterdir() if "study" in p.name) == ["study.journal"]
+    again = book(tmp_path, space, num_trials=4)  # auto: the journal sweep_dir holds
+    assert [t.number for t in again.optuna.trials] == [0, 1]
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    for sweep_dir in (tmp_path / "x", tmp_path / "y"):  # one database, a study each
+        assert numbers(book(sweep_dir, space, storage=url, num_trials=2).next_unit()) == [0]
+    with pytest.raises(UserError, match="--storage='nfs' is not one of"):
+        book(tmp_path / "z", space, storage="nfs")
+
+
+def test_a_requeued_slurm_worker_takes_back_the_trial_it_held(tmp_path):
+    """Its trial stopped (saved, still RUNNING) when its time ran out; the task's next
+    life, the same worker number in the same run, resumes it; another worker does not."""
+    space = {"optimizer.learning_rate": sweeps.loguniform(1e-4, 1e-1)}
+    run_id = f"{time.time():.6f}"
+    first_life = book(tmp_path, space, run_id, 1, num_trials=2)
+    (held,) = numbers(first_life.next_unit())
+    first_life.claim_file(held).write_text("1 999999")  # (its pid in that life)
+    other = book(tmp_path, space, run_id, 0, num_trials=2)
+    assert numbers(other.next_unit()) == [1]  # a new trial, not worker 1's
+    second_life = book(tmp_path, space, run_id, 1, num_trials=2)
+    assert numbers(second_life.next_unit()) == [held]
+    assert first_life.claim_file(held).read_text() == f"1 {os.getpid()}"
+    assert second_life.next_unit() is None
