@@ -5,7 +5,7 @@ import numpy as np
 import optax
 
 import experiments.fashion_cnn_tiny as tiny
-from jaxdl import data, tasks
+from jaxdl import configs, data, tasks
 from jaxdl.tasks import classify
 from jaxdl.tasks.base import TrainState
 from tests.conftest import init_state, jit_quick, make_images
@@ -98,7 +98,13 @@ def test_the_train_steps_randomness_changes_from_step_to_step():
     # the same step twice gives the same state and metrics. Without augmentation the two
     # steps agree: the difference is the step's key, nothing else.
     for augmented in (True, False):
-        task, batch = tiny_task(flip=augmented, shift=2 * augmented)
+        config = tiny.get_config()
+        configs.switch(config, "model", "mlp")  # the task's randomness; a fast model
+        config.model.hidden = (16,)
+        config.task.update(flip=augmented, shift=2 * augmented)
+        images, labels = make_images(16, seed=0)
+        batch = {"image": jnp.asarray(images[..., None]), "label": jnp.asarray(labels, jnp.int32)}
+        task = tasks.build(config, {"class_names": list("0123456789")}, total_steps=20)
         state = init_state(task, batch)
         step = jit_quick(task.train_step)
         first, again = step(state, batch), step(state, batch)
