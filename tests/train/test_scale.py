@@ -252,7 +252,8 @@ def test_fsdp_follows_replicated_with_a_quarter_of_the_bytes(
     assert_ok(launch(*STRAIGHT, data, *sharded, devices=4))
     rows_close(read_metrics(replicated), read_metrics(fsdp))
     # A checkpoint saved sharded restores replicated on one device.
-    assert_ok(launch(*STRAIGHT, data, f"--workdir={fsdp}", "--config.train.num_steps=42"))
+    more = ("--config.train.num_steps=42", "--allow_config_change")
+    assert_ok(launch(*STRAIGHT, data, f"--workdir={fsdp}", *more))
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
     result = subprocess.run(
         [sys.executable, "-c", FSDP_CHECK.format(root=str(ROOT))],
