@@ -145,15 +145,17 @@ def open_study(
 ):
     """The study of sweep_dir (created on the first call), in `storage` (an Optuna storage;
     default: make_storage's `auto`). Its sampler is TPE seeded with `seed` and the
-    `worker`'s number (workers sharing a study draw apart), random for the first
-    `startup_trials`, and taking the trials still running as the worst so far (constant
-    liar: trials asked together differ); its pruner `median` (after 2 finished trials)
-    or `successive_halving`."""
+    `worker`'s number (workers sharing a study draw apart) and, in a study that holds
+    trials already, their count (a worker of a resumed search, or a requeued one, does
+    not draw again what its namesake drew), random for the first `startup_trials`, and
+    taking the trials still running as the worst so far (constant liar: trials asked
+    together differ); its pruner `median` (after 2 finished trials) or
+    `successive_halving`."""
     optuna = optuna_module()
     check(startup_trials >= 1, f"--startup_trials={startup_trials} must be >= 1")
     storage, name = storage or make_storage(sweep_dir)
-    sampler = optuna.samplers.TPESampler(
-        seed=int(np.random.SeedSequence([seed, worker]).generate_state(1)[0]),
+    sampler = lambda *entropy: optuna.samplers.TPESampler(
+        seed=int(np.random.SeedSequence([seed, worker, *entropy]).generate_state(1)[0]),
         n_startup_trials=startup_trials,
         constant_liar=True,
     )
@@ -162,9 +164,12 @@ def open_study(
         storage=storage,
         load_if_exists=True,
         direction="minimize" if mode == "min" else "maximize",
-        sampler=sampler,
+        sampler=sampler(),
         pruner=make_pruner(pruner),
     )
+    held = len(study.get_trials(deepcopy=False))
+    if held:
+        study.sampler = sampler(held)
     saved = study.user_attrs.get("base_args")
     if saved is None:
         study.set_user_attr("base_args", base_args)

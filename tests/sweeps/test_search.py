@@ -413,3 +413,14 @@ def test_a_requeued_slurm_worker_takes_back_the_trial_it_held(tmp_path):
     assert numbers(second_life.next_unit()) == [held]
     assert first_life.claim_file(held).read_text() == f"1 {os.getpid()}"
     assert second_life.next_unit() is None
+
+
+def test_a_resumed_worker_does_not_draw_again_what_its_namesake_drew(tmp_path):
+    """Before: a requeued SLURM worker (or worker 0 of the command run again) was seeded
+    as its first life and proposed the same learning rate again."""
+    space = {"optimizer.learning_rate": sweeps.loguniform(1e-4, 1e-1)}
+    first = book(tmp_path, space, num_trials=4)
+    (record,) = first.next_unit()
+    first.optuna.tell(record["trial"], 0.5)
+    (again,) = book(tmp_path, space, num_trials=4).next_unit()
+    assert again["overrides"] != record["overrides"]
