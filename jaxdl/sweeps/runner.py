@@ -31,6 +31,7 @@ from jaxdl.sweeps import slurm, summary
 from jaxdl.sweeps.spec import trial_name
 from jaxdl.sweeps.summary import SOME_TRIALS_FAILED
 from jaxdl.train.rundir import FAILED_FILE, STOPPED_FILE
+from jaxdl.train.trackers import trial_overrides
 
 MANIFEST = "sweep.json"
 
@@ -106,15 +107,18 @@ class Sweep:
         """One trial: launch/train.py with its overrides; several: one vmapped run of
         them, listed in sweep_dir/<first trial>.trials.json."""
         train = [sys.executable, str(slots_lib.ROOT / "launch" / "train.py"), *self.base_args]
+        # The trackers group the trials: train.group and train.trial (train/trackers.py).
+        grouped = lambda overrides: {**overrides, **trial_overrides(self.sweep_dir, overrides)}
         if len(unit) == 1:
             return [
                 *train,
                 f"--workdir={self.sweep_dir / unit[0]['name']}",
-                *(format_override(k, v) for k, v in unit[0]["overrides"].items()),
+                *(format_override(k, v) for k, v in grouped(unit[0]["overrides"]).items()),
             ]
         listing = self.sweep_dir / f"{unit[0]['name']}.trials.json"
         listed = [
-            {"workdir": str(self.sweep_dir / t["name"]), "overrides": t["overrides"]} for t in unit
+            {"workdir": str(self.sweep_dir / t["name"]), "overrides": grouped(t["overrides"])}
+            for t in unit
         ]
         listing.write_text(json.dumps(listed, indent=1) + "\n")
         return [*train, f"--vmap_trials={listing}"]

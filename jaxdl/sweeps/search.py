@@ -54,6 +54,7 @@ from jaxdl.sweeps.study import (
 )
 from jaxdl.train.grouping import PER_TRIAL_KEYS
 from jaxdl.train.loop import REQUESTED, SIGNAL, Hook, Loop
+from jaxdl.train.trackers import trial_overrides
 
 
 class SearchReport(Hook):
@@ -155,7 +156,14 @@ class Search:
         with _log_to(self.sweep_dir / f"{unit[0]['name']}.log"):
             logging.info("worker %d: trials %s", os.getpid(), [t.number for t in trials])
             try:
-                configs = [spec.apply_overrides(base_config, r["overrides"]) for r in unit]
+                # The trackers group the trials: train.group and train.trial (trackers.py).
+                configs = [
+                    spec.apply_overrides(
+                        base_config,
+                        {**r["overrides"], **trial_overrides(self.sweep_dir, r["overrides"])},
+                    )
+                    for r in unit
+                ]
                 workdirs = [self.sweep_dir / r["name"] for r in unit]
                 hooks = [report, _StopWhen(lambda: self.stopper.stopped)]
                 if self.vmapped:  # (one trial too: its numbers then are inputs of the step)

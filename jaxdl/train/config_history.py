@@ -29,6 +29,15 @@ REPORTING = frozenset(
         "train.plot",
         "train.profile",
         "train.param_sharding",  # a checkpoint restores into any sharding
+        # Where the run is reported (trackers.py) and which checkpoints are kept.
+        "train.writers",
+        "train.project",
+        "train.tracking_uri",
+        "train.group",
+        "train.trial",
+        "train.keep_best",
+        "train.best_metric",
+        "train.best_mode",
         "data.prefetch",
         "data.workers",  # batch k is the same rows whatever makes it
         "data.hold_mb",

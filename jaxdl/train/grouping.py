@@ -13,10 +13,12 @@ PER_TRIAL_KEYS = ("seed", *(f"optimizer.{name}" for name in optim.TRACEABLE))
 
 
 def vmap_key(config: ml_collections.ConfigDict) -> dict:
-    """What trials vmapped together must share: the config without its seed and the
-    optimizer numbers a vmapped step takes per trial."""
+    """What trials vmapped together must share: the config without its seed, the
+    optimizer numbers a vmapped step takes per trial, and the trial's values as its
+    trackers show them (train.trial: trackers.py)."""
     shared = config.to_dict()
     shared.pop("seed")
+    shared["train"].pop("trial", None)
     for name in optim.TRACEABLE:
         shared["optimizer"].pop(name)
     return shared

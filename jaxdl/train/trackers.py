@@ -37,6 +37,7 @@ import numpy as np
 from absl import logging
 
 from jaxdl.errors import ConfigError, check_choice
+from jaxdl.train import config_history
 
 BACKENDS = ("jsonl", "tensorboard", "wandb", "mlflow")
 # backend: (module it imports, the pip extra that installs it)
@@ -105,7 +106,7 @@ class Identity:
 
     def flat_config(self) -> dict:
         """{"optimizer.learning_rate": 0.001, ...}: numbers, strings and booleans."""
-        flat = _flat(self.config)
+        flat = config_history.flat(self.config)
         return {
             k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in flat.items()
         }
@@ -346,16 +347,6 @@ def _why(error: BaseException) -> str:
     while error.__cause__ is not None:
         error = error.__cause__
     return describe_os_error(error)
-
-
-def _flat(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _read_json(path: Path) -> dict:

@@ -16,7 +16,8 @@ import experiments.fashion_cnn_tiny as tiny
 from jaxdl import configs
 from jaxdl.errors import ConfigError, UserError
 from jaxdl.train import checkpoint, read_metrics, run_info, trackers
-from tests.conftest import run_script
+from tests.conftest import ROOT, run_script
+from tests.sweeps.test_sweeps import sweep_command
 from tests.train.test_reliability import launch_after_mount, needs_mounts
 from tests.train.test_train_e2e import (
     TINY,
@@ -306,3 +307,42 @@ def test_a_disk_filled_mid_run_ends_with_one_line_whatever_the_trackers(
     assert lines[-1].startswith("error: could not") and "no space left on device" in lines[-1]
     assert sum(line.startswith("error:") for line in lines) == 1
     assert "Traceback" not in result.stderr and "Exception in thread" not in result.stderr
+
+
+@pytest.mark.slow
+def test_a_sweeps_trials_are_grouped_with_their_values(synthetic_data_dir, tmp_path, offline):
+    from mlflow.tracking import MlflowClient
+
+    sweep_dir = tmp_path / "sweep"
+    flags = (
+        "--sweep=config.optimizer.learning_rate=[0.01,0.03]",
+        "--config.sweep.vmap=2",  # both in one process: two W&B runs in one
+        "--config.train.writers=jsonl,wandb,mlflow",
+    )
+    command = sweep_command(sweep_dir, synthetic_data_dir, *flags)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = json.loads((sweep_dir / "sweep.json").read_text())["trials"]
+    values = {t["name"]: t["overrides"] for t in trials}
+    assert len(values) == 2
+
+    client = MlflowClient(f"sqlite:///{sweep_dir / 'mlflow.db'}")
+    runs = client.search_runs(
+        [client.get_experiment_by_name("jaxdl").experiment_id], "", max_results=10
+    )
+    parent = next(r for r in runs if r.info.run_name == sweep_dir.name)
+    children = {r.info.run_name: r for r in runs if r is not parent}
+    assert set(children) == set(values)
+    for name, run in children.items():
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert json.loads(run.data.tags["jaxdl.trial"]) == values[name]
+        learning_rate = values[name]["optimizer.learning_rate"]
+        assert run.data.params["optimizer.learning_rate"] == str(learning_rate)
+        assert client.get_metric_history(run.info.run_id, "eval/loss")
+
+    for name, varied in values.items():
+        (records,) = wandb_records(sweep_dir / name)
+        run = next(r["run"] for r in records if r["type"] == "run")
+        assert run["run_group"] == sweep_dir.name and run["display_name"] == name
+        assert run["config"]["update"]["trial"] == varied
+        assert wandb_history(records)
