@@ -424,3 +424,41 @@ def test_a_resumed_worker_does_not_draw_again_what_its_namesake_drew(tmp_path):
     first.optuna.tell(record["trial"], 0.5)
     (again,) = book(tmp_path, space, num_trials=4).next_unit()
     assert again["overrides"] != record["overrides"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not slurm_cluster_up(), reason="no running SLURM cluster here")
+def test_a_slurm_search_worker_whose_time_runs_out_comes_back_with_its_trial(
+    synthetic_data_dir, tmp_path
+):
+    """Needs a running cluster: tests/slurm/start_local_cluster.sh (root) starts one. The
+    worker is warned (USR1 to its batch shell): its trial saves and stays RUNNING, the
+    task is requeued, and its next life resumes that trial, then asks the next one."""
+    from tests.sweeps.test_sweeps import release_when_requeued
+
+    sweep_dir = tmp_path / "search"
+    base = tiny_sgd(synthetic_data_dir, "--config.train.num_steps=400")
+    command = search_command(sweep_dir, base, "config.optimizer.learning_rate=uniform(0.01,0.1)", 2)
+    runner = subprocess.Popen(
+        [*command, "--backend=slurm", "--parallel=1", "--pruner=none"],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while not any(read_metrics(p) for p in sweep_dir.glob("000_*") if p.is_dir()):
+        assert time.time() < deadline, "the first trial never trained"
+        time.sleep(0.2)
+    (task,) = subprocess.run(
+        ["squeue", "-h", "-o", "%i"], capture_output=True, text=True
+    ).stdout.split()
+    subprocess.run(["scancel", "--signal=USR1", "--batch", task], check=True)
+    release_when_requeued(task)
+    _, stderr = runner.communicate(timeout=600)
+    assert runner.returncode == 0, stderr[-3000:]
+    log = (sweep_dir / "slurm" / "0.err").read_text()
+    assert "time limit near: saved; requeued" in log
+    assert re.search(r"trial 000_\S+: interrupted", log) and "resumed from step" in log
+    frozen = search.open_study(sweep_dir, base, "min", 0, "median").trials
+    assert [t.state.name for t in frozen] == ["COMPLETE", "COMPLETE"]
+    assert frozen[0].params != frozen[1].params
