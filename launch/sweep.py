@@ -8,13 +8,17 @@ Trials: the experiment file's `sweep()` (a list of override dicts; see jaxdl/swe
 times the grid of the --sweep flags. `--config.sweep.vmap=K` trains up to K trials that
 differ only in seed and optimizer learning_rate / weight_decay / clip_norm in one
 vmapped step (one process), each still its own run directory. Every trial's config is
-validated before anything runs. Running the same command again skips finished trials.
-Writes sweep.json (the manifest) and summary.{csv,md,png} in --sweep_dir.
+validated before anything runs. Running the same command again skips finished trials;
+with more values on the axes, the sweep grows by the new trials. Writes sweep.json (the
+manifest) and summary.{csv,md,png} in --sweep_dir. `--backend=slurm`: one job array,
+each task requeued (and resumed) when its time limit nears or it is preempted.
 
 `--search=optuna --trials=N` searches instead (jaxdl/sweeps/search.py): the space is the
 experiment's search_space() and the --space flags; --parallel worker processes each train
 their trials one after another in their own process; with --config.sweep.vmap=K, K trials
-asked at once train as one vmapped run.
+asked at once train as one vmapped run. The study: sweep_dir/study.db (SQLite) on one
+machine, sweep_dir/study.journal (Optuna's journal file) with --backend=slurm, or
+--storage=URL (an RDB).
 """
 
 import importlib.util

@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import time
-from types import SimpleNamespace
 
 import pytest
 
@@ -239,7 +238,8 @@ def test_vmapped_sweep_runs_a_group_in_one_process_and_records_its_failure(
 @pytest.mark.slow
 def test_a_trial_stopped_by_a_signal_is_interrupted_not_done(tmp_path):
     # Ctrl-C reaches the trainers too: they save, exit 0 and leave stopped.txt; a rerun of
-    # the sweep must resume them, not skip them as done.
+    # the sweep must resume them, not skip them as done (a local process's exit 0 and a
+    # SLURM task's COMPLETED both end ok: one rule).
     sweep = Sweep(["--config=x.py"], [{}], tmp_path)
     (tmp_path / "000").mkdir()
     trial = sweep.trials[0]
@@ -248,8 +248,8 @@ def test_a_trial_stopped_by_a_signal_is_interrupted_not_done(tmp_path):
             (tmp_path / "000" / STOPPED_FILE).write_text("stopped by SIGINT at step 5\n")
         else:
             (tmp_path / "000" / STOPPED_FILE).unlink()
-        trial.update(started=time.time(), log="000.log")
-        sweep._finish([trial], SimpleNamespace(returncode=0))
+        trial["wall_s"] = 1.0
+        sweep.settle(trial, ended_ok=True, cut=False, error=str)
         assert trial["status"] == status
 
 
