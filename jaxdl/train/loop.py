@@ -16,7 +16,7 @@ checkpoint never follows a non-finite value.
 import dataclasses
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import jax
 from absl import logging
@@ -24,6 +24,21 @@ from absl import logging
 # Why a loop ends: its kind decides which hooks still fire (Hook.at_stop). REQUESTED: a
 # hook asked (a search's pruner, an early stop).
 DONE, BUDGET, SIGNAL, REQUESTED = "done", "budget", "signal", "requested"
+
+
+@runtime_checkable
+class Outputs(Protocol):
+    """What the loop and its hooks write a run through (rundir.RunDir, trials.TrialRunDirs;
+    the run assembly's side: plan.RunOutputs)."""
+
+    def write(self, step: int, elapsed_s: float, row: dict) -> None: ...
+    def write_images(self, step: int, pictures: dict) -> None: ...
+    def save(self, step: int, state, position: dict, row: dict | None = None) -> None: ...
+    def check_finite(self, step: int, elapsed_s: float, metrics: dict) -> str | None: ...
+    def shown(self, row: dict) -> dict: ...
+    def poll_saves(self) -> None: ...
+    def wait(self) -> None: ...
+    def plot(self) -> None: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +87,7 @@ class Loop:
     state: Any
     step: int
     total_steps: int
-    outputs: Any  # rundir.RunDir, or trials.TrialRunDirs
+    outputs: Outputs
     position: dict  # the data position, elapsed time and hooks' positions at the start
     next_batch: int = 0
     stop: Stop | None = None

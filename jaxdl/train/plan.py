@@ -2,10 +2,9 @@
 
 check_train_section   every check of config.train, in one place
 total_steps           the steps a run trains (train.num_steps, or its epochs)
-Outputs               what the loop and its hooks write through (rundir.RunDir,
-                      trials.TrialRunDirs, the tests' recording double)
-RunOutputs            Outputs and what the assembly calls besides (start, resume,
-                      result, close)
+RunOutputs            loop.Outputs (what the loop and its hooks write through) and
+                      what the assembly calls besides (start, resume, result,
+                      close): rundir.RunDir, trials.TrialRunDirs
 Steps                 the compiled programs of a run and the shardings they take
 Plan                  the pieces of one run: the config, mesh, input, task, outputs,
                       steps and hooks that `train_and_evaluate` and `train_trials`
@@ -28,7 +27,7 @@ from jaxdl.tasks.base import Task
 from jaxdl.train import checkpoint, trackers
 from jaxdl.train import mesh as mesh_lib
 from jaxdl.train.hooks import Evaluate, parse_profile
-from jaxdl.train.loop import Hook
+from jaxdl.train.loop import Hook, Outputs
 
 
 def check_train_section(config: ml_collections.ConfigDict) -> None:
@@ -63,20 +62,6 @@ def total_steps(train: ml_collections.ConfigDict, batches_per_epoch: int) -> int
     if train.num_steps:
         return train.num_steps
     return max(1, math.ceil(train.num_epochs * batches_per_epoch))
-
-
-@runtime_checkable
-class Outputs(Protocol):
-    """What the loop and its hooks write a run through."""
-
-    def write(self, step: int, elapsed_s: float, row: dict) -> None: ...
-    def write_images(self, step: int, pictures: dict) -> None: ...
-    def save(self, step: int, state, position: dict, row: dict | None = None) -> None: ...
-    def check_finite(self, step: int, elapsed_s: float, metrics: dict) -> str | None: ...
-    def shown(self, row: dict) -> dict: ...
-    def poll_saves(self) -> None: ...
-    def wait(self) -> None: ...
-    def plot(self) -> None: ...
 
 
 @runtime_checkable

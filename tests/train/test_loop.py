@@ -14,7 +14,7 @@ from jaxdl.train.loop import DONE, SIGNAL, Hook, Loop, fit
 
 
 class RecordingRunDir:
-    """Outputs (train/plan.py) that keep what they are given."""
+    """Outputs (loop.Outputs) that keep what they are given."""
 
     def __init__(self):
         self.rows, self.saves, self.pictures, self.failure = [], [], [], None

@@ -7,6 +7,7 @@ import experiments.fashion_cnn_tiny as tiny
 from jaxdl import configs
 from jaxdl.errors import ConfigError
 from jaxdl.train import plan
+from jaxdl.train.loop import Outputs
 from jaxdl.train.rundir import RunDir
 from jaxdl.train.trials import TrialRunDirs
 from tests.train.test_loop import RecordingRunDir
@@ -17,7 +18,7 @@ def members(protocol) -> set[str]:
 
 
 def test_every_outputs_implementation_has_the_declared_methods(tmp_path):
-    declared = members(plan.Outputs) | members(plan.RunOutputs)
+    declared = members(Outputs) | members(plan.RunOutputs)
     assert {"write", "save", "check_finite", "restore", "start", "result", "path"} <= declared
     run_dir = RunDir(tmp_path, configs.resolve(tiny.get_config()), keep_checkpoints=1)
     try:
@@ -25,7 +26,7 @@ def test_every_outputs_implementation_has_the_declared_methods(tmp_path):
     finally:
         run_dir.close()
     assert not [name for name in declared if not hasattr(TrialRunDirs, name)]
-    assert isinstance(RecordingRunDir(), plan.Outputs)  # the loop tests' double
+    assert isinstance(RecordingRunDir(), Outputs)  # the loop tests' double
 
 
 @pytest.mark.parametrize(
