@@ -215,26 +215,31 @@ class Mlflow:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
         uri = ids.get("uri", identity.tracking_uri)
-        self._client = client = MlflowClient(uri)
-        if ids.get("run_id"):
-            run_id = ids["run_id"]
-            client.update_run(run_id, status="RUNNING")
-        else:
-            experiment = _experiment(client, identity.project, identity.workdir)
-            tags = {"jaxdl.workdir": str(identity.workdir)}
-            if identity.group_dir is not None:
-                tags["jaxdl.group"] = identity.group
-                tags["jaxdl.trial"] = json.dumps(identity.trial, sort_keys=True)
-                tags["mlflow.parentRunId"] = _parent_run(client, experiment, identity, uri)
-            run_id = client.create_run(experiment, run_name=identity.name, tags=tags).info.run_id
+        # A sweep's trials share its store: one at a time, they create it (two SQLite
+        # set-ups at once fail), its experiment and parent run, and their own runs.
+        with _sweep_lock(identity.group_dir):
+            self._client = MlflowClient(uri)
+            if ids.get("run_id"):
+                run_id = ids["run_id"]
+                self._client.update_run(run_id, status="RUNNING")
+            else:
+                run_id = self._create_run(identity, uri)
+            logged = self._client.get_run(run_id).data.params
+            config = identity.flat_config().items()
+            params = [Param(k, str(v)[:6000]) for k, v in config if k not in logged]
+            for start in range(0, len(params), _MLFLOW_BATCH):
+                self._client.log_batch(run_id, params=params[start : start + _MLFLOW_BATCH])
         self.ids = {"uri": uri, "run_id": run_id}
         self._run_id = run_id
-        logged = client.get_run(run_id).data.params
-        params = [
-            Param(k, str(v)[:6000]) for k, v in identity.flat_config().items() if k not in logged
-        ]
-        for start in range(0, len(params), _MLFLOW_BATCH):
-            client.log_batch(run_id, params=params[start : start + _MLFLOW_BATCH])
+
+    def _create_run(self, identity: Identity, uri: str) -> str:
+        experiment = _experiment(self._client, identity.project, identity.workdir)
+        tags = {"jaxdl.workdir": str(identity.workdir)}
+        if identity.group_dir is not None:
+            tags["jaxdl.group"] = identity.group
+            tags["jaxdl.trial"] = json.dumps(identity.trial, sort_keys=True)
+            tags["mlflow.parentRunId"] = _parent_run(self._client, experiment, identity, uri)
+        return self._client.create_run(experiment, run_name=identity.name, tags=tags).info.run_id
 
     def scalars(self, step: int, values: dict) -> None:
         from mlflow.entities import Metric
@@ -270,19 +275,27 @@ def _experiment(client, name: str, store: Path) -> str:
 
 
 def _parent_run(client, experiment: str, identity: Identity, uri: str) -> str:
-    """The sweep's parent run in this store: created by its first trial (under a lock in
-    the sweep's directory, so that trials starting together create one), then reused."""
-    identity.group_dir.mkdir(parents=True, exist_ok=True)
+    """The sweep's parent run in this store (under _sweep_lock): created by its first
+    trial, named in sweep_dir/mlflow_parent.json, then reused."""
     path = identity.group_dir / PARENT_FILE
-    with (identity.group_dir / f".{PARENT_FILE}.lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        parents = json.loads(path.read_text()) if path.exists() else {}
-        if uri not in parents:
-            tags = {"jaxdl.group": identity.group, "jaxdl.sweep_dir": str(identity.group_dir)}
-            run = client.create_run(experiment, run_name=identity.group, tags=tags)
-            parents[uri] = run.info.run_id
-            path.write_text(json.dumps(parents, indent=1) + "\n")
+    parents = json.loads(path.read_text()) if path.exists() else {}
+    if uri not in parents:
+        tags = {"jaxdl.group": identity.group, "jaxdl.sweep_dir": str(identity.group_dir)}
+        parents[uri] = client.create_run(experiment, run_name=identity.group, tags=tags).info.run_id
+        path.write_text(json.dumps(parents, indent=1) + "\n")
     return parents[uri]
+
+
+@contextlib.contextmanager
+def _sweep_lock(group_dir: Path | None):
+    """Held by one trial of the sweep in `group_dir` at a time (none: not a trial)."""
+    if group_dir is None:
+        yield
+        return
+    group_dir.mkdir(parents=True, exist_ok=True)
+    with (group_dir / f".{PARENT_FILE}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 class Trackers:

@@ -189,6 +189,34 @@ def test_every_tracker_reads_back_and_a_resume_continues_its_runs(tmp_path, offl
     assert images, "the picture reached MLflow"
 
 
+def test_trials_of_a_sweep_are_grouped_with_their_values(tmp_path, offline):
+    from mlflow.tracking import MlflowClient
+
+    sweep_dir, values = tmp_path / "sweep", {"a": {"seed": 1}, "b": {"seed": 2}}
+    opened = {}
+    for name, varied in values.items():  # both at once, as vmapped trials are
+        config = configs.resolve(tiny.get_config())
+        for key, value in trackers.trial_overrides(sweep_dir, varied).items():
+            config.train[key.removeprefix("train.")] = value
+        opened[name] = trackers.Trackers(["wandb", "mlflow"], config, sweep_dir / name, None)
+    for name, run in opened.items():
+        run.scalars(1, {"train/loss": values[name]["seed"]})
+        run.close()
+
+    client = MlflowClient(f"sqlite:///{sweep_dir / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("jaxdl").experiment_id], "")
+    parent = next(r for r in runs if r.info.run_name == "sweep")
+    for name, varied in values.items():
+        (records,) = wandb_records(sweep_dir / name)
+        run = next(r["run"] for r in records if r["type"] == "run")
+        assert (run["run_group"], run["display_name"]) == ("sweep", name)
+        assert run["config"]["update"]["trial"] == varied
+        assert wandb_history(records)[1]["train/loss"] == varied["seed"]
+        child = next(r for r in runs if r.info.run_name == name)
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert json.loads(child.data.tags["jaxdl.trial"]) == varied
+
+
 # ---- end to end: a run, killed and resumed, read back by every client ----------------------
 @pytest.mark.slow
 def test_a_killed_and_resumed_run_reads_back_the_same_in_every_tracker(
@@ -310,14 +338,14 @@ def test_a_disk_filled_mid_run_ends_with_one_line_whatever_the_trackers(
 
 
 @pytest.mark.slow
-def test_a_sweeps_trials_are_grouped_with_their_values(synthetic_data_dir, tmp_path, offline):
+def test_a_sweep_two_at_a_time_makes_one_mlflow_parent_run(synthetic_data_dir, tmp_path, offline):
     from mlflow.tracking import MlflowClient
 
     sweep_dir = tmp_path / "sweep"
     flags = (
         "--sweep=config.optimizer.learning_rate=[0.01,0.03]",
-        "--config.sweep.vmap=2",  # both in one process: two W&B runs in one
-        "--config.train.writers=jsonl,wandb,mlflow",
+        "--parallel=2",  # both start together: one store set-up, one parent run
+        "--config.train.writers=jsonl,mlflow",  # W&B: test_trials_of_a_sweep_are_grouped...
     )
     command = sweep_command(sweep_dir, synthetic_data_dir, *flags)
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
@@ -339,10 +367,3 @@ def test_a_sweeps_trials_are_grouped_with_their_values(synthetic_data_dir, tmp_p
         learning_rate = values[name]["optimizer.learning_rate"]
         assert run.data.params["optimizer.learning_rate"] == str(learning_rate)
         assert client.get_metric_history(run.info.run_id, "eval/loss")
-
-    for name, varied in values.items():
-        (records,) = wandb_records(sweep_dir / name)
-        run = next(r["run"] for r in records if r["type"] == "run")
-        assert run["run_group"] == sweep_dir.name and run["display_name"] == name
-        assert run["config"]["update"]["trial"] == varied
-        assert wandb_history(records)
