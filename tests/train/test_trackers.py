@@ -143,6 +143,7 @@ def test_a_failing_tracker_warns_once_and_the_others_go_on(tmp_path, monkeypatch
     assert [e.step for e in tensorboard_events(tmp_path).Scalars("train/loss")] == [1, 2, 3]
 
 
+@pytest.mark.slow  # W&B's service process and MLflow's store: seconds
 def test_every_tracker_reads_back_and_a_resume_continues_its_runs(tmp_path, offline):
     config = configs.resolve(tiny.get_config())
     picture = np.arange(12 * 10, dtype=np.uint8).reshape(12, 10)
@@ -189,6 +190,7 @@ def test_every_tracker_reads_back_and_a_resume_continues_its_runs(tmp_path, offl
     assert images, "the picture reached MLflow"
 
 
+@pytest.mark.slow  # W&B's service process and MLflow's store: seconds
 def test_trials_of_a_sweep_are_grouped_with_their_values(tmp_path, offline):
     from mlflow.tracking import MlflowClient
 
