@@ -233,7 +233,7 @@ class Mlflow:
         self._run_id = run_id
 
     def _create_run(self, identity: Identity, uri: str) -> str:
-        experiment = _experiment(self._client, identity.project, identity.workdir)
+        experiment = _experiment(self._client, identity.project, uri)
         tags = {"jaxdl.workdir": str(identity.workdir)}
         if identity.group_dir is not None:
             tags["jaxdl.group"] = identity.group
@@ -259,13 +259,18 @@ class Mlflow:
 _OPEN = {"tensorboard": TensorBoard, "wandb": Wandb, "mlflow": Mlflow}
 
 
-def _experiment(client, name: str, store: Path) -> str:
-    """The id of experiment `name`, created (its artifacts beside the store) if new."""
+def _experiment(client, name: str, uri: str) -> str:
+    """The id of experiment `name`, created if new: with a local SQLite store, its
+    artifacts (pictures) in mlartifacts/ beside the store; elsewhere where the server
+    keeps them."""
     found = client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
     try:
-        location = (store / "mlartifacts").absolute().as_uri()
+        location = None
+        if uri.startswith("sqlite:///"):
+            store = Path(uri.removeprefix("sqlite:///"))
+            location = (store.parent / "mlartifacts").absolute().as_uri()
         return client.create_experiment(name, artifact_location=location)
     except Exception:  # created meanwhile by another trial of the sweep
         found = client.get_experiment_by_name(name)

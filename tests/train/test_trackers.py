@@ -188,6 +188,7 @@ def test_every_tracker_reads_back_and_a_resume_continues_its_runs(tmp_path, offl
     assert run.info.run_name == tmp_path.name and run.info.status == "FINISHED"
     images = [f.path for f in client.list_artifacts(run.info.run_id, "images")]
     assert images, "the picture reached MLflow"
+    assert list((tmp_path / "mlartifacts").rglob("samples*.png"))  # beside the store
 
 
 @pytest.mark.slow  # W&B's service process and MLflow's store: seconds
