@@ -40,9 +40,8 @@ from jaxdl.errors import ConfigError, check_choice
 from jaxdl.train import config_history
 
 BACKENDS = ("jsonl", "tensorboard", "wandb", "mlflow")
-# backend: (module it imports, the pip extra that installs it)
-_PACKAGES = {"tensorboard": ("tensorboardX", None), "wandb": ("wandb", "wandb")}
-_PACKAGES["mlflow"] = ("mlflow", "mlflow")
+# backend: (the module it imports, the pip extra that installs it); tensorboardX is jaxdl's.
+_PACKAGES = {"wandb": ("wandb", "wandb"), "mlflow": ("mlflow", "mlflow")}
 IDS_FILE = "trackers.json"  # each tracker's run identity, for a resumed run
 PARENT_FILE = "mlflow_parent.json"  # in a sweep's directory: its MLflow parent run
 _MLFLOW_BATCH = 100  # MLflow's limit of params per log_batch
