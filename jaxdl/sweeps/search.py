@@ -73,9 +73,7 @@ class SearchReport(Hook):
         self.prune_after = prune_after
 
     def start(self, loop: Loop) -> None:
-        from jaxdl.train.hooks import Evaluate
-
-        self.every = next(h.every for h in loop.hooks if isinstance(h, Evaluate))  # its cadence
+        self.every = loop.eval_every  # reports at each eval
         warmup = int(self.prune_after * loop.total_steps)
         self.trials[0].study.pruner = make_pruner(self.pruner, warmup)
 

@@ -95,6 +95,7 @@ class Loop:
     hook_seconds: float = 0.0  # time spent in due hooks (left out of the training rate)
     hooks: Sequence[Hook] = ()
     started: float = dataclasses.field(default_factory=time.perf_counter)  # this process
+    eval_every: int = 0  # the run's eval cadence (steps), for hooks that act on its evals
 
     def elapsed(self) -> float:
         """Seconds of this run, counted across resumes."""

@@ -365,6 +365,7 @@ def _run(plan: Plan):
         position,
         position["next_batch"],
         started=plan.started,
+        eval_every=plan.evaluator.every,
     )
     workers = plan.config.data.workers
     prefetch = data.Prefetcher(

@@ -162,7 +162,7 @@ def test_a_trial_whose_metric_lags_is_pruned_and_stops_with_a_checkpoint(
         hooks_lib.Checkpoint(7),
         report,
     ]
-    loop = Loop(0, 0, 100, outputs, {"next_batch": 0, "elapsed_s": 0.0})
+    loop = Loop(0, 0, 100, outputs, {"next_batch": 0, "elapsed_s": 0.0}, eval_every=2)
     fit(steps(), loop, batches(), hooks)
     assert loop.stop.kind == REQUESTED and loop.step == stop
     assert [s for s, _, _ in outputs.saves] == [*range(7, stop, 7), stop]  # + the stop's
