@@ -129,8 +129,10 @@ class TensorBoard:
             **identity.flat_config(),
             **{f"trial/{k}": str(v) for k, v in identity.trial.items()},
         }
-        for summary in hparams(values, {}):
-            self._write(0, summary)
+        # The session's hyperparameters alone: without an experiment summary, TensorBoard's
+        # hparams dashboard takes every scalar of the run as its metrics.
+        _, session_start, _ = hparams(values, {})
+        self._write(0, session_start)
 
     def _write(self, step: int, summary) -> None:
         from tensorboardX.proto.event_pb2 import Event
