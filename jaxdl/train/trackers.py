@@ -167,6 +167,9 @@ class Wandb:
     def __init__(self, identity: Identity, ids: dict):
         import wandb
 
+        online = os.environ.get("WANDB_MODE", "online") in ("online", "run")
+        if online and not wandb.login(prompt=False, verify=False):  # (it never asks here)
+            raise RuntimeError("not logged in to W&B: wandb login, or WANDB_MODE=offline")
         run_id = ids.get("id") or uuid.uuid4().hex[:12]
         self.ids = {"id": run_id}
         settings = wandb.Settings(

@@ -143,6 +143,18 @@ def test_a_failing_tracker_warns_once_and_the_others_go_on(tmp_path, monkeypatch
     assert [e.step for e in tensorboard_events(tmp_path).Scalars("train/loss")] == [1, 2, 3]
 
 
+def test_wandb_without_a_login_warns_instead_of_asking(tmp_path, monkeypatch, caplog):
+    for name in ("WANDB_MODE", "WANDB_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path))
+    config = configs.resolve(tiny.get_config())
+    with caplog.at_level(logging.WARNING):
+        run = trackers.Trackers(["wandb"], config, tmp_path, None)
+    run.close()
+    assert "wandb failed (not logged in to W&B: wandb login, or WANDB_MODE=offline)" in caplog.text
+
+
 @pytest.mark.slow  # W&B's service process and MLflow's store: seconds
 def test_every_tracker_reads_back_and_a_resume_continues_its_runs(tmp_path, offline):
     config = configs.resolve(tiny.get_config())
