@@ -11,7 +11,8 @@ resolved config as hyperparameters, the pictures the task draws, and the run's i
 workdir/trackers.json keeps each tracker's run id, so that a resumed run continues the
 same W&B run and MLflow run; rows a killed run had already sent (up to `logged_until`,
 the last step of its metrics.jsonl before a resume dropped the rows after its
-checkpoint) are not sent again, so no step is written twice.
+checkpoint) are not sent again, so no step is written twice (W&B, which writes its files
+a moment later, gets the rows after the last step its own files hold: none missing).
 
 A trial of a sweep or search (`train.group`: the sweep's directory, `train.trial`: its
 varied values as JSON; set by jaxdl/sweeps through `trial_overrides`) is grouped: W&B's
@@ -29,6 +30,8 @@ import importlib.util
 import json
 import logging as std_logging
 import os
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -172,13 +175,16 @@ class Wandb:
             raise RuntimeError("not logged in to W&B: wandb login, or WANDB_MODE=offline")
         run_id = ids.get("id") or uuid.uuid4().hex[:12]
         self.ids = {"id": run_id}
+        # W&B writes its files a moment later: a killed run's last rows may be missing
+        # there, so a resumed offline run sends what comes after W&B's own last step.
+        self.last_step = None if online else _wandb_last_step(identity.workdir, run_id)
         settings = wandb.Settings(
             console="off",
             x_disable_stats=True,
             save_code=False,
             silent=True,
-            # Its files are written every 15 s by default: a run killed then lost up to
-            # 15 s of rows there, which its resume does not send again.
+            # Its files are written every 15 s by default: a kill lost up to 15 s of rows
+            # there (the resume sends them again: last_step).
             x_transaction_log_flush_interval=0.5,
         )
         self._run = wandb.init(
@@ -202,6 +208,17 @@ class Wandb:
 
     def close(self) -> None:
         self._run.finish()
+
+
+def _wandb_last_step(workdir: Path, run_id: str) -> int | None:
+    """The last step the offline files of W&B run `run_id` under workdir hold, as W&B's
+    own reader (`wandb leet inspect --summary`) gives it; None for a new run."""
+    steps = [-1]
+    for path in sorted((workdir / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb")):
+        inspect = [sys.executable, "-m", "wandb", "leet", "inspect", "--summary", "--json"]
+        out = subprocess.run([*inspect, str(path)], capture_output=True, text=True, check=True)
+        steps.append(json.loads(out.stdout).get("step") or -1)
+    return None if len(steps) == 1 else max(steps)
 
 
 class Mlflow:
@@ -331,20 +348,23 @@ class Trackers:
         self._live[name] = _OPEN[name](identity, ids)
 
     def scalars(self, step: int, values: dict) -> None:
-        if step > self._logged_until:
-            self._call_all(lambda t: t.scalars(step, values))
+        self._call_all(lambda t: t.scalars(step, values), step)
 
     def images(self, step: int, images: dict) -> None:
-        if step > self._logged_until and images:
-            self._call_all(lambda t: t.images(step, images))
+        if images:
+            self._call_all(lambda t: t.images(step, images), step)
 
     def close(self) -> None:
         self._call_all(lambda t: t.close())
         self._live.clear()
 
-    def _call_all(self, fn) -> None:
+    def _call_all(self, fn, step: int | None = None) -> None:
+        """fn(tracker) for each live tracker; with a `step`, only where it is new to the
+        tracker: after the last step it holds (its own `last_step`, else logged_until)."""
         for name, tracker in list(self._live.items()):
-            self._call(name, lambda tracker=tracker: fn(tracker))
+            held = getattr(tracker, "last_step", None)
+            if step is None or step > (self._logged_until if held is None else held):
+                self._call(name, lambda tracker=tracker: fn(tracker))
 
     def _call(self, name: str, fn) -> None:
         try:

@@ -162,12 +162,14 @@ def test_every_tracker_reads_back_and_a_resume_continues_its_runs(tmp_path, offl
     names = ["tensorboard", "wandb", "mlflow"]
     first = trackers.Trackers(names, config, tmp_path, None)
     first.scalars(5, {"train/loss": 2.0})
-    first.images(10, {"samples": picture})
+    first._live.pop("wandb").close()  # as if killed before W&B wrote its files again
     first.scalars(10, {"train/loss": 1.5, "eval/accuracy": 0.25})
     first.close()
-    # Resumed from step 5 after a kill: step 10 was sent already and is not sent again.
+    # Resumed after that kill, from a checkpoint before step 10: the other trackers have
+    # step 10 and are not sent it again; W&B, whose files end at step 5, is.
     again = trackers.Trackers(names, config, tmp_path, logged_until=10)
-    again.scalars(10, {"train/loss": 99.0})
+    again.scalars(10, {"train/loss": 1.5, "eval/accuracy": 0.25})
+    again.images(15, {"samples": picture})
     again.scalars(15, {"train/loss": 1.25})
     again.close()
 
@@ -177,7 +179,7 @@ def test_every_tracker_reads_back_and_a_resume_continues_its_runs(tmp_path, offl
         (10, 1.5),
         (15, 1.25),
     ]
-    assert [e.step for e in events.Images("samples")] == [10]
+    assert [e.step for e in events.Images("samples")] == [15]
     hparams = tensorboard_hparams(events)
     assert hparams["optimizer.learning_rate"] == config.optimizer.learning_rate
     assert hparams["model.name"] == "cnn"
@@ -186,10 +188,10 @@ def test_every_tracker_reads_back_and_a_resume_continues_its_runs(tmp_path, offl
     assert len(runs) == 2  # two starts of one W&B run
     ids = {r["run"]["run_id"] for records in runs for r in records if r["type"] == "run"}
     assert ids == {json.loads((tmp_path / trackers.IDS_FILE).read_text())["wandb"]["id"]}
+    assert sorted(wandb_history(runs[0])) == [5] and sorted(wandb_history(runs[1])) == [10, 15]
     history = {**wandb_history(runs[0]), **wandb_history(runs[1])}
-    assert sorted(history) == [5, 10, 15]
     assert [history[s]["train/loss"] for s in (5, 10, 15)] == [2.0, 1.5, 1.25]
-    assert history[10]["samples._type"] == "image-file"
+    assert history[15]["samples._type"] == "image-file"
     config_record = next(r["run"]["config"]["update"] for r in runs[0] if r["type"] == "run")
     assert config_record["optimizer"]["learning_rate"] == config.optimizer.learning_rate
 
