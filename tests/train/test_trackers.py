@@ -149,9 +149,14 @@ def test_wandb_without_a_login_warns_instead_of_asking(tmp_path, monkeypatch, ca
     monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
     monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path))
     config = configs.resolve(tiny.get_config())
-    with caplog.at_level(logging.WARNING):
-        run = trackers.Trackers(["wandb"], config, tmp_path, None)
-    run.close()
+    import wandb
+
+    wandb.teardown()  # W&B keeps its settings from the environment per process: afresh
+    try:
+        with caplog.at_level(logging.WARNING):
+            trackers.Trackers(["wandb"], config, tmp_path, None).close()
+    finally:
+        wandb.teardown()
     assert "wandb failed (not logged in to W&B: wandb login, or WANDB_MODE=offline)" in caplog.text
 
 
