@@ -11,7 +11,7 @@ def softmax_cross_entropy(
 ) -> jax.Array:
     """Cross-entropy in nats per example, against one-hot labels smoothed towards uniform."""
     num_classes = logits.shape[-1]
-    targets = jax.nn.one_hot(labels, num_classes)
+    targets = jax.nn.one_hot(labels, num_classes, dtype=logits.dtype)
     targets = targets * (1.0 - label_smoothing) + label_smoothing / num_classes
     return -jnp.sum(targets * jax.nn.log_softmax(logits), axis=-1)
 

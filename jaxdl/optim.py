@@ -7,6 +7,7 @@ same chain then takes them from a trace, e.g. one value per trial of a vmapped s
 """
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
 
@@ -31,7 +32,8 @@ def build_schedule(
     )
     shape = _unit_shape(cfg, total_steps)
     peak = cfg.learning_rate if learning_rate is None else learning_rate
-    return lambda count: peak * shape(count)
+    # float32 whatever JAX's default float (64-bit with jax_enable_x64)
+    return lambda count: jnp.asarray(peak * shape(count), jnp.float32)
 
 
 def _unit_shape(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:

@@ -199,7 +199,8 @@ def eval_batches(
     source: Source, batch_size: int, process_index: int = 0, process_count: int = 1
 ) -> Iterator[dict]:
     """Every example exactly once, in order; the last batch is padded and `mask` marks
-    real rows, so batch shapes never change (one compilation) and no example is lost."""
+    real rows, so batch shapes never change (one compilation) and no example is lost.
+    `index` is each row's place in the set."""
     check(batch_size % process_count == 0, "data.eval_batch_size must divide over hosts")
     num_examples = source.num_examples
     host_size = batch_size // process_count
@@ -208,6 +209,7 @@ def eval_batches(
         mask = rows < num_examples
         batch = source.read(np.where(mask, rows, 0))
         batch["mask"] = mask
+        batch["index"] = rows.astype(np.int32)  # for draws of a row's own (tasks.base.row_keys)
         yield batch
 
 

@@ -45,7 +45,10 @@ class Conv(nn.Module):
             raise ValueError(f"Conv impl={self.impl!r} is not one of {CONV_IMPLS}")
         k = self.kernel_size
         kernel = self.param(
-            "kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], self.features)
+            "kernel",
+            nn.initializers.lecun_normal(),
+            (k, k, x.shape[-1], self.features),
+            jnp.float32,
         )
         if self.impl == "matmul":
             y = conv_as_matmul(x, kernel)
@@ -54,7 +57,7 @@ class Conv(nn.Module):
                 x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
             )
         if self.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, (self.features,))
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
         return y
 
 

@@ -69,7 +69,9 @@ class AttentionPool(nn.Module):
     @nn.compact
     def __call__(self, hs: jax.Array, mask: jax.Array):
         keys = jnp.tanh(nn.Dense(self.size, name="projection")(hs))
-        context = self.param("context", nn.initializers.normal(stddev=0.1), (self.size,))
+        context = self.param(
+            "context", nn.initializers.normal(stddev=0.1), (self.size,), jnp.float32
+        )
         weights = masked_softmax(keys @ context, mask)
         return jnp.einsum("...t,...th->...h", weights, hs), weights
 

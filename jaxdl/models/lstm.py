@@ -102,19 +102,23 @@ class LSTM(nn.Module):
     @nn.compact
     def __call__(self, xs: jax.Array, carry: tuple[jax.Array, jax.Array]):
         d = xs.shape[-1]
-        w_x = self.param("w_x", nn.initializers.lecun_normal(), (d, 4 * self.hidden))
-        w_h = self.param("w_h", nn.initializers.orthogonal(), (self.hidden, 4 * self.hidden))
+        w_x = self.param("w_x", nn.initializers.lecun_normal(), (d, 4 * self.hidden), jnp.float32)
+        w_h = self.param(
+            "w_h", nn.initializers.orthogonal(), (self.hidden, 4 * self.hidden), jnp.float32
+        )
         # Forget-gate bias 1: remember by default early in training.
         b = self.param(
             "b",
-            lambda _, shape: jnp.zeros(shape).at[self.hidden : 2 * self.hidden].set(1.0),
+            lambda _, shape: (
+                jnp.zeros(shape, jnp.float32).at[self.hidden : 2 * self.hidden].set(1.0)
+            ),
             (4 * self.hidden,),
         )
         hs, carry = BACKWARDS[self.backward](w_x, w_h, b, xs.swapaxes(0, 1), *carry, self.unroll)
         return hs.swapaxes(0, 1), carry
 
     def initial_carry(self, batch_size: int) -> tuple[jax.Array, jax.Array]:
-        zeros = jnp.zeros((batch_size, self.hidden))
+        zeros = jnp.zeros((batch_size, self.hidden), jnp.float32)
         return zeros, zeros
 
 
@@ -133,9 +137,13 @@ class SimpleRNN(nn.Module):
     @nn.compact
     def __call__(self, xs: jax.Array, carry: tuple[jax.Array]):
         act = ACTIVATIONS[self.activation]
-        w_x = self.param("w_x", nn.initializers.lecun_normal(), (xs.shape[-1], self.hidden))
-        w_h = self.param("w_h", nn.initializers.orthogonal(), (self.hidden, self.hidden))
-        b = self.param("b", nn.initializers.zeros, (self.hidden,))
+        w_x = self.param(
+            "w_x", nn.initializers.lecun_normal(), (xs.shape[-1], self.hidden), jnp.float32
+        )
+        w_h = self.param(
+            "w_h", nn.initializers.orthogonal(), (self.hidden, self.hidden), jnp.float32
+        )
+        b = self.param("b", nn.initializers.zeros, (self.hidden,), jnp.float32)
 
         def step(h, zx_t):
             h = act(zx_t + h @ w_h)
@@ -146,7 +154,7 @@ class SimpleRNN(nn.Module):
         return hs.swapaxes(0, 1), (h_last,)
 
     def initial_carry(self, batch_size: int) -> tuple[jax.Array]:
-        return (jnp.zeros((batch_size, self.hidden)),)
+        return (jnp.zeros((batch_size, self.hidden), jnp.float32),)
 
 
 class GRU(nn.Module):
@@ -164,10 +172,12 @@ class GRU(nn.Module):
     @nn.compact
     def __call__(self, xs: jax.Array, carry: tuple[jax.Array]):
         h_size = self.hidden
-        w_x = self.param("w_x", nn.initializers.lecun_normal(), (xs.shape[-1], 3 * h_size))
-        w_h = self.param("w_h", nn.initializers.orthogonal(), (h_size, 3 * h_size))
-        b_x = self.param("b_x", nn.initializers.zeros, (3 * h_size,))
-        b_h = self.param("b_h", nn.initializers.zeros, (3 * h_size,))
+        w_x = self.param(
+            "w_x", nn.initializers.lecun_normal(), (xs.shape[-1], 3 * h_size), jnp.float32
+        )
+        w_h = self.param("w_h", nn.initializers.orthogonal(), (h_size, 3 * h_size), jnp.float32)
+        b_x = self.param("b_x", nn.initializers.zeros, (3 * h_size,), jnp.float32)
+        b_h = self.param("b_h", nn.initializers.zeros, (3 * h_size,), jnp.float32)
 
         def step(h, zx_t):
             zh = h @ w_h + b_h
@@ -182,7 +192,7 @@ class GRU(nn.Module):
         return hs.swapaxes(0, 1), (h_last,)
 
     def initial_carry(self, batch_size: int) -> tuple[jax.Array]:
-        return (jnp.zeros((batch_size, self.hidden)),)
+        return (jnp.zeros((batch_size, self.hidden), jnp.float32),)
 
 
 ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
@@ -223,7 +233,7 @@ class RecurrentLanguageModel(nn.Module):
         return nn.Dense(self.vocab_size)(x), tuple(new_carries)
 
     def initial_carry(self, batch_size: int) -> tuple:
-        zeros = jnp.zeros((batch_size, self.hidden))
+        zeros = jnp.zeros((batch_size, self.hidden), jnp.float32)
         per_layer = (zeros, zeros) if self.cell == "lstm" else (zeros,)
         return tuple(per_layer for _ in range(self.layers))
 

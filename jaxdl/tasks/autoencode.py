@@ -26,6 +26,7 @@ from jaxdl.tasks.base import (
     accumulate_gradients,
     apply_gradients,
     part_key,
+    row_keys,
 )
 from jaxdl.viz.images import image_grid
 
@@ -104,8 +105,13 @@ class AutoencodeTask(Task):
         return jax.nn.sigmoid(out) if self.likelihood == "bernoulli" else jnp.clip(out, 0, 1)
 
     def sample_posterior(self, key, mean, logvar):
-        """Reparameterised z = mean + sigma * eps, differentiable in mean and logvar."""
-        return mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape)
+        """Reparameterised z = mean + sigma * eps, differentiable in mean and logvar; `key`:
+        one for the batch, or one per row (row_keys)."""
+        if key.ndim == 1:
+            eps = jax.random.normal(key, mean.shape, mean.dtype)
+        else:
+            eps = jax.vmap(lambda k: jax.random.normal(k, mean.shape[1:], mean.dtype))(key)
+        return mean + jnp.exp(0.5 * logvar) * eps
 
     def kl_weight(self, step: jax.Array) -> jax.Array:
         """beta, ramped up linearly over the first kl_warmup_steps steps."""
@@ -134,7 +140,10 @@ class AutoencodeTask(Task):
             log_posterior = losses.gaussian_log_density(z, mean, logvar)
             return self.log_likelihood(self.decode(params, z), x) + log_prior - log_posterior
 
-        return jax.lax.map(one, jax.random.split(key, num_samples))
+        if key.ndim == 1:
+            return jax.lax.map(one, jax.random.split(key, num_samples))
+        per_row = jax.vmap(lambda k: jax.random.split(k, num_samples))(key)
+        return jax.lax.map(one, per_row.swapaxes(0, 1))
 
     # ---- Task interface ---------------------------------------------------------------
     def init(self, rng: jax.Array, example_batch: dict) -> TrainState:
@@ -161,11 +170,15 @@ class AutoencodeTask(Task):
             metrics["kl_weight"] = kl_weight
         return new_state, metrics
 
+    def row_outputs(self, state: TrainState, batch: dict) -> jax.Array:
+        """Each image's code (the posterior's mean)."""
+        return self.encode(state.params, to_unit(batch["image"]))[0]
+
     def eval_step(self, state: TrainState, batch: dict) -> dict:
         """AE: loss = reconstruction nll. VAE: loss = -ELBO (one posterior sample per
         image), its recon and kl terms, and iwae_nll = -IWAE bound with k samples."""
         x, mask = to_unit(batch["image"]), batch.get("mask")
-        key = jax.random.fold_in(state.rng, _EVAL_KEY)
+        key = row_keys(jax.random.fold_in(state.rng, _EVAL_KEY), batch)
         terms = self.terms(state.params, key, x)
         metrics = {name: losses.Mean.of(value, mask) for name, value in terms.items()}
         metrics["loss"] = metrics["neg_elbo" if self.variational else "recon"]

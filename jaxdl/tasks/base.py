@@ -32,7 +32,9 @@ devices), holding the fields its data source `yields`:
     documents   tokens int32 (B, max_sentences, max_words) word ids (0 padding, 1
                 OOV), label int32 (B,)
 Eval batches are padded to data.eval_batch_size, every example once, with `mask` bool
-(B,): True for real rows. The padding rows repeat example 0.
+(B,): True for real rows. The padding rows repeat example 0. `index` int32 (B,) is each
+row's place in the eval set: what a row draws at random in eval comes from `row_keys`,
+so that no metric depends on the batch a row is in.
 
 `info` (the input's description, saved as run.json's `data`; `BuildContext.info`, and
 the model builder's `info`) always holds name, origin, num_train and num_eval; a task's
@@ -56,7 +58,9 @@ batch size none. Randomness: `jax.random.fold_in(state.rng, state.step)` in ever
 (a key reused every step trains on the same noise). `images(state, eval_batch)` gets
 the first eval batch (padded, `mask`) and returns {name: uint8 (H, W) or (H, W, C)},
 written as workdir/images/<name>_<step>.png at each eval; `viz.image_grid` makes one
-from float pictures (rows, cols, h, w, c) in [0, 1].
+from float pictures (rows, cols, h, w, c) in [0, 1]. `row_outputs(state, eval_batch)`
+returns the model's eval-mode outputs per row. `jaxdl.testing.check_task` checks all of
+this on a task (README, "Testing your own model").
 """
 
 import dataclasses
@@ -172,6 +176,16 @@ def accumulate_gradients(loss_fn, params, batch: dict, microbatches: int, carry=
     return mean(losses), jax.tree.map(mean, metrics), carry, rows, grads
 
 
+def row_keys(key: jax.Array, batch: dict) -> jax.Array:
+    """One key per row of an eval batch, from the row's place in the eval set (its
+    `index`; else its place in the batch): what a row draws (a posterior sample, the
+    noise of a fake paired with it) then does not depend on the batch it is in."""
+    rows = batch.get("index")
+    if rows is None:
+        rows = jnp.arange(len(next(iter(batch.values()))))
+    return jax.vmap(lambda row: jax.random.fold_in(key, row))(rows)
+
+
 def part_key(key: jax.Array, index, microbatches: int) -> jax.Array:
     """The random key of micro-batch `index`: the step's own key when there is one part."""
     return key if microbatches == 1 else jax.random.fold_in(key, index)
@@ -240,6 +254,12 @@ class Task:
         with a bounded sample of the training set as arrays (data.Input.train_sample:
         every example of a set up to 100k, read when first indexed): none here."""
         return state
+
+    def row_outputs(self, state: Any, batch: dict) -> Any:
+        """In eval mode, the model's outputs for each row of an eval batch: a pytree with
+        a leading rows axis (jaxdl.testing checks that no row depends on the others).
+        None here: not given, that check is skipped."""
+        return None
 
     def num_params(self, state: Any) -> int:
         """How many numbers the task trains (for the log)."""

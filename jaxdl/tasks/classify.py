@@ -111,6 +111,9 @@ class ClassifyTask(Task):
         variables = {"params": state.params, **state.model_state}
         return self.model.apply(variables, to_float(images), train=False, penultimate=True)
 
+    def row_outputs(self, state: TrainState, batch: dict) -> jax.Array:
+        return self.logits(state, batch["image"])
+
     def eval_step(self, state: TrainState, batch: dict) -> dict:
         logits = self.logits(state, batch["image"])
         return losses.classification_metrics(logits, batch["label"], batch.get("mask"))

@@ -119,6 +119,9 @@ class DocumentClassifyTask(Task):
         )
         return jax.nn.softmax(logits), word_attention, sentence_attention
 
+    def row_outputs(self, state: TrainState, batch: dict):
+        return self.predict(state, batch["tokens"])
+
     def eval_step(self, state: TrainState, batch: dict) -> dict:
         logits, _, _ = self.model.apply({"params": state.eval_params}, batch["tokens"], train=False)
         return losses.classification_metrics(logits, batch["label"], batch.get("mask"))

@@ -41,7 +41,7 @@ from flax import struct
 from jaxdl import losses, optim, registry
 from jaxdl.errors import check, check_choice
 from jaxdl.models.gan import Encoder
-from jaxdl.tasks.base import BuildContext, Task, ema_update, value_and_grad
+from jaxdl.tasks.base import BuildContext, Task, ema_update, row_keys, value_and_grad
 from jaxdl.tasks.classify import to_float
 from jaxdl.viz.images import image_grid
 
@@ -132,8 +132,8 @@ class GANTask(Task):
     # ---- sampling -------------------------------------------------------------------------
     def sample_noise(self, key: jax.Array, n: int) -> jax.Array:
         if self.noise_distribution == "normal":
-            return jax.random.normal(key, (n, self.noise_dim))
-        return jax.random.uniform(key, (n, self.noise_dim), minval=-1.0, maxval=1.0)
+            return jax.random.normal(key, (n, self.noise_dim), jnp.float32)
+        return jax.random.uniform(key, (n, self.noise_dim), jnp.float32, minval=-1.0, maxval=1.0)
 
     def sample_labels(self, key: jax.Array, n: int) -> jax.Array:
         if not self.conditional:
@@ -239,7 +239,7 @@ class GANTask(Task):
         images = to_float(example_batch["image"])
         n = images.shape[0]
         labels = jnp.zeros((n,), jnp.int32)
-        noise = jnp.zeros((n, self.noise_dim))
+        noise = jnp.zeros((n, self.noise_dim), jnp.float32)
         g_params = self.generator.init(g_rng, noise, self._labels(labels))["params"]
         d_params = self.discriminator.init(d_rng, images, self._labels(labels))["params"]
         enc_params, ae_opt_state = {}, {}
@@ -339,12 +339,18 @@ class GANTask(Task):
     def num_params(self, state: GANState) -> int:
         return sum(x.size for x in jax.tree.leaves((state.g_params, state.d_params)))
 
+    def row_outputs(self, state: GANState, batch: dict) -> jax.Array:
+        """The discriminator's logits of the batch's images."""
+        labels = batch["label"].astype(jnp.int32)
+        return self.score(state.d_params, to_float(batch["image"]), labels)
+
     def eval_step(self, state: GANState, batch: dict) -> dict:
-        """The discriminator on test images and on as many EMA samples (fixed noise):
-        its loss and mean probability of 'real' for each."""
+        """The discriminator on test images and on as many EMA samples (fixed noise, each
+        row's own): its loss and mean probability of 'real' for each."""
         real = to_float(batch["image"])
         labels = batch["label"].astype(jnp.int32)
-        noise = self.sample_noise(jax.random.PRNGKey(_EVAL_KEY), real.shape[0])
+        keys = row_keys(jax.random.PRNGKey(_EVAL_KEY), batch)
+        noise = jax.vmap(lambda key: self.sample_noise(key, 1)[0])(keys)
         fake = self.fake(state.ema_params, noise, labels)
         real_logits = self.score(state.d_params, real, labels)
         fake_logits = self.score(state.d_params, fake, labels)

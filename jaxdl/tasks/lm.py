@@ -93,6 +93,11 @@ class LanguageModelTask(Task):
         )
         return new_state, {"loss": loss, **step_metrics}  # loss: nats per character
 
+    def row_outputs(self, state: LMState, batch: dict) -> jax.Array:
+        """Each stream's logits over its first window, from a zero carry."""
+        carry = self.model.initial_carry(batch["inputs"].shape[0])
+        return self.model.apply({"params": state.params}, batch["inputs"][:, 0], carry)[0]
+
     def eval_step(self, state: LMState, batch: dict) -> dict:
         """Loss over streams (S, windows, K) of eval text, each stream run from a zero
         carry through all its windows in order (a scan), as in training."""
