@@ -28,29 +28,6 @@ def tiny_task(optimizer=None, model=None, **task_overrides):
 
 class TrainStepTest(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
-    def test_jit_and_eager_steps_agree(self):
-        # Momentum SGD: updates are linear in the gradient, so float reordering under jit
-        # stays at rounding level (Adam's g/sqrt(v) would amplify it for tiny gradients).
-        task, batch = tiny_task(optimizer=dict(name="momentum", learning_rate=0.05))
-        state = init_state(task, batch)
-        step = self.variant(task.train_step)
-        reference = task.train_step
-        for _ in range(3):
-            new_state, metrics = step(state, batch)
-            ref_state, ref_metrics = reference(state, batch)
-            chex.assert_trees_all_close(metrics, ref_metrics, rtol=1e-5)
-            chex.assert_trees_all_close(new_state.params, ref_state.params, atol=1e-5)
-            chex.assert_trees_all_close(new_state.model_state, ref_state.model_state, atol=1e-5)
-            # Gradients of a batch-normalised channel with a small variance are sensitive to
-            # the summation order that jit changes: equal to ~1e-4, not to rounding.
-            chex.assert_trees_all_close(new_state.opt_state, ref_state.opt_state, atol=2e-3)
-            chex.assert_trees_all_equal(
-                (new_state.step, new_state.rng), (ref_state.step, ref_state.rng)
-            )
-            state = new_state
-        assert int(state.step) == 3
-
-    @chex.variants(with_jit=True, without_jit=True)
     def test_step_trains_and_updates_batch_stats(self):
         task, batch = tiny_task()
         state = init_state(task, batch)
@@ -65,19 +42,6 @@ class TrainStepTest(chex.TestCase):
             lambda a, b: bool(jnp.any(a != b)), previous.model_state, state.model_state
         )
         assert all(jax.tree.leaves(changed))
-
-
-def test_eval_ignores_padding_rows():
-    task, batch = tiny_task()
-    state = init_state(task, batch)
-    full = task.eval_step(state, {**batch, "mask": np.ones(16, bool)})
-    # Replace the last 6 rows by garbage and mask them out: the means of the first 10.
-    garbage = {"image": batch["image"].at[10:].set(255), "label": batch["label"].at[10:].set(0)}
-    masked = task.eval_step(state, {**garbage, "mask": np.arange(16) < 10})
-    first10 = task.eval_step(state, {k: v[:10] for k, v in batch.items()})
-    for name in ("loss", "accuracy"):
-        assert masked[name].compute() == np.float32(first10[name].compute())
-        assert float(full[name].count) == 16 and float(masked[name].count) == 10
 
 
 def test_augment_flip_and_shift_move_pixels_exactly():

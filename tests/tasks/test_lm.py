@@ -103,20 +103,6 @@ def test_explicit_and_autodiff_backward_train_alike():
     chex.assert_trees_all_close(results["explicit"], results["autodiff"], rtol=1e-4, atol=1e-6)
 
 
-class StepVariantsTest(chex.TestCase):
-    @chex.variants(with_jit=True, without_jit=True)
-    def test_jit_and_eager_steps_agree(self):
-        task = tiny_task(dropout=0.2)
-        init, train_step = jitted(task)
-        batch = token_batch()
-        state = init(jax.random.PRNGKey(0), batch)
-        new_state, metrics = self.variant(task.train_step)(state, batch)
-        ref_state, ref_metrics = train_step(state, batch)
-        chex.assert_trees_all_close(metrics, ref_metrics, rtol=1e-5)
-        chex.assert_trees_all_close(new_state.params, ref_state.params, atol=1e-6)
-        chex.assert_trees_all_close(new_state.carry, ref_state.carry, atol=1e-6)
-
-
 def test_eval_is_the_whole_text_run_stream_by_stream():
     task = tiny_task()
     state = init_state(task, token_batch())
