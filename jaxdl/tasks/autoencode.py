@@ -10,6 +10,7 @@ Models of the `autoencoder` family: `encode(x)` (x float32 NHWC in [0, 1]) retur
 and `variational` fields.
 """
 
+import dataclasses
 import math
 
 import flax.linen as nn
@@ -45,30 +46,18 @@ def iwae_bound(log_weights: jax.Array) -> jax.Array:
     return jax.nn.logsumexp(log_weights, axis=0) - math.log(log_weights.shape[0])
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
 class AutoencodeTask(Task):
-    def __init__(
-        self,
-        model: nn.Module,
-        optimizer: optax.GradientTransformation,
-        schedule: optax.Schedule,
-        likelihood: str = "bernoulli",
-        gaussian_sigma: float = 0.1,
-        beta: float = 1.0,
-        kl_warmup_steps: int = 0,
-        iwae_samples: int = 0,
-        num_classes: int = 10,
-        microbatches: int = 1,
-    ):
-        self.model = model
-        self.optimizer = optimizer
-        self.schedule = schedule
-        self.likelihood = likelihood
-        self.gaussian_sigma = gaussian_sigma
-        self.beta = beta
-        self.kl_warmup_steps = kl_warmup_steps
-        self.iwae_samples = iwae_samples
-        self.num_classes = num_classes
-        self.microbatches = microbatches
+    model: nn.Module
+    optimizer: optax.GradientTransformation
+    schedule: optax.Schedule
+    likelihood: str = "bernoulli"
+    gaussian_sigma: float = 0.1
+    beta: float = 1.0
+    kl_warmup_steps: int = 0
+    iwae_samples: int = 0
+    num_classes: int = 10
+    microbatches: int = 1
 
     @property
     def variational(self) -> bool:
@@ -236,9 +225,9 @@ def build(cfg, model, context: BuildContext) -> AutoencodeTask:
     check(cfg.kl_warmup_steps >= 0 and cfg.iwae_samples >= 0, "task counts must be >= 0")
     optimizer, schedule = context.optimizer()
     return AutoencodeTask(
-        model,
-        optimizer,
-        schedule,
+        model=model,
+        optimizer=optimizer,
+        schedule=schedule,
         likelihood=cfg.likelihood,
         gaussian_sigma=cfg.gaussian_sigma,
         beta=cfg.beta,

@@ -6,6 +6,8 @@ mutable=...)` with x float32 NHWC in [-1, 1] returns class logits (N, classes); 
 image sets use them). Non-trained variables (batch norm's `batch_stats`) are allowed.
 """
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -46,24 +48,15 @@ def augment(rng: jax.Array, images: jax.Array, flip: bool, shift: int) -> jax.Ar
     return images
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
 class ClassifyTask(Task):
-    def __init__(
-        self,
-        model: nn.Module,
-        optimizer: optax.GradientTransformation,
-        schedule: optax.Schedule,
-        label_smoothing: float,
-        flip: bool,
-        shift: int,
-        microbatches: int = 1,
-    ):
-        self.model = model
-        self.optimizer = optimizer
-        self.schedule = schedule
-        self.label_smoothing = label_smoothing
-        self.flip = flip
-        self.shift = shift
-        self.microbatches = microbatches
+    model: nn.Module
+    optimizer: optax.GradientTransformation
+    schedule: optax.Schedule
+    label_smoothing: float
+    flip: bool
+    shift: int
+    microbatches: int = 1
 
     def _apply(self, params, model_state, images, train, rngs=None):
         """Returns (logits, new model_state)."""
@@ -136,11 +129,11 @@ def build(cfg, model, context: BuildContext) -> ClassifyTask:
     check(cfg.shift >= 0, f"task.shift={cfg.shift} must be >= 0")
     optimizer, schedule = context.optimizer()
     return ClassifyTask(
-        model,
-        optimizer,
-        schedule,
-        cfg.label_smoothing,
-        cfg.flip,
-        cfg.shift,
+        model=model,
+        optimizer=optimizer,
+        schedule=schedule,
+        label_smoothing=cfg.label_smoothing,
+        flip=cfg.flip,
+        shift=cfg.shift,
         microbatches=context.microbatches,
     )

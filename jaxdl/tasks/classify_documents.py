@@ -9,6 +9,8 @@ returns (logits (B, C), word attention (B, S, W), sentence attention (B, S)); wi
 params["encoder"]["embedding"]["embedding"].
 """
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -39,28 +41,17 @@ def word_dropout(rng: jax.Array, tokens: jax.Array, rate: float) -> jax.Array:
     return jnp.where(dropped, OOV_ID, tokens)
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
 class DocumentClassifyTask(Task):
-    def __init__(
-        self,
-        model: nn.Module,
-        optimizer: optax.GradientTransformation,
-        schedule: optax.Schedule,
-        label_smoothing: float,
-        word_dropout: float,
-        embed_init: str,
-        ppmi_window: int,
-        ema: float,
-        microbatches: int = 1,
-    ):
-        self.model = model
-        self.optimizer = optimizer
-        self.schedule = schedule
-        self.label_smoothing = label_smoothing
-        self.word_dropout = word_dropout
-        self.embed_init = embed_init
-        self.ppmi_window = ppmi_window
-        self.ema = ema  # decay of the parameters' moving average that eval uses; 0: none
-        self.microbatches = microbatches
+    model: nn.Module
+    optimizer: optax.GradientTransformation
+    schedule: optax.Schedule
+    label_smoothing: float
+    word_dropout: float
+    embed_init: str
+    ppmi_window: int
+    ema: float  # decay of the parameters' moving average that eval uses; 0: none
+    microbatches: int = 1
 
     def init(self, rng: jax.Array, example_batch: dict) -> TrainState:
         params_rng, state_rng = jax.random.split(rng)
@@ -147,11 +138,11 @@ def build(cfg, model, context: BuildContext) -> DocumentClassifyTask:
     check(0 <= cfg.ema < 1, f"task.ema={cfg.ema} must be in [0, 1)")
     optimizer, schedule = context.optimizer()
     return DocumentClassifyTask(
-        model,
-        optimizer,
-        schedule,
-        cfg.label_smoothing,
-        cfg.word_dropout,
+        model=model,
+        optimizer=optimizer,
+        schedule=schedule,
+        label_smoothing=cfg.label_smoothing,
+        word_dropout=cfg.word_dropout,
         embed_init=cfg.embed_init,
         ppmi_window=cfg.ppmi_window,
         ema=cfg.ema,

@@ -29,6 +29,7 @@ variables, images, labels or None, with_classes=False)` returns logits (N,), and
 gives it the class head; models.gan.Encoder(noise_dim) maps images to codes.
 """
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -50,7 +51,7 @@ NOISE_DISTRIBUTIONS = ("uniform", "normal")
 _EVAL_KEY = 0x7FFFFFFF  # eval and picture noise: one fixed key, never a training step's
 
 
-@struct.dataclass
+@struct.dataclass(kw_only=True)
 class GANState:
     step: jax.Array  # int32 scalar: generator steps taken (= train steps)
     g_params: Any
@@ -79,47 +80,36 @@ def g_loss_terms(loss: str, fake_logits: jax.Array) -> jax.Array:
     return jax.nn.softplus(-fake_logits)
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
 class GANTask(Task):
-    def __init__(
-        self,
-        generator: nn.Module,
-        discriminator: nn.Module,
-        g_optimizer: optax.GradientTransformation,
-        d_optimizer: optax.GradientTransformation,
-        g_schedule: optax.Schedule,
-        d_schedule: optax.Schedule,
-        noise_dim: int = 100,
-        noise_distribution: str = "uniform",
-        loss: str = "non_saturating",
-        n_disc: int = 1,
-        r1_gamma: float = 0.0,
-        mode_seeking: float = 0.0,
-        aux_classifier: float = 0.0,
-        ema: float = 0.999,
-        pretrain_steps: int = 0,
-        refine_steps: int = 0,
-        refine_step_size: float = 0.05,
-    ):
-        self.generator = generator
-        self.discriminator = discriminator
-        self.g_optimizer = g_optimizer
-        self.d_optimizer = d_optimizer
-        self.g_schedule = g_schedule
-        self.d_schedule = d_schedule
-        self.noise_dim = noise_dim
-        self.noise_distribution = noise_distribution
-        self.loss = loss
-        self.n_disc = n_disc
-        self.r1_gamma = r1_gamma
-        self.mode_seeking = mode_seeking
-        self.aux_classifier = aux_classifier
-        self.ema = ema
-        self.pretrain_steps = pretrain_steps
-        self.refine_steps = refine_steps
-        self.refine_step_size = refine_step_size
-        self.encoder = Encoder(noise_dim)
-        # The autoencoder phase reuses the generator's optimizer settings, on its own state.
-        self.ae_optimizer = g_optimizer
+    generator: nn.Module
+    discriminator: nn.Module
+    g_optimizer: optax.GradientTransformation
+    d_optimizer: optax.GradientTransformation
+    g_schedule: optax.Schedule
+    d_schedule: optax.Schedule
+    noise_dim: int = 100
+    noise_distribution: str = "uniform"
+    loss: str = "non_saturating"
+    n_disc: int = 1
+    r1_gamma: float = 0.0
+    mode_seeking: float = 0.0
+    aux_classifier: float = 0.0
+    ema: float = 0.999
+    pretrain_steps: int = 0
+    refine_steps: int = 0
+    refine_step_size: float = 0.05
+
+    @property
+    def encoder(self) -> Encoder:
+        """The autoencoder phase's encoder (noise_dim codes)."""
+        return Encoder(self.noise_dim)
+
+    @property
+    def ae_optimizer(self) -> optax.GradientTransformation:
+        """The autoencoder phase reuses the generator's optimizer settings, on its own
+        state."""
+        return self.g_optimizer
 
     @property
     def conditional(self) -> bool:
@@ -442,12 +432,12 @@ def build(cfg, models: tuple, context: BuildContext) -> GANTask:
     g_optimizer, g_schedule = context.optimizer()
     d_optimizer, d_schedule = optim.build_optimizer(cfg.d_optimizer, context.total_steps)
     return GANTask(
-        generator,
-        discriminator,
-        g_optimizer,
-        d_optimizer,
-        g_schedule,
-        d_schedule,
+        generator=generator,
+        discriminator=discriminator,
+        g_optimizer=g_optimizer,
+        d_optimizer=d_optimizer,
+        g_schedule=g_schedule,
+        d_schedule=d_schedule,
         noise_dim=cfg.noise_dim,
         noise_distribution=cfg.noise_distribution,
         loss=cfg.loss,

@@ -11,6 +11,7 @@ carries, train=..., rngs=...)` returns (logits (B, T, vocab), new carries), and
 `model.initial_carry(batch_size)` the zero carries.
 """
 
+import dataclasses
 import math
 from typing import Any
 
@@ -43,18 +44,12 @@ def _reset(carry, reset: jax.Array):
     return jax.tree.map(lambda c: jnp.where(reset[:, None], jnp.zeros_like(c), c), carry)
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
 class LanguageModelTask(Task):
-    def __init__(
-        self,
-        model: nn.Module,
-        optimizer: optax.GradientTransformation,
-        schedule: optax.Schedule,
-        microbatches: int = 1,
-    ):
-        self.model = model
-        self.optimizer = optimizer
-        self.schedule = schedule
-        self.microbatches = microbatches  # parts of the streams (rows) per step
+    model: nn.Module
+    optimizer: optax.GradientTransformation
+    schedule: optax.Schedule
+    microbatches: int = 1  # parts of the streams (rows) per step
 
     def init(self, rng: jax.Array, example_batch: dict) -> LMState:
         params_rng, state_rng = jax.random.split(rng)
@@ -156,4 +151,7 @@ class LanguageModelTask(Task):
 
 @registry.task("lm", model_family="language_model", needs="vocab", data="tiny_shakespeare")
 def build(cfg, model, context: BuildContext) -> LanguageModelTask:
-    return LanguageModelTask(model, *context.optimizer(), microbatches=context.microbatches)
+    optimizer, schedule = context.optimizer()
+    return LanguageModelTask(
+        model=model, optimizer=optimizer, schedule=schedule, microbatches=context.microbatches
+    )

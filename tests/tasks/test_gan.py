@@ -165,12 +165,12 @@ def test_ema_decay_ramps_up():
 
 def _with_optimizers(task: GANTask, g_optimizer, d_optimizer) -> GANTask:
     return GANTask(
-        task.generator,
-        task.discriminator,
-        g_optimizer,
-        d_optimizer,
-        task.g_schedule,
-        task.d_schedule,
+        generator=task.generator,
+        discriminator=task.discriminator,
+        g_optimizer=g_optimizer,
+        d_optimizer=d_optimizer,
+        g_schedule=task.g_schedule,
+        d_schedule=task.d_schedule,
         n_disc=2,
         ema=0.0,
     )
