@@ -7,9 +7,10 @@ old -> new, unless the user allows it (launch/train.py --allow_config_change); t
 change is appended to workdir/config_history.jsonl (the step it applies from, the time,
 each key's old and new value) and config.json says the new config. The keys of REPORTING
 change only how the run is reported, paced or laid out on the machine (log and eval
-cadence, time budget, profile, checkpoint cadence and count, data workers and prefetch,
-kernel and sharding choices), not its numbers: they pass, and are recorded all the same,
-so config.json is never rewritten without a line saying what changed.
+cadence, time budget, profile, trackers, checkpoint cadence and the checkpoints kept,
+data workers and prefetch, kernel and sharding choices), not its numbers: they pass,
+and are recorded all the same, so config.json is never rewritten without a line saying
+what changed.
 """
 
 import datetime

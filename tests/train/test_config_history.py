@@ -57,13 +57,18 @@ def test_an_allowed_change_and_a_reporting_change_are_recorded(tmp_path):
     workdir = tmp_path / "run"
     two_checkpoints(workdir)
     accept(workdir, tiny_config(**{"train.num_steps": 40}), allow=True)
-    accept(workdir, tiny_config(**{"train.max_seconds": 60.0, "data.workers": 2}))
+    reporting = {"train.max_seconds": 60.0, "data.workers": 2, "train.writers": "jsonl"}
+    accept(workdir, tiny_config(**reporting))
     accept(workdir, tiny_config())  # the run's own config: nothing to record
     history = (workdir / config_history.HISTORY_FILE).read_text().splitlines()
     lines = [json.loads(line) for line in history]
     assert [line["step"] for line in lines] == [2, 2]
     assert lines[0]["changed"] == {"train.num_steps": [20, 40]}
-    assert lines[1]["changed"] == {"data.workers": [0, 2], "train.max_seconds": [0.0, 60.0]}
+    assert lines[1]["changed"] == {
+        "data.workers": [0, 2],
+        "train.max_seconds": [0.0, 60.0],
+        "train.writers": ["jsonl,tensorboard", "jsonl"],
+    }
     assert all(line["time"].endswith("+00:00") for line in lines)
 
 
