@@ -79,6 +79,11 @@ def _register(kind: str, name: str, family: str, needs, legacy: dict, defaults: 
     return wrap
 
 
+def unregister(kind: str, name: str) -> None:
+    """Forgets entry `name` (a test's own model, after the test)."""
+    _ENTRIES[kind].pop(name, None)
+
+
 def model(name: str, *, family: str, legacy: dict | None = None, **defaults):
     """Registers `build(cfg, info) -> flax module` as model `name` (see the module doc)."""
     return _register("model", name, family, None, legacy or {}, defaults)

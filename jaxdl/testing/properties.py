@@ -115,10 +115,10 @@ class Subject:
         return _jit((task or self.base).eval_step)(state, batch)
 
 
-def _compile(fn: Callable) -> Callable:
+def _compile(fn: Callable, **jit_options) -> Callable:
     """jax.jit(fn), traced anew, compiled without XLA's backend optimisations on CPU:
     the checks run each program once or twice, so compiling is what takes their time."""
-    jitted = jax.jit(lambda *args: fn(*args))  # a new function: JAX traces it anew
+    jitted = jax.jit(lambda *args: fn(*args), **jit_options)  # a new function: traced anew
     if jax.default_backend() != "cpu":
         return jitted
     compiled = {}
@@ -457,7 +457,7 @@ def mesh_matches_single_device(subject: Subject, tolerance: float) -> None:
 
     def step_on(mesh, sharding_mode: str):
         state_sharding = mesh_lib.state_shardings(abstract, mesh, sharding_mode)
-        step = jax.jit(
+        step = _compile(
             task.train_step,
             in_shardings=(state_sharding, mesh_lib.data_sharded(mesh)),
             out_shardings=(state_sharding, mesh_lib.replicated(mesh)),

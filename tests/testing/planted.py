@@ -1,6 +1,8 @@
-"""A tiny classifier and task with a switch for each bug jaxdl.testing must catch
-(registered as planted_mlp / planted_classify; `bug` in their config sections)."""
+"""A tiny classifier and task with a switch for each bug jaxdl.testing must catch:
+`registered()` makes them planted_mlp / planted_classify (`bug` in their config
+sections) for as long as it is open, so that no other test sees them."""
 
+import contextlib
 import itertools
 
 import flax.linen as nn
@@ -40,7 +42,6 @@ class PlantedMLP(nn.Module):
         return logits
 
 
-@registry.model("planted_mlp", family="classifier", bug="")
 def build_model(cfg, info) -> nn.Module:
     return PlantedMLP(len(info["class_names"]), cfg.bug)
 
@@ -95,7 +96,6 @@ class PlantedTask(Task):
         return self.inner.row_outputs(state, batch)
 
 
-@registry.task("planted_classify", model_family="classifier", needs="class_names", bug="")
 def build_task(cfg, model, context) -> PlantedTask:
     if cfg.bug == "ignores_trial_values":  # every vmapped trial gets the config's numbers
         optimizer, schedule = optim.build_optimizer(context.optimizer_config, context.total_steps)
@@ -111,3 +111,16 @@ def build_task(cfg, model, context) -> PlantedTask:
         microbatches=context.microbatches,
     )
     return PlantedTask(inner, cfg.bug)
+
+
+@contextlib.contextmanager
+def registered():
+    registry.model("planted_mlp", family="classifier", bug="")(build_model)
+    registry.task("planted_classify", model_family="classifier", needs="class_names", bug="")(
+        build_task
+    )
+    try:
+        yield
+    finally:
+        registry.unregister("model", "planted_mlp")
+        registry.unregister("task", "planted_classify")

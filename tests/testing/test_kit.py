@@ -4,7 +4,7 @@ model and task without it."""
 import pytest
 
 from jaxdl import testing
-from tests.testing import planted  # noqa: F401  (registers planted_mlp, planted_classify)
+from tests.testing import planted
 
 # property -> (the model's bug, the task's bug) that breaks it
 PLANTED = {
@@ -32,13 +32,14 @@ def data_dir(tmp_path_factory):
 
 
 def check(data_dir, model_bug: str = "", task_bug: str = "", **options) -> dict:
-    return testing.check(
-        model="planted_mlp",
-        task="planted_classify",
-        overrides={"model.bug": model_bug, "task.bug": task_bug},
-        directory=data_dir,
-        **options,
-    )
+    with planted.registered():
+        return testing.check(
+            model="planted_mlp",
+            task="planted_classify",
+            overrides={"model.bug": model_bug, "task.bug": task_bug},
+            directory=data_dir,
+            **options,
+        )
 
 
 @pytest.mark.parametrize("name", PLANTED)
