@@ -14,7 +14,7 @@ component must have (testing/properties.py, one function each, in this order):
     init_depends_on_key              another key, other parameters
     no_float64                       no 64-bit float with jax_enable_x64
     step_is_deterministic            same state and batch, same step, also retraced
-    jit_matches_eager                the jitted step agrees with op-by-op
+    jit_matches_eager                the jitted step agrees with a direct call
     metrics_are_finite_scalars       train metrics scalars, eval metrics losses.Mean
     step_randomness_changes          each step draws other random numbers
     eval_ignores_padding             rows with mask False change no eval metric

@@ -20,6 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import chex
 import pytest
 
 from jaxdl.testing import data
@@ -39,7 +40,7 @@ def pytest_addoption(parser) -> None:
 def pytest_configure(config) -> None:
     devices = int(config.getini("jaxdl_cpu_devices") or 0)
     if devices > 0:  # read when JAX starts its CPU backend, later in the session
-        os.environ["XLA_FLAGS"] = _with_devices(os.environ.get("XLA_FLAGS", ""), devices)
+        chex.set_n_cpu_devices(devices)
 
 
 def _with_devices(xla_flags: str, devices: int) -> str:

@@ -93,7 +93,9 @@ class Subject:
 
     @functools.cached_property
     def eager_stepped(self) -> tuple:
-        return _eager(self.base.train_step, self.state, self.train_batch)
+        # Called directly, as chex.variants' without_jit variant calls it: op by op (its
+        # lax loops and inner jits compiled whole).
+        return self.base.train_step(self.state, self.train_batch)
 
     @functools.cached_property
     def draws_at_random(self) -> bool:
@@ -137,12 +139,6 @@ def _compile(fn: Callable, **jit_options) -> Callable:
 _jit = functools.cache(_compile)  # one program per function: what the trainer runs
 
 
-def _eager(fn: Callable, *args):
-    """`fn(*args)` op by op, every jit inside it included (chex.fake_jit)."""
-    with chex.fake_jit():
-        return fn(*args)
-
-
 # ---- Comparing trees ------------------------------------------------------------------
 
 
@@ -157,11 +153,10 @@ def _leaves(tree) -> list[tuple[str, np.ndarray]]:
 def _largest_difference(a, b, what: str) -> tuple[float, str]:
     """(relative difference, "where: numbers") of the leaf of `a` and `b` that differ
     most; raises Failed when their structures differ."""
-    if jax.tree.structure(a) != jax.tree.structure(b):
-        raise Failed(
-            f"{what}: the trees differ in structure:\n  {jax.tree.structure(a)}\n  vs "
-            f"{jax.tree.structure(b)}"
-        )
+    try:
+        chex.assert_trees_all_equal_structs(a, b)
+    except AssertionError as e:
+        raise Failed(f"{what}: the trees differ in structure ({_first_line(e)})") from None
     worst = (0.0, "")
     for (path, x), (_, y) in zip(_leaves(a), _leaves(b), strict=True):
         if x.shape != y.shape or x.dtype != y.dtype:
