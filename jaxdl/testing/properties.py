@@ -433,7 +433,7 @@ def vmapped_trials_match_separate(subject: Subject, tolerance: float) -> str | N
     starts = group.starts(np.stack([jax.random.PRNGKey(0), jax.random.PRNGKey(1)]))
     states = _jit(group.init)(starts, stacked)
     states, metrics = _jit(group.train_step)(states, stacked)
-    other = subject.task(optimizer__learning_rate=float(rates[1]))
+    other = subject.task(optimizer__learning_rate=float(rates[1])) if values else subject.base
     for trial, alone in enumerate([subject.stepped, subject.step(other, subject.init(other, 1))]):
         vmapped = jax.tree.map(lambda x, t=trial: x[t], (states.trials, metrics))
         _expect_close(vmapped, alone, tolerance, f"trial {trial} vmapped vs alone")
