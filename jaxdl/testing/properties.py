@@ -156,7 +156,8 @@ def _largest_difference(a, b, what: str) -> tuple[float, str]:
     try:
         chex.assert_trees_all_equal_structs(a, b)
     except AssertionError as e:
-        raise Failed(f"{what}: the trees differ in structure ({_first_line(e)})") from None
+        shown = lambda tree: str(jax.tree.structure(tree))[:200]
+        raise Failed(f"{what}: the trees differ in structure: {shown(a)} vs {shown(b)}") from e
     worst = (0.0, "")
     for (path, x), (_, y) in zip(_leaves(a), _leaves(b), strict=True):
         if x.shape != y.shape or x.dtype != y.dtype:
@@ -169,7 +170,8 @@ def _largest_difference(a, b, what: str) -> tuple[float, str]:
             absolute = np.inf
         relative = absolute / max(float(np.nanmax(np.abs(y))) if y.size else 0.0, 1e-6)
         if relative > worst[0]:
-            worst = (relative, f"{path} differs by {absolute:.3g} (relative {relative:.3g})")
+            where = path or "the output"
+            worst = (relative, f"{where} differs by {absolute:.3g} (relative {relative:.3g})")
     return worst
 
 
