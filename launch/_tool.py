@@ -4,6 +4,7 @@ import functools
 import json
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 from absl import app, flags, logging
@@ -62,6 +63,9 @@ def tool_main(main):
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
         sys.unraisablehook = _quiet_checkpoint_noise
+        # orbax's coroutines of a failed save, collected at exit, warn that they were never
+        # awaited (two lines after the run's own error line); jaxdl has no coroutines.
+        warnings.filterwarnings("ignore", "coroutine .* was never awaited", RuntimeWarning)
         logging.get_absl_handler().addFilter(lambda record: not _noise(record))
         flags.FLAGS.showprefixforinfo = False
         from jaxdl.errors import UserError
