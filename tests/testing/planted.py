@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+from jax.experimental.custom_partitioning import custom_partitioning
 
 from jaxdl import losses, optim, registry
 from jaxdl.tasks.base import Task, TrainState
@@ -18,13 +19,36 @@ from jaxdl.tasks.classify import ClassifyTask
 _CALLS = itertools.count()
 
 
+@custom_partitioning
+def centred(x):
+    """Rows minus their mean: a custom kernel whose partitioning (below) is wrong."""
+    return x - x.mean(axis=0, keepdims=True)
+
+
+def _partition(mesh, arg_shapes, result_shape):
+    sharding = arg_shapes[0].sharding
+    # The bug: on a batch split over devices, each device centres its rows by their own
+    # mean (no mean over the devices).
+    return mesh, lambda x: x - x.mean(axis=0, keepdims=True), sharding, (sharding,)
+
+
+centred.def_partition(
+    partition=_partition,
+    infer_sharding_from_operands=lambda mesh, arg_shapes, result_shape: arg_shapes[0].sharding,
+    sharding_rule="b f -> b f",
+)
+
+
 class PlantedMLP(nn.Module):
     num_classes: int
     bug: str = ""
 
     @nn.compact
     def __call__(self, x, train: bool = False, penultimate: bool = False):
-        h = nn.Dense(16)(x.reshape(x.shape[0], -1))
+        x = x.reshape(x.shape[0], -1)
+        if self.bug == "partitioned_wrong":
+            x = centred(x)
+        h = nn.Dense(16)(x)
         if self.bug == "float64":
             h = h * self.param("scale", lambda key: np.ones((), np.float64))
         if self.bug == "stop_gradient":

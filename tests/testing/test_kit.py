@@ -60,3 +60,23 @@ def test_without_bugs_every_property_holds(data_dir):
 def test_unknown_property_is_refused(data_dir):
     with pytest.raises(ValueError, match="no such properties: \\['jit_is_fast'\\]"):
         check(data_dir, only=["jit_is_fast"])
+
+
+def test_mesh_property_catches_a_kernel_partitioned_wrong(jaxdl_run_with_devices):
+    """On 2 simulated devices: a custom kernel that centres each device's rows by their own
+    mean fails mesh_matches_single_device; without it, the property holds."""
+    code = (
+        "from jaxdl import testing\n"
+        "from tests.testing import planted\n"
+        "only = ['mesh_matches_single_device']\n"
+        "with planted.registered():\n"
+        "    try:\n"
+        "        testing.check(model='planted_mlp', task='planted_classify', only=only,\n"
+        "                      overrides={'model.bug': 'partitioned_wrong'})\n"
+        "    except AssertionError as e:\n"
+        "        print(str(e).splitlines()[1])\n"
+        "    print(testing.check(model='planted_mlp', task='planted_classify', only=only))\n"
+    )
+    caught, clean = jaxdl_run_with_devices(code, devices=2).splitlines()
+    assert caught.startswith("  mesh_matches_single_device: a step on 2 devices vs one: ")
+    assert clean == "{'mesh_matches_single_device': 'ok'}"
