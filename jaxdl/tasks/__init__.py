@@ -16,13 +16,17 @@ def build(
     total_steps: int,
     optimizer_values: dict | None = None,
     backend: str | None = None,
+    *,
+    resolved: bool = False,
 ) -> Task:
     """The task named by config.task.name with the model named by config.model.name;
     `info` is the input's JSON description (class names, vocabulary: see data.Input);
     `optimizer_values`: one vmapped trial's traced optimizer numbers (optim.TRACEABLE);
     `backend`: the one it will run on (default JAX's), which "auto" settings follow
-    (jaxdl/backends.py)."""
-    config = backends.resolve(configs.resolve(config), backend or jax.default_backend())
+    (jaxdl/backends.py). `resolved`: `config` is configs.resolve's already (the trainer
+    resolves a run's config once, where it starts, and builds from that)."""
+    config = config if resolved else configs.resolve(config)
+    config = backends.resolve(config, backend or jax.default_backend())
     task_entry = registry.lookup("task", config.task.name)
     model_entry = registry.lookup("model", config.model.name)
     check(

@@ -76,7 +76,8 @@ class Subject:
         return config
 
     def task(self, optimizer_values: dict | None = None, **changes) -> Task:
-        return tasks.build(self.changed(**changes), self.info, TOTAL_STEPS, optimizer_values)
+        config = configs.resolve(self.changed(**changes))
+        return tasks.build(config, self.info, TOTAL_STEPS, optimizer_values, resolved=True)
 
     @functools.cached_property
     def base(self) -> Task:

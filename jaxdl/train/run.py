@@ -36,7 +36,8 @@ def validate(config: ml_collections.ConfigDict, inputs: data.Input | None = None
     config = configs.resolve(config)
     check_train_section(config)
     inputs = inputs or data.build_input(config.data, config.seed)
-    tasks.build(config, inputs.info, total_steps(config.train, inputs.train.batches_per_epoch))
+    steps = total_steps(config.train, inputs.train.batches_per_epoch)
+    tasks.build(config, inputs.info, steps, resolved=True)
 
 
 @jax.jit
@@ -87,7 +88,7 @@ def train_and_evaluate(
     )
     mesh, inputs = _setup(config)
     steps_total = total_steps(config.train, inputs.train.batches_per_epoch)
-    task = tasks.build(config, inputs.info, steps_total)
+    task = tasks.build(config, inputs.info, steps_total, resolved=True)
     start = jax.random.PRNGKey(config.seed)
     steps = _compile(config, mesh, inputs, inputs.train, task, start)
     chief = jax.process_index() == 0
@@ -128,7 +129,7 @@ def train_trials(
     batches = _stacked_batches(trial_configs, inputs)
     steps_total = total_steps(config.train, batches.batches_per_epoch)
     for c in trial_configs:  # each trial's own numbers pass the checks
-        tasks.build(c, inputs.info, steps_total)
+        tasks.build(c, inputs.info, steps_total, resolved=True)
     task = _vmapped_task(trial_configs, inputs, batches, steps_total)
     start = task.starts(np.stack([jax.random.PRNGKey(c.seed) for c in trial_configs]))
     steps = _compile(config, mesh, inputs, batches, task, start, trial_axis=True)
@@ -182,7 +183,9 @@ def _vmapped_task(trial_configs: list, inputs: data.Input, batches, steps_total:
     population that copies its best trials: PopulationTask)."""
     config = trial_configs[0]
     values = vmapped_values(trial_configs)
-    factory = lambda trial_values: tasks.build(config, inputs.info, steps_total, trial_values)
+    factory = lambda trial_values: tasks.build(
+        config, inputs.info, steps_total, trial_values, resolved=True
+    )
     chunk = trial_chunk(config.sweep.vmap_chunk, len(trial_configs))
     if not config.sweep.pbt_every:
         return VmappedTask(factory, values, len(trial_configs), chunk)

@@ -147,7 +147,7 @@ def load_run(workdir: str | Path, step: int | str | None = None):
     record = json.loads((workdir / RUN_INFO_FILE).read_text())
     import_modules(record)
     config = configs.resolve(config, saved=True)
-    task = tasks.build(config, record["data"], record["total_steps"])
+    task = tasks.build(config, record["data"], record["total_steps"], resolved=True)
     example = {k: _parse_spec(spec) for k, spec in record["batch"].items()}
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     abstract = checkpoint.abstract_like(
