@@ -35,9 +35,8 @@ properties by name; `tolerances={name: value}` changes a default (properties.PRO
 import tempfile
 from pathlib import Path
 
-import ml_collections
-
 from jaxdl import configs, registry
+from jaxdl.sweeps.spec import apply_overrides
 from jaxdl.testing import data
 from jaxdl.testing.properties import PROPERTIES, Failed, Skipped, Subject
 
@@ -113,15 +112,7 @@ def _config(model: str, task: str, data_section: dict, overrides: dict | None):
     config.data.update(data_section)
     config.train.num_steps = 100
     config.optimizer.warmup_fraction = 0.0  # so that the first step moves the parameters
-    for dotted, value in (overrides or {}).items():
-        *path, key = dotted.split(".")
-        section = config
-        for name in path:
-            section = section[name]
-        if key not in section:
-            raise ValueError(f"{dotted}: no such config key")
-        section[key] = value
-    return ml_collections.ConfigDict(configs.resolve(config))
+    return configs.resolve(apply_overrides(config, overrides or {}))
 
 
 def _first(kind: str, family: str) -> str:

@@ -7,7 +7,6 @@ Differences are relative: the largest |a - b| of a leaf over the largest |b| of 
 leaf (at least 1e-6), so a tolerance reads as "agrees to about this fraction".
 """
 
-import copy
 import dataclasses
 import functools
 import tempfile
@@ -23,6 +22,7 @@ import numpy as np
 
 from jaxdl import configs, data, tasks
 from jaxdl.errors import ConfigError
+from jaxdl.sweeps.spec import apply_overrides
 from jaxdl.tasks.base import Task
 from jaxdl.train import checkpoint
 from jaxdl.train import mesh as mesh_lib
@@ -63,20 +63,9 @@ class Subject:
         eval_batch = {k: np.asarray(v)[:real] for k, v in batch.items()}
         return cls(config, inputs.info, inputs.train.batch(0), eval_batch, Path(directory))
 
-    def changed(self, **changes) -> ml_collections.ConfigDict:
-        """The config with `changes`: {"train__microbatches": 2} sets train.microbatches."""
-        config = copy.deepcopy(self.config)
-        config.unlock()
-        for dotted, value in changes.items():
-            *path, key = dotted.split("__")
-            section = config
-            for name in path:
-                section = section[name]
-            section[key] = value
-        return config
-
-    def task(self, optimizer_values: dict | None = None, **changes) -> Task:
-        config = configs.resolve(self.changed(**changes))
+    def task(self, overrides: dict | None = None, optimizer_values: dict | None = None) -> Task:
+        """The task of the config with {"a.b": value} `overrides`."""
+        config = configs.resolve(apply_overrides(self.config, overrides or {}))
         return tasks.build(config, self.info, TOTAL_STEPS, optimizer_values, resolved=True)
 
     @functools.cached_property
@@ -375,8 +364,7 @@ def gradients_match_finite_differences(subject: Subject, tolerance: float) -> No
         clip="none",
         weight_decay=0.0,
     )
-    optimizer = ml_collections.ConfigDict({**subject.config.optimizer.to_dict(), **sgd})
-    task = subject.task(optimizer=optimizer)
+    task = subject.task({f"optimizer.{key}": value for key, value in sgd.items()})
     state = subject.init(task)
     if not all(hasattr(state, name) for name in ("params", "opt_state")):
         raise Skipped("the state has no single `params` (several parameter sets)")
@@ -414,7 +402,7 @@ def microbatches_match_whole_batch(subject: Subject, tolerance: float) -> None:
         raise Skipped("the model keeps batch statistics (each micro-batch normalises by its own)")
     if subject.draws_at_random:
         raise Skipped("the step draws at random (per micro-batch): check with dropout off")
-    parts = subject.step(subject.task(train__microbatches=2), state)
+    parts = subject.step(subject.task({"train.microbatches": 2}), state)
     _expect_close(parts, subject.stepped, tolerance, "a step in 2 micro-batches vs one")
 
 
@@ -436,7 +424,7 @@ def vmapped_trials_match_separate(subject: Subject, tolerance: float) -> str | N
     starts = group.starts(np.stack([jax.random.PRNGKey(0), jax.random.PRNGKey(1)]))
     states = _jit(group.init)(starts, stacked)
     states, metrics = _jit(group.train_step)(states, stacked)
-    other = subject.task(optimizer__learning_rate=float(rates[1])) if values else subject.base
+    other = subject.task({"optimizer.learning_rate": float(rates[1])}) if values else subject.base
     for trial, alone in enumerate([subject.stepped, subject.step(other, subject.init(other, 1))]):
         vmapped = jax.tree.map(lambda x, t=trial: x[t], (states.trials, metrics))
         _expect_close(vmapped, alone, tolerance, f"trial {trial} vmapped vs alone")
@@ -494,7 +482,7 @@ def checkpoint_roundtrip(subject: Subject, tolerance: float) -> None:
 def bfloat16_close_to_float32(subject: Subject, tolerance: float) -> None:
     """With train.compute_dtype=bfloat16, the metrics named *loss* (of a train step and
     of eval) stay near float32's."""
-    half = subject.task(train__compute_dtype="bfloat16")
+    half = subject.task({"train.compute_dtype": "bfloat16"})
     state = subject.state
     pick = lambda metrics: {k: v for k, v in metrics.items() if "loss" in k}
     _expect_close(
