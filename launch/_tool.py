@@ -26,16 +26,16 @@ def _quiet_checkpoint_noise(unraisable) -> None:
     error = unraisable.exc_value
     if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
         return
-    frames = traceback.extract_tb(unraisable.exc_traceback) if unraisable.exc_traceback else []
-    if any("/orbax/" in frame.filename for frame in frames):
+    if _names_orbax((type(error), error, unraisable.exc_traceback)):
         return
     sys.__unraisablehook__(unraisable)
 
 
 def _noise(record) -> bool:
-    """orbax's own log lines, asyncio's that name orbax's coroutines (tasks of a failed
-    save or restore: the trainer's line says which and why; reads of a damaged checkpoint
-    name none, train/checkpoint.py drops those), urllib3's retries of a TFDS download
+    """orbax's own log lines, asyncio's that name orbax's coroutines or run through them
+    (tasks and gathered futures of a failed save or restore: the trainer's line says
+    which and why; reads of a damaged checkpoint name none, train/checkpoint.py drops
+    those), urllib3's retries of a TFDS download
     (TFDS's download threads retry on after the error line that says why), and JAX's
     note that it found no TPU while probing for one (only where JAX_PLATFORMS names no
     platform: a TPU asked for that fails is an error, not this line)."""
@@ -43,7 +43,17 @@ def _noise(record) -> bool:
         return True
     if record.name.startswith("jax") and record.getMessage().startswith(_NO_TPU):
         return True
-    return record.name == "asyncio" and "/orbax/" in record.getMessage()
+    return record.name == "asyncio" and (
+        "/orbax/" in record.getMessage() or _names_orbax(record.exc_info)
+    )
+
+
+def _names_orbax(exc_info) -> bool:
+    """Whether an exception's traceback runs through orbax (asyncio's 'exception was
+    never retrieved' of orbax's gathered writes names orbax only there)."""
+    if not exc_info or exc_info[2] is None:
+        return False
+    return any("/orbax/" in frame.filename for frame in traceback.extract_tb(exc_info[2]))
 
 
 _NO_TPU = "Unable to initialize backend 'tpu'"

@@ -354,9 +354,10 @@ def test_a_disk_filled_mid_run_ends_with_one_line_whatever_the_trackers(
     result = launch_after_mount(mount, *script)
     assert result.returncode == 1, result.stderr[-3000:]
     lines = result.stderr.strip().splitlines()
-    assert lines[-1].startswith("error: could not") and "no space left on device" in lines[-1]
-    assert sum(line.startswith("error:") for line in lines) == 1
-    assert "Traceback" not in result.stderr and "Exception in thread" not in result.stderr
+    last, ending = lines[-1], result.stderr[-3000:]
+    assert last.startswith("error: could not") and "no space left on device" in last, ending
+    assert sum(line.startswith("error:") for line in lines) == 1, ending
+    assert "Traceback" not in result.stderr and "Exception in thread" not in result.stderr, ending
 
 
 @pytest.mark.slow
