@@ -18,6 +18,15 @@ from jaxdl.data.sources import write_idx
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# XLA's CPU compile options for the suite (WORKSPACE.md's notes on the suite's time): its
+# own processes run each program once or twice, so they compile as train/mesh.py's
+# QUICK_CPU_COMPILE does (no LLVM optimisations; eager ops too); launchers keep LLVM's
+# optimisations (runs of many steps; 1 vs 4 devices agree to 1e-5) but not the newer
+# emitters of fused loops, which compile slower here.
+IN_PROCESS_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
+LAUNCH_XLA_FLAGS = "--xla_cpu_use_fusion_emitters=false"
+os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {IN_PROCESS_XLA_FLAGS}".strip()
+
 
 @pytest.fixture(scope="session", autouse=True)
 def shared_compile_cache(tmp_path_factory) -> Path:
@@ -102,19 +111,26 @@ def run_launcher(
     Without `plot`, the run draws no metrics.png (matplotlib costs a second a run)."""
     if not plot and any(a.startswith("--config=") for a in args):
         args = (*args, "--config.train.plot=False")
-    env = {**(env or {}), "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    env = {**(env or {}), "XLA_FLAGS": launch_xla_flags(devices)}
     return run_script("launch/train.py", *args, timeout=timeout, wait=wait, env=env)
+
+
+def launch_xla_flags(devices: int | None = None) -> str:
+    """XLA_FLAGS of a launch: LAUNCH_XLA_FLAGS, with `devices` CPU devices if given."""
+    devices_flag = "" if devices is None else f" --xla_force_host_platform_device_count={devices}"
+    return LAUNCH_XLA_FLAGS + devices_flag
 
 
 def run_script(
     script: str, *args: str, timeout: float = 300, wait: bool = True, env: dict | None = None
 ):
-    """Runs ROOT/script with args in a fresh process on the CPU (its own JAX), with `env`
-    added to this process's environment: a child of this worker's fork server (its
+    """Runs ROOT/script with args in a fresh process on the CPU (its own JAX, with
+    LAUNCH_XLA_FLAGS unless `env` names XLA_FLAGS), with `env` added to this process's
+    environment: a child of this worker's fork server (its
     imports already done), or a new `python` where the server cannot stand in. Returns
     its CompletedProcess (text), or with `wait` False the running process (Popen's
     interface: poll, wait, communicate, send_signal, terminate, kill, pid)."""
-    env = {**os.environ, **(env or {}), "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, "XLA_FLAGS": LAUNCH_XLA_FLAGS, **(env or {}), "JAX_PLATFORMS": "cpu"}
     command = [sys.executable, str(ROOT / script), *args]
     server = _servers.get(os.getpid())
     if server is not None and server.serves(env):

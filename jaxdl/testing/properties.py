@@ -108,8 +108,9 @@ class Subject:
 
 
 def _compile(fn: Callable, **jit_options) -> Callable:
-    """jax.jit(fn), traced anew, compiled without XLA's backend optimisations on CPU:
-    the checks run each program once or twice, so compiling is what takes their time."""
+    """jax.jit(fn), traced anew, compiled for a quick compile on CPU (no LLVM
+    optimisations, train/mesh.py): the checks run each program once or twice, so
+    compiling is what takes their time."""
     jitted = jax.jit(lambda *args: fn(*args), **jit_options)  # a new function: traced anew
     if jax.default_backend() != "cpu":
         return jitted
@@ -119,7 +120,7 @@ def _compile(fn: Callable, **jit_options) -> Callable:
         leaves, structure = jax.tree.flatten(args)
         key = (structure, tuple((np.shape(x), np.result_type(x)) for x in leaves))
         if key not in compiled:
-            options = {"xla_backend_optimization_level": 0}
+            options = mesh_lib.QUICK_CPU_COMPILE
             compiled[key] = jitted.lower(*args).compile(compiler_options=options)
         return compiled[key](*args)
 

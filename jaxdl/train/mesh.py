@@ -60,9 +60,14 @@ def shard_batch(batch: dict, mesh: Mesh, trial_axis: bool = False) -> dict:
     }
 
 
+# XLA's CPU options for programs compiled to run once or twice: no LLVM optimisations,
+# and the older emitters of fused loops, which compile faster (WORKSPACE.md notes).
+QUICK_CPU_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
+
+
 def jit_unoptimised(fn, out_shardings):
     """jit for functions whose speed does not matter (init, unstacking trials). On CPU
-    they are compiled without LLVM's optimisations: the threefry random-number code of
+    they are compiled with QUICK_CPU_COMPILE: the threefry random-number code of
     parameter initialisers then compiles several times faster (WORKSPACE.md notes)."""
     jitted = jax.jit(fn, out_shardings=out_shardings)
     if jax.default_backend() != "cpu":
@@ -71,8 +76,7 @@ def jit_unoptimised(fn, out_shardings):
 
     def call(*args):
         if not compiled:
-            options = {"xla_backend_optimization_level": 0}
-            compiled.append(jitted.lower(*args).compile(compiler_options=options))
+            compiled.append(jitted.lower(*args).compile(compiler_options=QUICK_CPU_COMPILE))
         return compiled[0](*args)
 
     return call

@@ -21,7 +21,7 @@ from jaxdl import configs
 from jaxdl.errors import UserError
 from jaxdl.train import read_metrics
 from jaxdl.train.rundir import RunDir
-from tests.conftest import ROOT, init_state
+from tests.conftest import ROOT, init_state, launch_xla_flags
 from tests.tasks.test_classify import tiny_task
 from tests.train.test_train_e2e import (
     TINY,
@@ -202,7 +202,7 @@ def launch_after_mount(mount: str, *args: str):
     """launch/train.py in a private mount namespace, after the shell command `mount`."""
     mount = f'{mount} && exec "$@"'
     command = [sys.executable, str(ROOT / "launch" / "train.py"), *args]
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+    env = {**os.environ, "XLA_FLAGS": launch_xla_flags(devices=1)}  # as run_launcher's
     return subprocess.run(
         ["unshare", "-rm", "sh", "-c", mount, "sh", *command],
         capture_output=True,

@@ -20,7 +20,15 @@ import pytest
 
 from jaxdl import configs, tasks
 from jaxdl.train import read_metrics
-from tests.conftest import ROOT, init_state, jit_quick, make_images, run_launcher, shared_run
+from tests.conftest import (
+    ROOT,
+    init_state,
+    jit_quick,
+    launch_xla_flags,
+    make_images,
+    run_launcher,
+    shared_run,
+)
 from tests.train.test_train_e2e import TINY, assert_ok, saved_state, saved_steps, wait_for_rows
 
 MOMENTUM = ("--config.optimizer.name=momentum", "--config.optimizer.learning_rate=0.05")
@@ -36,9 +44,12 @@ def multiprocess(*args, processes=2, devices=2, wait=True, timeout=300):
         str(ROOT / "launch" / "train.py"),
         *args,
     ]
+    env = {**os.environ, "XLA_FLAGS": launch_xla_flags()}  # as the 1-process runs compile
     if not wait:
-        return subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+        return subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def rows_close(a, b, names=("train/loss", "train/grad_norm", "eval/loss")):
