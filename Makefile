@@ -9,7 +9,7 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-.PHONY: setup train test test-fast lint bench browser device-bundle web-runtime
+.PHONY: setup train test test-e2e lint bench browser device-bundle web-runtime
 setup: $(STAMP)
 
 # onnxruntime-web for launch/export.py --page (the generator page without a server): the
@@ -47,11 +47,14 @@ train: $(STAMP)
 	$(VENV)/bin/python launch/train.py --config=experiments/fashion_cnn.py --workdir=runs/fashion_cnn
 
 # One pytest worker per core (pytest-xdist): the suite is mostly single-threaded compiles.
+# `test`: what you run while you work (every test but the end-to-end tier); `test-e2e`:
+# the end-to-end tier (@pytest.mark.slow: launchers, sweeps and jobs in subprocesses).
+# CI (.ci/run) runs both.
 test: $(STAMP) browser web-runtime
-	$(VENV)/bin/python -m pytest -q -n auto --dist worksteal --durations=15
+	$(VENV)/bin/python -m pytest -q -n auto --dist worksteal -m "not slow" --durations=10
 
-test-fast: $(STAMP)
-	$(VENV)/bin/python -m pytest -q -n auto --dist worksteal -m "not slow"
+test-e2e: $(STAMP) browser web-runtime
+	$(VENV)/bin/python -m pytest -q -n auto --dist worksteal -m slow --durations=15
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
