@@ -88,14 +88,20 @@ def make_images(num: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="session")
 def synthetic_data_dir(tmp_path_factory) -> Path:
-    """A fashion-mnist folder of 640 train / 250 test synthetic images."""
-    root = tmp_path_factory.mktemp("data")
+    """A fashion-mnist folder of 640 train / 250 test synthetic images, one for every
+    pytest-xdist worker: a run one worker made (shared_run) resumes in another with the
+    same data.data_dir (another would be a config change, refused)."""
+    root = session_root(tmp_path_factory) / "synthetic_data"
     folder = root / "fashion-mnist"
-    folder.mkdir()
-    for split, num, seed in (("train", 640, 0), ("t10k", 250, 1)):
-        images, labels = make_images(num, seed)
-        write_idx(folder / f"{split}-images-idx3-ubyte.gz", images)
-        write_idx(folder / f"{split}-labels-idx1-ubyte.gz", labels)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / ".written").exists():
+            for split, num, seed in (("train", 640, 0), ("t10k", 250, 1)):
+                images, labels = make_images(num, seed)
+                write_idx(folder / f"{split}-images-idx3-ubyte.gz", images)
+                write_idx(folder / f"{split}-labels-idx1-ubyte.gz", labels)
+            (root / ".written").touch()
     return root
 
 

@@ -265,6 +265,6 @@ def test_tiny_cgan_run_writes_grids_and_resumes_exactly(
     shutil.copytree(straight, resumed)
     keep_checkpoints_up_to(resumed, 3)
     result = launch(*tiny_cgan_args(synthetic_data_dir), f"--workdir={resumed}")
-    assert result.returncode == 0 and "resumed from step 3" in result.stderr
+    assert result.returncode == 0 and "resumed from step 3" in result.stderr, result.stderr[-3000:]
     # Both parameter sets, both optimizer states, the EMA: bit-equal after the resume.
     chex.assert_trees_all_equal(saved_state(straight, 6), saved_state(resumed, 6))
