@@ -66,10 +66,10 @@ def init_state(task, batch: dict, seed: int = 0):
 
 def jit_quick(fn):
     """jax.jit for a test's programs whose assertions are properties or loose tolerances,
-    not agreement to rounding with another compiled program: compiled without LLVM's
-    optimisations (train/mesh.py's jit_unoptimised, as init is), which compiles a family's
-    step markedly faster on CPU (WORKSPACE.md's CPU notes); the first call fixes its
-    shapes."""
+    not agreement to rounding with another compiled program: compiled with
+    train/mesh.py's QUICK_CPU_COMPILE (its jit_unoptimised, as init is), which compiles a
+    family's step markedly faster on CPU (WORKSPACE.md's CPU notes); the first call fixes
+    its shapes."""
     from jaxdl.train.mesh import jit_unoptimised
 
     return jit_unoptimised(fn, None)
