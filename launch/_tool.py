@@ -35,10 +35,10 @@ def _noise(record) -> bool:
     """orbax's own log lines, asyncio's that name orbax's coroutines or run through them
     (tasks and gathered futures of a failed save or restore: the trainer's line says
     which and why; reads of a damaged checkpoint name none, train/checkpoint.py drops
-    those), urllib3's retries of a TFDS download
-    (TFDS's download threads retry on after the error line that says why), and JAX's
-    note that it found no TPU while probing for one (only where JAX_PLATFORMS names no
-    platform: a TPU asked for that fails is an error, not this line)."""
+    those), urllib3's retries of a TFDS download (TFDS's download threads retry on after
+    the error line that says why), and JAX's note that it found no TPU while probing for
+    one (only where JAX_PLATFORMS names no platform: a TPU asked for that fails is an
+    error, not this line)."""
     if "/orbax/" in record.pathname or record.name.startswith("urllib3"):
         return True
     if record.name.startswith("jax") and record.getMessage().startswith(_NO_TPU):

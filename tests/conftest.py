@@ -15,16 +15,22 @@ import numpy as np
 import pytest
 
 from jaxdl.data.sources import write_idx
+from jaxdl.train.mesh import QUICK_CPU_COMPILE
 
 ROOT = Path(__file__).resolve().parents[1]
 
+
+def _xla_flags(options: dict) -> str:
+    return " ".join(f"--{name}={str(value).lower()}" for name, value in options.items())
+
+
 # XLA's CPU compile options for the suite (WORKSPACE.md's notes on the suite's time): its
 # own processes run each program once or twice, so they compile as train/mesh.py's
-# QUICK_CPU_COMPILE does (no LLVM optimisations; eager ops too); launchers keep LLVM's
-# optimisations (runs of many steps; 1 vs 4 devices agree to 1e-5) but not the newer
-# emitters of fused loops, which compile slower here.
-IN_PROCESS_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
-LAUNCH_XLA_FLAGS = "--xla_cpu_use_fusion_emitters=false"
+# QUICK_CPU_COMPILE does (no LLVM optimisations; eager ops too; read when the backend
+# starts, after this); launchers keep LLVM's optimisations (runs of many steps; 1 vs 4
+# devices agree to 1e-5) but not the newer emitters of fused loops, which compile slower.
+IN_PROCESS_XLA_FLAGS = _xla_flags(QUICK_CPU_COMPILE)
+LAUNCH_XLA_FLAGS = _xla_flags({"xla_cpu_use_fusion_emitters": False})
 os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {IN_PROCESS_XLA_FLAGS}".strip()
 
 
@@ -91,18 +97,16 @@ def synthetic_data_dir(tmp_path_factory) -> Path:
     """A fashion-mnist folder of 640 train / 250 test synthetic images, one for every
     pytest-xdist worker: a run one worker made (shared_run) resumes in another with the
     same data.data_dir (another would be a config change, refused)."""
-    root = session_root(tmp_path_factory) / "synthetic_data"
-    folder = root / "fashion-mnist"
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (root / ".written").exists():
-            for split, num, seed in (("train", 640, 0), ("t10k", 250, 1)):
-                images, labels = make_images(num, seed)
-                write_idx(folder / f"{split}-images-idx3-ubyte.gz", images)
-                write_idx(folder / f"{split}-labels-idx1-ubyte.gz", labels)
-            (root / ".written").touch()
-    return root
+
+    def write(root: Path) -> None:
+        folder = root / "fashion-mnist"
+        folder.mkdir()
+        for split, num, seed in (("train", 640, 0), ("t10k", 250, 1)):
+            images, labels = make_images(num, seed)
+            write_idx(folder / f"{split}-images-idx3-ubyte.gz", images)
+            write_idx(folder / f"{split}-labels-idx1-ubyte.gz", labels)
+
+    return made_once(session_root(tmp_path_factory) / "synthetic_data", write)
 
 
 def run_launcher(
@@ -255,21 +259,31 @@ def session_root(tmp_path_factory) -> Path:
     return root.parent if "PYTEST_XDIST_WORKER" in os.environ else root
 
 
-def shared_run(tmp_path_factory, name: str, start):
-    """(workdir, result) of a run made once a session by `start(workdir)` (a finished
-    subprocess), whichever worker asks first (the others wait on its lock): for tests
-    that read a run and never change it (a test that extends one copies it first)."""
-    folder = session_root(tmp_path_factory) / "shared_runs" / name
+def made_once(folder: Path, make) -> Path:
+    """`folder`, filled by `make(folder)` once a session, by whichever worker asks first
+    (the others wait on its lock)."""
     folder.mkdir(parents=True, exist_ok=True)
-    workdir, finished = folder / "run", folder / "result.json"
     with open(folder / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not finished.exists():
-            result = start(workdir)
-            outcome = [result.returncode, result.stdout, result.stderr]
-            finished.write_text(json.dumps(outcome))
-        returncode, stdout, stderr = json.loads(finished.read_text())
-    return workdir, subprocess.CompletedProcess(name, returncode, stdout, stderr)
+        if not (folder / ".made").exists():
+            make(folder)
+            (folder / ".made").touch()
+    return folder
+
+
+def shared_run(tmp_path_factory, name: str, start):
+    """(workdir, result) of a run made once a session by `start(workdir)` (a finished
+    subprocess), whichever worker asks first: for tests that read a run and never change
+    it (a test that extends one copies it first)."""
+
+    def run(folder: Path) -> None:
+        result = start(folder / "run")
+        outcome = [result.returncode, result.stdout, result.stderr]
+        (folder / "result.json").write_text(json.dumps(outcome))
+
+    folder = made_once(session_root(tmp_path_factory) / "shared_runs" / name, run)
+    returncode, stdout, stderr = json.loads((folder / "result.json").read_text())
+    return folder / "run", subprocess.CompletedProcess(name, returncode, stdout, stderr)
 
 
 @pytest.fixture(scope="session")
